@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` (the main job) and `make test`.
+# torch is pinned in the same pip command as everything else: a looser pin pulls a multi-GB CUDA build.
+# A GPU user installs their own torch into the venv first and then runs `make demo TORCH=`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+DEMO_OUT ?= demo_output
+DEMO_N ?= 2000
+
+.PHONY: install demo test check-env bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH) -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+check-env: install
+	$(PY) scripts/check_env.py
+
+demo: check-env
+	$(VENV)/bin/astroembed demo --out $(DEMO_OUT) --n $(DEMO_N)
+
+test: check-env
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,134 @@
+"""The `astroembed` command. Each subcommand is a thin shell over the Python API; heavy imports are lazy
+so that `astroembed --help` is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Foundation-model embeddings of galaxies: data, pretraining, embedding, search.")
+console = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> None:
+    """Bad input ends the command with its message, not a traceback."""
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def simulate(
+    out: Path = typer.Option(..., "--out", help="Root folder of the MMU layout to write."),
+    n: int = typer.Option(1000, "--n", help="Number of galaxies (1 to 10,000)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same survey."),
+    image_size: int = typer.Option(96, "--image-size", help="Cutout side in pixels."),
+    workers: int = typer.Option(2, "--workers", help="Processes used to render."),
+):
+    """Render the built-in survey: images and spectra of real SDSS galaxies (see README)."""
+    from .data.records import InvalidDataError
+    from .data.simulate import simulate_survey
+
+    try:
+        path = simulate_survey(n=n, seed=seed, out=out, image_size=image_size, workers=workers)
+    except (InvalidDataError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"wrote {n} galaxies to {path}")
+
+
+@app.command()
+def info(path: Path = typer.Argument(..., help="An MMU tile, or a folder of tiles."),
+         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")):
+    """Summarise a survey: objects per modality, bands, sizes, wavelengths, labels, invalid values."""
+    from .data.info import summarize
+    from .data.records import InvalidDataError
+
+    try:
+        summary = summarize(path)
+    except InvalidDataError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    print_summary(summary)
+
+
+def print_summary(summary: dict) -> None:
+    out = Console()
+    out.print(f"[bold]{summary['path']}[/]: {summary['n_objects']} objects in {summary['n_tiles']} tiles"
+              f" ({summary['n_without_position']} without position)")
+    table = Table(title="modalities")
+    table.add_column("modality"), table.add_column("objects", justify="right"), table.add_column("details")
+    for modality, count in summary["modalities"].items():
+        details = ""
+        if modality == "image":
+            im = summary["image"]
+            details = f"bands {im['bands']}, shape {im['shape']}, {im['pixel_scale']} arcsec/pix"
+        elif modality == "spectrum":
+            sp = summary["spectrum"]
+            details = (f"{sp['wavelength_min']:.1f}-{sp['wavelength_max']:.1f} A, "
+                       f"{sp['n_pixels_min']}-{sp['n_pixels_max']} pixels")
+        table.add_row(modality, str(count), details)
+    out.print(table)
+    table = Table(title="labels")
+    table.add_column("label"), table.add_column("n", justify="right"), table.add_column("range / classes")
+    for name, entry in summary["labels"].items():
+        rng = (f"{entry['n_classes']} classes: {', '.join(map(str, entry['classes'][:6]))}"
+               if "classes" in entry else f"{entry['min']:.4g} .. {entry['max']:.4g}")
+        table.add_row(name, str(entry["n"]), rng)
+    out.print(table)
+    table = Table(title="invalid values (masked)")
+    table.add_column("what"), table.add_column("count", justify="right")
+    for name, count in summary["invalid"].items():
+        table.add_row(name, str(count))
+    out.print(table)
+
+
+@app.command()
+def convert(
+    inputs: List[Path] = typer.Argument(..., help="Files or folders: SDSS/DESI spectra, Legacy Surveys "
+                                               "cutouts, JPEG/PNG folders, catalogues."),
+    out: Path = typer.Option(..., "--out", help="Root folder of the MMU layout to write."),
+    survey: str = typer.Option("converted", "--survey", help="Survey name (first level of the layout)."),
+    config: str = typer.Option("default", "--config", help="Config name (second level of the layout)."),
+):
+    """Convert files of the field's formats into the Multimodal Universe HDF5 layout."""
+    from .data.mmu import MMUWriter
+    from .data.readers import read_any
+    from .data.records import InvalidDataError
+
+    try:
+        with MMUWriter(out, survey=survey, config=config) as writer:
+            for path in inputs:
+                writer.source = str(path)
+                writer.add(read_any(path))
+            n = writer.n_written + sum(len(b) for b in writer._buffer.values())
+        masked = {k: v for k, v in writer.n_masked.items() if v}
+    except InvalidDataError as exc:
+        _fail(exc)
+    console.print(f"wrote {n} objects to {Path(out) / survey / config}"
+                  + (f"; masked non-finite values: {masked}" if masked else ""))
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Working folder of the demo."),
+         n: int = typer.Option(2000, "--n", help="Galaxies in the built-in survey."),
+         seed: int = typer.Option(0, "--seed")):
+    """The main job: every stage of the pipeline that exists, on the built-in survey."""
+    from .pipeline import run_demo
+
+    run_demo(out=out, n=n, seed=seed, console=Console())
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""A torch Dataset over MMU tiles: lazy, random access, safe under multi-worker DataLoaders.
+
+Samples are dicts of numpy arrays (the default collate turns them into batched tensors):
+
+    index, object_id
+    image, image_ivar, image_mask, image_has_ivar, psf_fwhm, pixel_scale          (modality "image")
+    spectrum_flux, spectrum_ivar, spectrum_lambda, spectrum_mask, spectrum_lsf_sigma  (modality "spectrum")
+    photometry_flux, photometry_ivar                                           (modality "photometry")
+    one float32 entry per requested label
+
+Bad values get the documented masking of :mod:`astroembed.data.records` (non-finite -> flux 0, ivar 0,
+mask False; negative ivar -> InvalidDataError naming file, object and field). Spectra are padded to one
+length for the whole survey (lambda = -1, mask False), so tiles written with different padding batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import h5py
+import numpy as np
+from torch.utils.data import Dataset
+
+from .mmu import MMUSurvey
+from .records import InvalidDataError, _mask_bad
+
+MODALITIES = ("image", "spectrum", "photometry")
+
+
+class MMUDataset(Dataset):
+    """Objects of an MMU survey as training samples.
+
+    Args:
+        path: a tile file, or a folder holding tiles (e.g. ``<root>/<survey>/<config>``).
+        modalities: which observations each sample carries; objects lacking one are an error at
+            access time unless ``require_all=False`` (then they are skipped at construction).
+        labels: label columns to include as float32 (NaN where missing).
+        indices: restrict to these rows (e.g. a train/test split).
+        transform: optional callable applied to each sample dict.
+    """
+
+    def __init__(self, path, modalities: Sequence[str] = ("image",), labels: Sequence[str] = (),
+                 indices: Sequence[int] | None = None, transform: Callable | None = None,
+                 survey: MMUSurvey | None = None):
+        self.survey = survey if survey is not None else MMUSurvey(path)
+        unknown = [m for m in modalities if m not in MODALITIES]
+        if unknown:
+            raise ValueError(f"unknown modalities {unknown}; choose from {MODALITIES}")
+        missing = [m for m in modalities if m not in self.survey.modalities]
+        if missing:
+            raise InvalidDataError(f"survey has no {missing} (it has {self.survey.modalities})",
+                                   source=str(self.survey.path), field=f"{missing[0]}_flux")
+        bad_labels = [c for c in labels if c not in self.survey.label_columns]
+        if bad_labels:
+            raise InvalidDataError(f"no such label column(s) {bad_labels}; available: "
+                                   f"{self.survey.label_columns}", source=str(self.survey.path),
+                                   field=bad_labels[0])
+        self.modalities = tuple(modalities)
+        self.label_names = tuple(labels)
+        self.indices = np.arange(len(self.survey)) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.transform = transform
+        self.spectrum_length = self._max_trailing("spectrum_flux") if "spectrum" in self.modalities else 0
+
+    def _max_trailing(self, column: str) -> int:
+        length = 0
+        for tile in self.survey.tiles:
+            with h5py.File(tile, "r") as f:
+                if column in f:
+                    length = max(length, f[column].shape[1])
+        return length
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        index = int(self.indices[i])
+        survey = self.survey
+        source = str(survey.tiles[survey._file_index[index]])
+        oid = str(survey.object_ids[index])
+        ctx = dict(source=source, object_id=oid)
+        sample: dict = {"index": index, "object_id": oid}
+        if "image" in self.modalities:
+            raw = survey.read_columns(index, ["image_array", "image_ivar", "image_mask", "image_psf_fwhm",
+                                              "image_scale"])
+            flux = raw["image_array"].astype(np.float32)
+            ivar = raw["image_ivar"].astype(np.float32)
+            has_ivar = not np.all(np.isnan(ivar))
+            if not has_ivar:
+                ivar = np.ones_like(flux)
+            flux, ivar, mask, _ = _mask_bad(flux, ivar, raw["image_mask"].astype(bool), "image", ctx)
+            sample.update(image=flux, image_ivar=ivar, image_mask=mask, image_has_ivar=has_ivar,
+                          psf_fwhm=raw["image_psf_fwhm"].astype(np.float32),
+                          pixel_scale=np.float32(np.ravel(raw["image_scale"])[0]))
+        if "spectrum" in self.modalities:
+            raw = survey.read_columns(index, ["spectrum_flux", "spectrum_ivar", "spectrum_lambda",
+                                              "spectrum_mask", "spectrum_lsf_sigma"])
+            wave = raw["spectrum_lambda"].astype(np.float64)
+            pad = wave <= 0
+            flux, ivar, mask, _ = _mask_bad(raw["spectrum_flux"].astype(np.float32),
+                                            raw["spectrum_ivar"].astype(np.float32),
+                                            raw["spectrum_mask"].astype(bool) & ~pad, "spectrum", ctx)
+            n, full = len(flux), self.spectrum_length
+            sample.update(
+                spectrum_flux=_pad(flux, full, 0.0), spectrum_ivar=_pad(ivar, full, 0.0),
+                spectrum_lambda=_pad(np.where(pad, -1.0, wave).astype(np.float32), full, -1.0),
+                spectrum_mask=_pad(mask, full, False),
+                spectrum_lsf_sigma=_pad(np.nan_to_num(raw["spectrum_lsf_sigma"].astype(np.float32)), full, 0.0))
+            assert n <= full
+        if "photometry" in self.modalities:
+            raw = survey.read_columns(index, ["photometry_flux", "photometry_ivar"])
+            flux, ivar, _, _ = _mask_bad(raw["photometry_flux"].astype(np.float32),
+                                         raw["photometry_ivar"].astype(np.float32),
+                                         np.ones(raw["photometry_flux"].shape, bool), "photometry", ctx)
+            sample.update(photometry_flux=flux, photometry_ivar=ivar)
+        if self.label_names:
+            raw = survey.read_columns(index, [c for c in self.label_names
+                                              if c in survey._tile_columns[survey._file_index[index]]])
+            for name in self.label_names:
+                value = raw.get(name, np.nan)
+                try:
+                    sample[name] = np.float32(value)
+                except (TypeError, ValueError):
+                    raise InvalidDataError(f"label {value!r} is not numeric; use it as a class through "
+                                           f"MMUSurvey.labels()", field=name, **ctx) from None
+        return self.transform(sample) if self.transform is not None else sample
+
+
+def _pad(array: np.ndarray, length: int, fill) -> np.ndarray:
+    if len(array) == length:
+        return array
+    out = np.full(length, fill, dtype=array.dtype)
+    out[: len(array)] = array
+    return out

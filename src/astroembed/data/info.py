@@ -1,0 +1,89 @@
+"""`astroembed info`: what a survey on disk holds, computed tile by tile in bounded memory."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .mmu import MMUSurvey, RESERVED, _decode
+
+CHUNK = 256  # rows read at a time: memory stays bounded whatever the survey's size
+
+
+def summarize(path) -> dict:
+    """Objects per modality, bands, image sizes, wavelength range, labels with ranges, invalid counts."""
+    survey = MMUSurvey(path)
+    out: dict = {"path": str(Path(path)), "n_objects": len(survey), "n_tiles": len(survey.tiles),
+                 "n_without_position": int(np.sum(~np.isfinite(survey.ra)))}
+    counts: dict[str, int] = defaultdict(int)
+    invalid: dict[str, int] = defaultdict(int)
+    bands, shapes, pixel_scales = set(), set(), set()
+    wave_min, wave_max, n_pix = np.inf, -np.inf, set()
+    labels: dict[str, dict] = {}
+    for tile in survey.tiles:
+        with h5py.File(tile, "r") as f:
+            n = f["object_id"].shape[0]
+            for start in range(0, n, CHUNK):
+                sl = slice(start, min(n, start + CHUNK))
+                if "image_array" in f:
+                    band_rows = _decode(f["image_band"][sl])
+                    present = np.array([any(r) for r in band_rows])
+                    counts["image"] += int(present.sum())
+                    for r in band_rows[present]:
+                        bands.add(tuple(r))
+                    shapes.add(tuple(f["image_array"].shape[1:]))
+                    pixel_scales.update(np.unique(np.round(f["image_scale"][sl][present], 4)).tolist())
+                    flux, ivar = f["image_array"][sl], f["image_ivar"][sl]
+                    invalid["image_array non-finite"] += int(np.sum(~np.isfinite(flux[present])))
+                    known = ~np.all(np.isnan(ivar.reshape(len(ivar), -1)), axis=1) & present
+                    invalid["image_ivar <= 0 or non-finite"] += int(np.sum(~(ivar[known] > 0)))
+                    invalid["image_mask False"] += int(np.sum(~f["image_mask"][sl][present]))
+                if "spectrum_flux" in f:
+                    wave = f["spectrum_lambda"][sl]
+                    valid = wave > 0
+                    present = valid.any(axis=1)
+                    counts["spectrum"] += int(present.sum())
+                    if present.any():
+                        wave_min = min(wave_min, float(wave[valid].min()))
+                        wave_max = max(wave_max, float(wave[valid].max()))
+                        n_pix.update(valid.sum(axis=1)[present].tolist())
+                    flux, ivar = f["spectrum_flux"][sl], f["spectrum_ivar"][sl]
+                    invalid["spectrum_flux non-finite"] += int(np.sum(~np.isfinite(flux[valid])))
+                    invalid["spectrum_ivar <= 0 or non-finite"] += int(np.sum(~(ivar[valid] > 0)))
+                if "photometry_flux" in f:
+                    flux = f["photometry_flux"][sl]
+                    counts["photometry"] += int(np.sum(np.isfinite(flux).any(axis=1)))
+                for name in f.keys():
+                    if name in RESERVED:
+                        continue
+                    values = _decode(f[name][sl])
+                    entry = labels.setdefault(name, {"n": 0, "min": np.inf, "max": -np.inf, "classes": set()})
+                    if values.dtype == object:
+                        present = values != ""
+                        entry["n"] += int(present.sum())
+                        entry["classes"].update(values[present].tolist())
+                    else:
+                        values = values.astype(np.float64)
+                        good = np.isfinite(values)
+                        entry["n"] += int(good.sum())
+                        if good.any():
+                            entry["min"] = min(entry["min"], float(values[good].min()))
+                            entry["max"] = max(entry["max"], float(values[good].max()))
+    out["modalities"] = dict(counts)
+    if counts.get("image"):
+        out["image"] = {"bands": sorted(bands), "shape": sorted(shapes), "pixel_scale": sorted(pixel_scales)}
+    if counts.get("spectrum"):
+        out["spectrum"] = {"wavelength_min": wave_min, "wavelength_max": wave_max,
+                           "n_pixels_min": min(n_pix), "n_pixels_max": max(n_pix)}
+    out["labels"] = {}
+    for name, entry in sorted(labels.items()):
+        if entry["classes"]:
+            classes = sorted(entry["classes"])
+            out["labels"][name] = {"n": entry["n"], "classes": classes[:20], "n_classes": len(classes)}
+        else:
+            out["labels"][name] = {"n": entry["n"], "min": entry["min"], "max": entry["max"]}
+    out["invalid"] = {k: v for k, v in invalid.items()}
+    return out
