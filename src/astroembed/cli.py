@@ -101,19 +101,99 @@ def convert(
     """Convert files of the field's formats into the Multimodal Universe HDF5 layout."""
     from .data.mmu import MMUWriter
     from .data.readers import read_any
+    from .data.readers.image_folder import iter_image_folder
     from .data.records import InvalidDataError
+    from .train.data import is_image_folder
 
     try:
         with MMUWriter(out, survey=survey, config=config) as writer:
             for path in inputs:
                 writer.source = str(path)
-                writer.add(read_any(path))
+                # Image folders stream (a list of Galaxy Zoo records would hold GBs of float32 pixels).
+                writer.add(iter_image_folder(path) if is_image_folder(Path(path)) else read_any(path))
             n = writer.n_written + sum(len(b) for b in writer._buffer.values())
         masked = {k: v for k, v in writer.n_masked.items() if v}
     except InvalidDataError as exc:
         _fail(exc)
     console.print(f"wrote {n} objects to {Path(out) / survey / config}"
                   + (f"; masked non-finite values: {masked}" if masked else ""))
+
+
+pretrain_app = typer.Typer(no_args_is_help=True, help="Self-supervised pretraining stages.")
+app.add_typer(pretrain_app, name="pretrain")
+
+
+def _run_overrides(**kw) -> dict:
+    return {f"run.{k}": v for k, v in kw.items() if v is not None}
+
+
+@pretrain_app.command("image")
+def pretrain_image_cmd(
+    data: Path = typer.Option(..., "--data", help="MMU survey folder, or a folder of JPEG/PNG cutouts."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs, exported model)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see configs/)."),
+    method: Optional[str] = typer.Option(None, "--method", help="simclr, moco or byol."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="small_cnn, resnet18, resnet50, vit_s8."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget."),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda."),
+    devices: Optional[int] = typer.Option(None, "--devices", help="Processes/GPUs (DDP when > 1)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, ddp, ddp_spawn."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, 32-true, bf16-mixed."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+):
+    """Pretrain an image encoder (SimCLR / MoCo v2 / BYOL) with astrophysical augmentations."""
+    from .data.records import InvalidDataError
+    from .train.common import load_yaml_config
+    from .train.image import ImagePretrainConfig, pretrain_image
+
+    overrides = {"data": str(data), "out": str(out), "method": method, "encoder.arch": arch,
+                 **_run_overrides(max_minutes=max_minutes, max_epochs=max_epochs, max_steps=max_steps,
+                                  batch_size=batch_size, device=device, devices=devices, strategy=strategy,
+                                  precision=precision, num_workers=num_workers, seed=seed)}
+    try:
+        cfg = load_yaml_config(ImagePretrainConfig, config, overrides)
+        model_dir = pretrain_image(cfg)
+    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print(f"exported image encoder to {model_dir}")
+
+
+@app.command()
+def augment(
+    data: Path = typer.Option(..., "--data", help="MMU survey folder, or a folder of JPEG/PNG cutouts."),
+    show: Path = typer.Option(..., "--show", help="PNG to write: originals and augmented views."),
+    n: int = typer.Option(4, "--n", help="Galaxies (rows)."),
+    views: int = typer.Option(6, "--views", help="Augmented views per galaxy."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Draw a grid of augmented views a person can look at."""
+    import numpy as np
+
+    from .augment.grid import draw_augmentation_grid
+    from .augment.image import ImageAugmentConfig, ImageAugmenter
+    from .data.records import InvalidDataError
+    from .train.data import image_dataset
+
+    try:
+        dataset, bands, _, physical = image_dataset(data, None)
+        idx = np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False)
+        samples = [dataset[int(i)] for i in idx]
+        flux = np.stack([np.asarray(s["image"]) for s in samples])
+        ivar = np.stack([s["image_ivar"] for s in samples]) if physical and all(
+            s.get("image_has_ivar", False) for s in samples) else None
+        psf = np.stack([s["psf_fwhm"] for s in samples]) if physical else None
+        scale = float(samples[0].get("pixel_scale", 0.262)) if physical else 0.262
+        augmenter = ImageAugmenter(ImageAugmentConfig(physical=physical,
+                                                      crop_size=min(64, flux.shape[-1])))
+        draw_augmentation_grid(flux, bands, show, augmenter, n_views=views, ivar=ivar, psf_fwhm=psf,
+                               pixel_scale=scale, seed=seed)
+    except (InvalidDataError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"wrote {show}")
 
 
 @app.command()

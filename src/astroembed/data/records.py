@@ -72,6 +72,8 @@ def _check_same_shape(arr, ref, name, ref_name, ctx):
 
 def _mask_bad(flux, ivar, mask, prefix, ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Apply the documented masking; return the cleaned arrays and how many values were masked."""
+    if np.isfinite(flux).all() and np.isfinite(ivar).all() and not (ivar < 0).any():
+        return flux, ivar, mask & (ivar > 0), 0  # the common clean case, without boolean-index copies
     finite_ivar = np.isfinite(ivar)
     if np.any(ivar[finite_ivar] < 0):
         n = int(np.sum(ivar[finite_ivar] < 0))

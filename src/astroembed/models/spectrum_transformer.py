@@ -1,0 +1,242 @@
+"""Spectrum transformer: overlapping flux patches -> one embedding, plus a masked-modelling head.
+
+The AstroCLIP spectrum encoder (Parker et al. 2024) in a form that reads top to bottom:
+
+- Input: the batch of :func:`astroembed.augment.spectrum_preprocess.prepare_batch`. Each patch token
+  is ``Linear([normalised flux (patch_size), per-pixel validity (patch_size)])``; the validity channel
+  tells the model which zeros are data and which are missing pixels.
+- Sequence: ``[CLS, scale, patch_1 ... patch_P]``; the scale token is ``Linear(log10 scale)``, so the
+  amplitude removed by normalisation is still seen. Learned positional embeddings (one per patch:
+  a patch index is a fixed wavelength range on the model grid).
+- Pre-LayerNorm transformer blocks (the ViT blocks of :mod:`astroembed.models.vit`), a final
+  LayerNorm, then pooling: ``"cls"`` (the CLS token) or ``"mean"`` (mean over patches holding at
+  least one valid pixel).
+- Masked modelling (:meth:`SpectrumTransformer.forward_masked`): chosen patches are replaced by a
+  learned mask token before the encoder and a linear head predicts the normalised flux of every
+  patch. Patches overlap (stride < size), so the hidden patches' pixels are also blanked (flux 0,
+  validity 0) inside the visible patches that share them; otherwise the model could copy half of each
+  hidden patch from its neighbour.
+- Init: truncated normal (std 0.02) for Linear weights, tokens and positional embeddings; zero biases
+  (ViT / AstroCLIP).
+
+Sizes: the defaults (dim 128, depth 4, heads 4; ~0.8M parameters) train on a CPU; AstroCLIP's spectrum
+encoder is ``dim=768, depth=12, num_heads=12`` on the 0.8 A DESI grid.
+
+Example::
+
+    pre = SpectrumPreprocessConfig()
+    model = SpectrumTransformer(SpectrumTransformerConfig.for_preprocess(pre))
+    batch = prepare_batch(flux, ivar, mask, wavelength, pre)
+    emb = model(batch)                                # (N, 128)
+    loss = masked_modelling_loss(model, batch)        # pre-training objective
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from astroembed.augment.spectrum_preprocess import SpectrumPreprocessConfig, patches_to_pixels, patchify
+from astroembed.models.vit import Block
+from astroembed.objectives.masked import contiguous_chunk_mask, masked_reconstruction_loss
+
+__all__ = ["SpectrumTransformerConfig", "SpectrumTransformer", "build_spectrum_transformer",
+           "masked_modelling_loss", "POOLINGS"]
+
+POOLINGS = ("cls", "mean")
+
+
+@dataclass
+class SpectrumTransformerConfig:
+    """Architecture of the spectrum transformer. Plain data: ``to_dict``/``from_dict`` round-trip via JSON.
+
+    Attributes:
+        n_patches, patch_size, patch_stride: must match the preprocessing
+            (:meth:`for_preprocess` copies them); the positional embeddings are learned per patch.
+        dim, depth, num_heads, mlp_ratio: transformer width, blocks, heads, MLP hidden / dim.
+        pooling: ``"cls"`` or ``"mean"``.
+        drop_path_rate: stochastic depth of the last block (0 for the first, linear in between).
+    """
+
+    n_patches: int = SpectrumPreprocessConfig().n_patches
+    patch_size: int = 20
+    patch_stride: int = 10
+    dim: int = 128
+    depth: int = 4
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    pooling: str = "cls"
+    drop_path_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_patches", "patch_size", "patch_stride", "dim", "depth", "num_heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if not 0.0 <= float(self.drop_path_rate) < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate!r}")
+
+    @classmethod
+    def for_preprocess(cls, pre: SpectrumPreprocessConfig, **kwargs: Any) -> "SpectrumTransformerConfig":
+        """A config whose patching matches ``pre``; ``kwargs`` set the other fields."""
+        return cls(n_patches=pre.n_patches, patch_size=pre.patch_size, patch_stride=pre.patch_stride, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SpectrumTransformerConfig":
+        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown spectrum transformer config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+class SpectrumTransformer(nn.Module):
+    """Patched spectra -> (N, embed_dim) embeddings; ``forward_masked`` for masked-modelling pre-training."""
+
+    def __init__(self, config: SpectrumTransformerConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or SpectrumTransformerConfig()
+        self.embed_dim = cfg.dim
+        self.patch_embed = nn.Linear(2 * cfg.patch_size, cfg.dim)
+        self.scale_embed = nn.Linear(1, cfg.dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 2 + cfg.n_patches, cfg.dim))  # CLS, scale, patches
+        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        self.blocks = nn.ModuleList([Block(cfg.dim, cfg.num_heads, cfg.mlp_ratio, True, r) for r in rates])
+        self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.head = nn.Linear(cfg.dim, cfg.patch_size)  # masked modelling: normalised flux of each patch
+
+        for p in (self.cls_token, self.mask_token, self.pos_embed):
+            nn.init.trunc_normal_(p, std=0.02)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def _check(self, batch: Mapping[str, torch.Tensor]) -> None:
+        for key in ("patch_flux", "patch_valid", "log10_scale"):
+            if key not in batch:
+                raise KeyError(f"batch has no {key!r}; build it with astroembed.augment.spectrum_preprocess."
+                               f"prepare_batch (keys given: {sorted(batch)})")
+        shape = tuple(batch["patch_flux"].shape)
+        want = (self.config.n_patches, self.config.patch_size)
+        if len(shape) != 3 or shape[1:] != want:
+            raise ValueError(f"patch_flux has shape {shape}, the model expects (N, {want[0]}, {want[1]}): "
+                             f"preprocess with the grid and patching the model was built for")
+
+    def _encode(self, patch_flux: torch.Tensor, patch_valid: torch.Tensor, log10_scale: torch.Tensor,
+                patch_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """All tokens after the final LayerNorm, (N, 2 + n_patches, dim): CLS, scale, patches."""
+        # Zeroing flux where validity is 0 here too (prepare_batch already did) guarantees that a
+        # hand-built batch with garbage (even NaN) in invalid pixels cannot reach the weights.
+        valid = patch_valid > 0
+        flux = torch.where(valid, patch_flux, torch.zeros((), dtype=patch_flux.dtype, device=patch_flux.device))
+        tokens = self.patch_embed(torch.cat([flux, valid.to(flux.dtype)], dim=-1))
+        if patch_mask is not None:
+            tokens = torch.where(patch_mask[..., None], self.mask_token.to(tokens.dtype), tokens)
+        n = tokens.shape[0]
+        scale = self.scale_embed(log10_scale.reshape(n, 1, 1).to(tokens.dtype))
+        x = torch.cat([self.cls_token.expand(n, -1, -1), scale, tokens], dim=1) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Embeddings (N, embed_dim) of a batch from ``prepare_batch``."""
+        self._check(batch)
+        x = self._encode(batch["patch_flux"], batch["patch_valid"], batch["log10_scale"])
+        if self.config.pooling == "cls":
+            return x[:, 0]
+        has_data = (batch["patch_valid"] > 0).any(-1).to(x.dtype)  # (N, P)
+        # Spectra with no valid patch at all fall back to the plain mean, rather than dividing by 0.
+        weights = torch.where(has_data.sum(-1, keepdim=True) > 0, has_data, torch.ones_like(has_data))
+        return (x[:, 2:] * weights[..., None]).sum(1) / weights.sum(-1, keepdim=True)
+
+    def forward_masked(self, batch: Mapping[str, torch.Tensor], patch_mask: torch.Tensor) -> torch.Tensor:
+        """Predicted normalised flux of every patch, (N, n_patches, patch_size), with ``patch_mask`` hidden.
+
+        Args:
+            batch: from ``prepare_batch``; needs the pixel-level ``flux`` and ``valid`` too.
+            patch_mask: (N, n_patches) bool, True = hidden (replaced by the mask token; its pixels are
+                also blanked in overlapping visible patches).
+        """
+        self._check(batch)
+        if patch_mask.shape != batch["patch_flux"].shape[:2] or patch_mask.dtype != torch.bool:
+            raise ValueError(f"patch_mask must be a bool tensor of shape {tuple(batch['patch_flux'].shape[:2])}, "
+                             f"got {patch_mask.dtype} {tuple(patch_mask.shape)}")
+        size, stride = self.config.patch_size, self.config.patch_stride
+        if batch["flux"].shape[-1] != size + stride * (self.config.n_patches - 1):
+            raise ValueError(f"batch['flux'] has {batch['flux'].shape[-1]} pixels, the model's patching needs "
+                             f"{size + stride * (self.config.n_patches - 1)}: build the batch with prepare_batch")
+        hidden = patches_to_pixels(patch_mask, size, stride, batch["flux"].shape[-1])  # (N, n_padded)
+        zero = torch.zeros((), dtype=batch["flux"].dtype, device=batch["flux"].device)
+        flux = patchify(torch.where(hidden, zero, batch["flux"]), size, stride)
+        valid = patchify(torch.where(hidden, zero, batch["valid"]), size, stride)
+        x = self._encode(flux, valid, batch["log10_scale"], patch_mask)
+        return self.head(x[:, 2:])
+
+
+def build_spectrum_transformer(config: SpectrumTransformerConfig | Mapping[str, Any]) -> SpectrumTransformer:
+    """Build the (randomly initialised) model a config or its ``to_dict()`` describes."""
+    cfg = config if isinstance(config, SpectrumTransformerConfig) else SpectrumTransformerConfig.from_dict(config)
+    return SpectrumTransformer(cfg)
+
+
+def masked_modelling_loss(model: SpectrumTransformer, batch: Mapping[str, torch.Tensor], mask_fraction: float = 0.3,
+                          chunk_len: int = 6, generator: torch.Generator | None = None,
+                          patch_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Masked-modelling loss of one batch: hide contiguous chunks of patches, predict their flux.
+
+    The loss is :func:`~astroembed.objectives.masked.masked_reconstruction_loss` of the predicted
+    against the normalised flux on the hidden patches, each pixel weighted by its normalised inverse
+    variance (bad and padded pixels weigh 0).
+
+    Args:
+        model: the spectrum transformer.
+        batch: from ``prepare_batch``.
+        mask_fraction: fraction of patches hidden per spectrum.
+        chunk_len: patches per hidden chunk (6 patches of 20 px at stride 10 = 70 px, 140 A on the
+            2 A grid: wider than any galaxy line, so lines must be predicted, not interpolated).
+        generator: for a reproducible mask (CPU generator).
+        patch_mask: use this (N, n_patches) mask instead of drawing one.
+    """
+    n, p = batch["patch_flux"].shape[:2]
+    if patch_mask is None:
+        patch_mask = contiguous_chunk_mask(p, mask_fraction, chunk_len=chunk_len, batch=n, generator=generator,
+                                           device=batch["patch_flux"].device)
+    pred = model.forward_masked(batch, patch_mask)
+    return masked_reconstruction_loss(pred, batch["patch_flux"].to(pred.dtype), batch["patch_ivar"].to(pred.dtype),
+                                      patch_mask)
+
+
+def _register() -> None:
+    # Make load_model() able to rebuild a saved spectrum transformer ("model_type": "spectrum_transformer").
+    from astroembed.models.io import MODEL_BUILDERS, register_model_type
+
+    if "spectrum_transformer" not in MODEL_BUILDERS:
+        register_model_type("spectrum_transformer", build_spectrum_transformer)
+
+
+_register()
