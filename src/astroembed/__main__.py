@@ -1,0 +1,3 @@
+from astroembed.cli import app
+
+app()

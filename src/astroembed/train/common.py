@@ -1,0 +1,200 @@
+"""What every pretraining stage shares: run settings, the Lightning Trainer, resume, export.
+
+A run folder holds
+
+    RUN/config.yaml          the full stage config, as run
+    RUN/checkpoints/         Lightning checkpoints (last.ckpt is rewritten every N steps: resume point)
+    RUN/logs/version_K/      CSV logs (metrics.csv), one folder per attempt so a crash loses no log
+    RUN/model/               the exported model: config.json + model.safetensors (+ preprocessing)
+
+Rerunning the same command after a crash (even kill -9) resumes from ``checkpoints/last.ckpt``. The
+checkpoints are our own files written by this run, read back by Lightning; exported models never are
+pickles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunConfig:
+    """Hardware and schedule settings shared by all stages (``device``, precision, strategy are data)."""
+
+    device: str = "auto"            # "auto", "cpu", "cuda", "gpu"
+    devices: int | str = 1          # number of devices (processes under DDP); "auto" = all
+    precision: str = "auto"         # "auto" (bf16-mixed on CUDA, 32 on CPU), "32-true", "bf16-mixed", ...
+    strategy: str = "auto"          # "auto", "ddp", "ddp_spawn", ...
+    max_epochs: int = 100
+    max_steps: int = -1
+    max_minutes: float | None = None  # wall-clock budget for CPU users; the model is exported when it ends
+    batch_size: int = 128
+    num_workers: int = 2
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    checkpoint_every_n_steps: int = 50
+    log_every_n_steps: int = 10
+    seed: int = 0
+    progress: bool = True
+
+    def accelerator(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "gpu" if torch.cuda.is_available() else "cpu"
+        return {"cuda": "gpu"}.get(self.device, self.device)
+
+    def resolved_precision(self) -> str:
+        if self.precision != "auto":
+            return self.precision
+        return "bf16-mixed" if self.accelerator() == "gpu" else "32-true"
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
+    """Build a (nested) config dataclass from plain data; unknown keys are an error, never evaluated."""
+    data = dict(data or {})
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        sub = _nested_type(cls, name)
+        if sub is not None and isinstance(value, Mapping):
+            value = sub.from_dict(value) if hasattr(sub, "from_dict") else config_from_dict(sub, value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _nested_type(cls, name):
+    explicit = getattr(cls, "NESTED_TYPES", {})  # for optional nested configs whose default is None
+    if name in explicit:
+        return explicit[name]
+    default_factory = {f.name: f for f in dataclasses.fields(cls)}[name].default_factory
+    if default_factory is dataclasses.MISSING:
+        return None
+    value = default_factory()
+    return type(value) if dataclasses.is_dataclass(value) else None
+
+
+def config_to_dict(config) -> dict:
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if hasattr(value, "to_dict"):
+            value = value.to_dict()
+        elif dataclasses.is_dataclass(value):
+            value = config_to_dict(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def load_yaml_config(cls: type[T], path: str | os.PathLike | None, overrides: Mapping[str, Any] | None = None) -> T:
+    """A stage config from a YAML file (safe_load: data only) with command-line overrides on top."""
+    data: dict = {}
+    if path is not None:
+        text = Path(path).read_text()
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level of the YAML config")
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        target = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = value
+    return config_from_dict(cls, data)
+
+
+def save_yaml_config(config, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+class TimeBudget:
+    """Lightning callback: stop cleanly (at a step boundary) when the wall-clock budget is spent.
+
+    Lightning's own ``max_time`` counts from each (re)start; this one too, by design: a resumed run gets
+    a fresh budget, which is what a CPU user re-running the command expects.
+    """
+
+    def __new__(cls, minutes: float):
+        import lightning.pytorch as pl
+
+        class _Budget(pl.Callback):
+            def __init__(self):
+                self.deadline = time.monotonic() + 60.0 * minutes
+
+            def on_train_batch_end(self, trainer, *args, **kwargs):
+                if time.monotonic() >= self.deadline:
+                    trainer.should_stop = True
+
+        return _Budget()
+
+
+def build_trainer(run: RunConfig, run_dir: Path, extra_callbacks=()):
+    """A Lightning Trainer writing checkpoints and CSV logs into ``run_dir``."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step}", save_last=True,
+                                 every_n_train_steps=run.checkpoint_every_n_steps, save_top_k=1,
+                                 monitor=None, auto_insert_metric_name=False),
+                 *extra_callbacks]
+    if run.max_minutes is not None:
+        callbacks.append(TimeBudget(run.max_minutes))
+    if run.progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, run.log_every_n_steps)))
+    return pl.Trainer(
+        accelerator=run.accelerator(), devices=run.devices, strategy=run.strategy,
+        precision=run.resolved_precision(), max_epochs=run.max_epochs, max_steps=run.max_steps,
+        logger=CSVLogger(run_dir, name="logs", flush_logs_every_n_steps=run.log_every_n_steps),
+        callbacks=callbacks,
+        log_every_n_steps=run.log_every_n_steps, enable_progress_bar=run.progress,
+        enable_model_summary=False, default_root_dir=run_dir, num_sanity_val_steps=0,
+        use_distributed_sampler=True, deterministic=False)
+
+
+def resume_checkpoint(run_dir: Path) -> str | None:
+    """The checkpoint to resume from, if a previous run of this folder left one."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
+def finish_checkpoint(trainer, run_dir: Path) -> None:
+    """Checkpoint the final state, so rerunning a finished command resumes at its end (a no-op)."""
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+
+
+def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int):
+    """Linear warmup then cosine decay to 0; total_steps may be unknown (-1: constant after warmup)."""
+    import math
+
+    import torch
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        if total_steps <= 0:
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

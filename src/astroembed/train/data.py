@@ -1,0 +1,67 @@
+"""Which Dataset and preprocessing a pretraining run uses, chosen from what the data path holds."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..augment.extinction import extinction_coefficients
+from ..augment.preprocess import LS_GRZ_SCALES, PreprocessConfig, standardize
+from ..data.dataset import MMUDataset
+from ..data.folder_dataset import ImageFolderDataset
+from ..data.readers.image_folder import IMAGE_SUFFIXES
+from ..data.records import InvalidDataError
+
+# Default geometry for 8-bit colour cutouts: Galaxy Zoo / SDSS cutouts frame the galaxy in the central
+# half, so keep that half, resample it to 96 px, and train on 64 px jitter-crops (Walmsley et al. and
+# Hayat et al. use comparable crops).
+RGB_DEFAULT_INPUT_SIZE = 96
+RGB_DEFAULT_CROP = 64
+FIT_SAMPLE = 256
+
+
+def is_image_folder(path: Path) -> bool:
+    return path.is_dir() and not any(path.rglob("*.hdf5")) and any(
+        p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*"))
+
+
+def image_dataset(path, preprocess: PreprocessConfig | None):
+    """(dataset, bands, preprocessing, physical) for the cutouts at ``path``.
+
+    ``physical`` says whether reddening/PSF augmentations apply: they need flux in known bands, not
+    8-bit colour images.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InvalidDataError("no such file or folder", source=str(path))
+    if is_image_folder(path):
+        if preprocess is None:
+            sample = ImageFolderDataset(path)[0]["image"]
+            preprocess = PreprocessConfig(mode="rgb", input_crop=int(sample.shape[-1]) // 2,
+                                          input_size=RGB_DEFAULT_INPUT_SIZE, crop_size=RGB_DEFAULT_CROP)
+        dataset = ImageFolderDataset(path, standardize=partial(standardize, config=preprocess), cache=True)
+        return dataset, ("R", "G", "B"), preprocess, False
+    dataset = MMUDataset(path, modalities=("image",))
+    first = dataset.survey.galaxy(0).image
+    bands = first.bands
+    if preprocess is None:
+        if set(bands) <= set(LS_GRZ_SCALES):
+            preprocess = PreprocessConfig(mode="arcsinh", crop_size=min(64, first.flux.shape[-1]))
+        else:
+            rng = np.random.default_rng(0)
+            idx = rng.choice(len(dataset), size=min(FIT_SAMPLE, len(dataset)), replace=False)
+            sample = np.stack([dataset[int(i)]["image"] for i in idx])
+            preprocess = PreprocessConfig.fit(sample, bands, crop_size=min(64, first.flux.shape[-1]))
+    try:
+        extinction_coefficients(bands)
+        physical = True
+    except (KeyError, ValueError):
+        physical = False
+    return dataset, tuple(bands), preprocess, physical
+
+
+def embedding_batches(dataset, batch_size: int, num_workers: int = 0):
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
