@@ -162,6 +162,85 @@ def pretrain_image_cmd(
     console.print(f"exported image encoder to {model_dir}")
 
 
+@pretrain_app.command("spectrum")
+def pretrain_spectrum_cmd(
+    data: Path = typer.Option(..., "--data", help="MMU survey folder (or tile) with spectra, any grid."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs, exported model)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see configs/)."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Transformer width."),
+    depth: Optional[int] = typer.Option(None, "--depth", help="Transformer blocks."),
+    wave_step: Optional[float] = typer.Option(None, "--wave-step", help="Model grid step in Angstrom."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget."),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda."),
+    devices: Optional[int] = typer.Option(None, "--devices", help="Processes/GPUs (DDP when > 1)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, ddp, ddp_spawn."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, 32-true, bf16-mixed."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+):
+    """Pretrain a spectrum transformer by masked modelling (AstroCLIP's spectrum stage)."""
+    from .data.records import InvalidDataError
+    from .train.common import load_yaml_config
+    from .train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
+
+    overrides = {"data": str(data), "out": str(out), "model.dim": dim, "model.depth": depth,
+                 "preprocess.wave_step": wave_step,
+                 **_run_overrides(max_minutes=max_minutes, max_epochs=max_epochs, max_steps=max_steps,
+                                  batch_size=batch_size, device=device, devices=devices, strategy=strategy,
+                                  precision=precision, num_workers=num_workers, seed=seed)}
+    try:
+        cfg = load_yaml_config(SpectrumPretrainConfig, config, overrides)
+        model_dir = pretrain_spectrum(cfg)
+    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print(f"exported spectrum encoder to {model_dir}")
+
+
+@pretrain_app.command("clip")
+def pretrain_clip_cmd(
+    image_model: Path = typer.Option(..., "--image-model", help="Exported image encoder (RUN/model)."),
+    spectrum_model: Path = typer.Option(..., "--spectrum-model", help="Exported spectrum encoder (RUN/model)."),
+    data: Path = typer.Option(..., "--data", help="MMU survey folder with both images and spectra."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs, exported model)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see configs/)."),
+    embed_dim: Optional[int] = typer.Option(None, "--embed-dim", help="Size of the shared space."),
+    freeze_image: Optional[bool] = typer.Option(None, "--freeze-image/--train-image",
+                                                help="Keep the image encoder fixed (default: fine-tune)."),
+    freeze_spectrum: Optional[bool] = typer.Option(None, "--freeze-spectrum/--train-spectrum",
+                                                   help="Keep the spectrum encoder fixed (default: fine-tune)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget."),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda."),
+    devices: Optional[int] = typer.Option(None, "--devices", help="Processes/GPUs (DDP when > 1)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, ddp, ddp_spawn."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, 32-true, bf16-mixed."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+):
+    """Align an image and a spectrum encoder in one space with CLIP (AstroCLIP)."""
+    from .data.records import InvalidDataError
+    from .train.clip import CLIPConfig, pretrain_clip
+    from .train.common import load_yaml_config
+
+    overrides = {"image_model": str(image_model), "spectrum_model": str(spectrum_model), "data": str(data),
+                 "out": str(out), "embed_dim": embed_dim, "freeze_image": freeze_image,
+                 "freeze_spectrum": freeze_spectrum,
+                 **_run_overrides(max_minutes=max_minutes, max_epochs=max_epochs, max_steps=max_steps,
+                                  batch_size=batch_size, device=device, devices=devices, strategy=strategy,
+                                  precision=precision, num_workers=num_workers, seed=seed)}
+    try:
+        cfg = load_yaml_config(CLIPConfig, config, overrides)
+        model_dir = pretrain_clip(cfg)
+    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print(f"exported aligned model to {model_dir}")
+
+
 @app.command()
 def augment(
     data: Path = typer.Option(..., "--data", help="MMU survey folder, or a folder of JPEG/PNG cutouts."),
@@ -194,6 +273,40 @@ def augment(
     except (InvalidDataError, ValueError) as exc:
         _fail(exc)
     console.print(f"wrote {show}")
+
+
+@app.command()
+def embed(
+    model: Path = typer.Option(..., "--model", help="Exported model folder (config.json + model.safetensors) or its run folder."),
+    data: Path = typer.Option(..., "--data", help="MMU survey: a tile file or a folder of healpix=<N> tiles."),
+    out: Path = typer.Option(..., "--out", help="Output folder of the Parquet embeddings (one part per tile)."),
+    modality: str = typer.Option("auto", "--modality", help="image, spectrum, or auto (what the model embeds)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Objects per forward pass."),
+    num_workers: int = typer.Option(0, "--num-workers", help="Reader processes (single-process run only)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Re-embed tiles already written (e.g. by another model)."),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Scheduler of a running Dask cluster."),
+    dask_workers: Optional[int] = typer.Option(None, "--dask-workers", help="Start a local Dask cluster of N processes."),
+):
+    """Embed every object of a survey into Parquet beside the catalogue; a rerun resumes."""
+    from .data.records import InvalidDataError
+    from .embed import EmbedConfig, embed_catalog, embed_catalog_dask, read_metadata
+
+    if dask_address and dask_workers:
+        _fail(ValueError("give --dask-address or --dask-workers, not both"))
+    try:
+        config = EmbedConfig(model=str(model), data=str(data), out=str(out), modality=modality, device=device,
+                             batch_size=batch_size, num_workers=num_workers, overwrite=overwrite)
+        if dask_address or dask_workers:
+            path = embed_catalog_dask(config, dask_address, n_workers=dask_workers or 2)
+        else:
+            path = embed_catalog(config)
+        meta = read_metadata(path)
+    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print(f"wrote {meta['modality']} embeddings (dim {meta['embed_dim']}, model {meta['model_name']} "
+                  f"{meta['model_hash'][:12]}) for {meta['n_parts']} tiles to {path}; "
+                  f"{meta['n_skipped']} objects without {meta['modality']} skipped")
 
 
 @app.command()

@@ -1,7 +1,13 @@
 """The main job (`astroembed demo`, run by `make demo`): every stage that exists, on the built-in survey.
 
-Each stage writes into its own folder under ``out`` and is skipped when its output is already complete,
-so an interrupted demo resumes where it stopped.
+Each stage writes into its own folder under ``out`` and is skipped (or resumed) when its output is
+already there, so an interrupted demo picks up where it stopped:
+
+    out/survey/        the built-in survey (MMU layout)
+    out/image/         image pretraining run; out/image/model is the exported encoder
+    out/embeddings/    embedding catalogue (Parquet, one part per tile)
+
+The stage functions are also what the experiments in ``experiments/`` call, with larger budgets.
 """
 
 from __future__ import annotations
@@ -10,13 +16,15 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 SURVEY = "astroembed_sim"
+TEST_FRACTION = 0.3
 
 
 def build_survey(out: Path, n: int, seed: int, console: Console) -> Path:
-    """Stage 1: render the built-in survey (skipped if the same survey is already on disk)."""
+    """Render the built-in survey (skipped if the same survey is already on disk)."""
     from .data.simulate import simulate_survey
 
     root = out / "survey"
@@ -24,7 +32,7 @@ def build_survey(out: Path, n: int, seed: int, console: Console) -> Path:
     wanted = {"n": n, "seed": seed}
     if stamp.exists() and json.loads(stamp.read_text()) == wanted:
         console.print(f"[green]survey[/]: already built at {root} ({n} galaxies, seed {seed})")
-        return root / SURVEY
+        return root / SURVEY / "default"
     if root.exists():
         import shutil
 
@@ -33,10 +41,74 @@ def build_survey(out: Path, n: int, seed: int, console: Console) -> Path:
     simulate_survey(n=n, seed=seed, out=root, progress=True)
     stamp.write_text(json.dumps(wanted))
     console.print(f"[green]survey[/]: rendered {n} galaxies in {time.perf_counter() - t0:.0f} s -> {root}")
-    return root / SURVEY
+    return root / SURVEY / "default"
 
 
-def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None) -> dict:
+def held_out_split(survey_path: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(object_ids in survey order, train indices, test indices): the split every stage and report uses."""
+    from .data.mmu import MMUSurvey
+    from .evaluate.probes import split_indices
+
+    survey = MMUSurvey(survey_path)
+    train, test = split_indices(len(survey), TEST_FRACTION, seed)
+    return survey.object_ids, train, test
+
+
+def pretrain_image_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
+                         arch: str = "small_cnn", method: str = "simclr", batch_size: int = 64) -> Path:
+    """Self-supervised image pretraining on the training split (the held-out galaxies are never seen)."""
+    from .train.common import load_yaml_config
+    from .train.image import ImagePretrainConfig, pretrain_image
+
+    model_dir = run_dir / "model"
+    if (model_dir / "model.safetensors").exists():
+        return model_dir
+    _, train, _ = held_out_split(survey_path, seed)
+    config = load_yaml_config(ImagePretrainConfig, None, {
+        "data": str(survey_path), "out": str(run_dir), "method": method, "encoder": {"arch": arch},
+        "train_indices": train.tolist(),
+        "run": {"max_minutes": minutes, "max_epochs": 1000, "batch_size": batch_size, "num_workers": 2,
+                "seed": seed, "warmup_steps": 50, "checkpoint_every_n_steps": 25}})
+    return pretrain_image(config)
+
+
+def random_image_model(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
+    """The same architecture and preprocessing as ``model_dir``, randomly initialised: the baseline."""
+    import torch
+
+    from .models.io import build_from_config, load_state, save_model
+
+    if (out_dir / "model.safetensors").exists():
+        return out_dir
+    config, _ = load_state(model_dir)
+    torch.manual_seed(seed)
+    return save_model(build_from_config(config), {**config, "training": {"method": "random_init"}}, out_dir)
+
+
+def embed_stage(model_dir: Path, survey_path: Path, out: Path, modality: str = "image") -> Path:
+    from .embed.catalog import EmbedConfig, embed_catalog
+
+    return embed_catalog(EmbedConfig(model=str(model_dir), data=str(survey_path), out=str(out),
+                                     modality=modality, device="auto", batch_size=256), progress=True)
+
+
+def redshift_report(embeddings_dir: Path, survey_path: Path, seed: int = 0, modality: str | None = None) -> dict:
+    """k-NN (k=16) redshift of held-out galaxies from the training galaxies' embeddings."""
+    from .data.mmu import MMUSurvey
+    from .embed.catalog import read_embeddings
+    from .evaluate.redshift import knn_redshift_report
+
+    ids, _, _, vectors = read_embeddings(embeddings_dir, modality)
+    survey_ids, train, test = held_out_split(survey_path, seed)
+    z = MMUSurvey(survey_path).labels(["redshift"])["redshift"].astype(np.float64)
+    row = {oid: i for i, oid in enumerate(ids)}
+    tr = np.array([row[survey_ids[i]] for i in train])
+    te = np.array([row[survey_ids[i]] for i in test])
+    return knn_redshift_report(vectors[tr], z[train], vectors[te], z[test], k=16)
+
+
+def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,
+             image_minutes: float = 3.0) -> dict:
     from .cli import print_summary
     from .data.info import summarize
 
@@ -50,4 +122,20 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     if summary["modalities"] != expected:
         raise RuntimeError(f"survey validation failed: expected {expected}, found {summary['modalities']}")
     console.print("[green]survey[/]: validated (every object has an image, a spectrum and photometry)")
-    return {"survey": str(survey), "summary": summary}
+    results: dict = {"survey": str(survey)}
+
+    console.print(f"[green]image[/]: self-supervised pretraining (SimCLR, small CNN, {image_minutes} min budget)")
+    image_model = pretrain_image_stage(survey, out / "image", image_minutes, seed)
+    baseline = random_image_model(image_model, out / "image_random_init" / "model", seed)
+    reports = {}
+    for name, model in (("pretrained", image_model), ("random_init", baseline)):
+        emb_dir = embed_stage(model, survey, out / "embeddings" / f"image_{name}")
+        reports[name] = redshift_report(emb_dir, survey, seed)
+    console.print(f"[green]image[/]: k-NN (k=16) redshift of {reports['pretrained']['n_test']} held-out galaxies: "
+                  f"R^2 pretrained {reports['pretrained']['r2']:.3f} vs random init "
+                  f"{reports['random_init']['r2']:.3f}; sigma_MAD {reports['pretrained']['sigma_mad']:.4f} vs "
+                  f"{reports['random_init']['sigma_mad']:.4f}")
+    results["image_redshift_knn"] = reports
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    console.print(f"results written to {out / 'results.json'}")
+    return results

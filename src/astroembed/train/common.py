@@ -161,7 +161,7 @@ def build_trainer(run: RunConfig, run_dir: Path, extra_callbacks=()):
     if run.max_minutes is not None:
         callbacks.append(TimeBudget(run.max_minutes))
     if run.progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, run.log_every_n_steps)))
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
     return pl.Trainer(
         accelerator=run.accelerator(), devices=run.devices, strategy=run.strategy,
         precision=run.resolved_precision(), max_epochs=run.max_epochs, max_steps=run.max_steps,

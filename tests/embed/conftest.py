@@ -1,0 +1,88 @@
+"""Shared inputs of the catalogue-embedding tests: a small multi-tile survey, two tiny image models, and
+a reference embedding run (one torch thread, so other runs can be compared to it bit for bit)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from astroembed.augment.preprocess import PreprocessConfig
+from astroembed.data.mmu import write_survey
+from astroembed.data.records import Galaxy, Image, Photometry
+from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
+from astroembed.models.io import save_model
+
+N_GALAXIES = 120
+NO_IMAGE_EVERY = 17  # every 17th object has photometry only: it must be skipped and counted
+BANDS = ("g", "r", "z")
+
+
+def survey_galaxies(n: int = N_GALAXIES, size: int = 32, seed: int = 0) -> list[Galaxy]:
+    """Gaussian blobs spread over ~8 x 6 degrees, i.e. several nside-16 HEALPix tiles."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    out = []
+    for i in range(n):
+        ra, dec = float(rng.uniform(150, 158)), float(rng.uniform(0, 6))
+        if i % NO_IMAGE_EVERY == 5:
+            out.append(Galaxy(f"obj-{i:04d}", ra, dec,
+                              photometry=Photometry(BANDS, rng.uniform(1, 2, 3).astype(np.float32))))
+            continue
+        radius = rng.uniform(1.5, 5)
+        profile = np.exp(-0.5 * (xx ** 2 + yy ** 2) / radius ** 2)
+        flux = rng.uniform(0.5, 2, (3, 1, 1)) * profile + rng.normal(0, 0.02, (3, size, size))
+        out.append(Galaxy(f"obj-{i:04d}", ra, dec,
+                          image=Image(flux.astype(np.float32), BANDS, psf_fwhm=[1.3, 1.2, 1.1],
+                                      pixel_scale=0.262)))
+    return out
+
+
+def save_small_cnn(directory: Path, seed: int, crop_size: int = 28) -> Path:
+    """A randomly initialised small_cnn exported with what astroembed.inference.load reads."""
+    torch.manual_seed(seed)
+    cfg = ImageEncoderConfig(arch="small_cnn", in_channels=3, image_size=crop_size, widths=(8, 16, 16, 32))
+    encoder = build_image_encoder(cfg)
+    return save_model(encoder, {
+        "model_type": "image_encoder", "modality": "image", "model": cfg.to_dict(),
+        "preprocessing": PreprocessConfig(crop_size=crop_size).to_dict(), "bands": list(BANDS),
+        "embed_dim": int(encoder.embed_dim)}, directory)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread in every test here: results can then be compared bit for bit with the reference
+    run and with Dask workers (which also use one), and a busy 2-core machine does not slow the
+    multi-threaded kernels' spin-waits down by an order of magnitude."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def embed_inputs(tmp_path_factory):
+    """(survey folder, galaxies, model folder, other model folder)."""
+    root = tmp_path_factory.mktemp("embed_inputs")
+    galaxies = survey_galaxies()
+    tiles = write_survey(galaxies, root / "survey", "blobs")
+    assert len(tiles) >= 4, "the test survey should span several tiles"
+    return (root / "survey" / "blobs" / "default", galaxies, save_small_cnn(root / "model_a", seed=1),
+            save_small_cnn(root / "model_b", seed=2))
+
+
+@pytest.fixture(scope="session")
+def reference_run(embed_inputs, tmp_path_factory):
+    """Output folder of an uninterrupted single-process run with one torch thread."""
+    from astroembed.embed import EmbedConfig, embed_catalog
+
+    data, _, model, _ = embed_inputs
+    out = tmp_path_factory.mktemp("reference") / "emb"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(out), device="cpu", batch_size=16),
+                      progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return out
