@@ -56,6 +56,8 @@ def main():
     parser.add_argument("--label-fraction", type=float, default=0.1)
     parser.add_argument("--supervised-epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gain-jitter", type=float, default=0.1)
+    parser.add_argument("--num-workers", type=int, default=2)
     args = parser.parse_args()
     out = Path(args.out)
 
@@ -72,9 +74,11 @@ def main():
     config = load_yaml_config(ImagePretrainConfig, None, {
         "data": args.data, "out": str(out / "pretrain"), "method": args.method,
         "encoder": {"arch": args.arch}, "preprocess": pre.to_dict(), "train_indices": train.tolist(),
-        "augment": {"physical": False, "crop_size": 64, "max_shift": 4.0, "scale_range": [0.9, 1.1]},
+        # 8-bit colour has no bands to redden or PSF to blur: per-band gain jitter stands in for reddening.
+        "augment": {"physical": False, "crop_size": 64, "max_shift": 4.0, "scale_range": [0.9, 1.1],
+                    "gain_jitter": args.gain_jitter},
         "run": {"max_minutes": args.max_minutes, "max_epochs": 1000, "batch_size": args.batch_size,
-                "num_workers": 2, "learning_rate": 1e-3, "warmup_steps": 50, "seed": args.seed,
+                "num_workers": args.num_workers, "learning_rate": 1e-3, "warmup_steps": 50, "seed": args.seed,
                 "checkpoint_every_n_steps": 25}})
     model_dir = pretrain_image(config)
     pretrain_minutes = (time.perf_counter() - t0) / 60

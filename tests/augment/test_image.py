@@ -264,3 +264,18 @@ def test_cuda_matches_cpu():
     gpu = aug.apply(flux.cuda(), params.to("cuda"), GRZ, ivar=ivar.cuda(), psf_fwhm=psf.cuda())
     assert gpu.is_cuda
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-4)
+
+
+def test_gain_jitter_scales_each_band_by_a_lognormal_factor():
+    from astroembed.augment.image import ImageAugmentConfig, ImageAugmenter
+
+    flux = torch.ones(4000, 3, 8, 8)
+    cfg = ImageAugmentConfig(crop_size=8, rotate=False, rot90=False, flip=False, max_shift=0.0,
+                             scale_range=(1.0, 1.0), physical=False, noise=False, gain_jitter=0.2)
+    out = ImageAugmenter(cfg)(flux, ("R", "G", "B"), generator=torch.Generator().manual_seed(0))
+    log_gain = torch.log(out.mean(dim=(2, 3)))
+    assert torch.allclose(out, out[:, :, :1, :1].expand_as(out))  # one factor per sample and band
+    assert abs(float(log_gain.std()) - 0.2) < 0.01 and abs(float(log_gain.mean())) < 0.01
+    assert float(torch.corrcoef(log_gain.T)[0, 1]).__abs__() < 0.06  # bands drawn independently
+    off = ImageAugmenter(ImageAugmentConfig(**{**cfg.to_dict(), "gain_jitter": 0.0}))(flux, ("R", "G", "B"))
+    assert torch.equal(off, flux)

@@ -74,6 +74,8 @@ class ImageAugmentConfig:
     Physics (only with ``physical``): ``redden`` with dE(B-V) uniform in ``ebv_range`` (negative =
     de-reddening) and plain band names looked up in ``filter_system``; ``blur`` to a target FWHM
     uniform in ``psf_fwhm_range`` arcsec, drawn per band.
+    Colour (any input, off by default): ``gain_jitter`` multiplies each band by exp(gain_jitter * N(0, 1)),
+    drawn per sample and band: the 8-bit RGB stand-in for reddening, which needs fluxes in known bands.
     Noise (also for RGB): target sigma = u * input sigma with u uniform in ``noise_scale_range``, or,
     when ``noise_sigma_range`` maps every band to (lo, hi) in flux units, uniform in that range.
     """
@@ -93,11 +95,14 @@ class ImageAugmentConfig:
     noise: bool = True
     noise_scale_range: tuple[float, float] = (1.0, 1.5)
     noise_sigma_range: dict[str, tuple[float, float]] | None = None
+    gain_jitter: float = 0.0
 
     def __post_init__(self):
         self.crop_size = int(self.crop_size)
         if self.crop_size < 1:
             raise ValueError(f"crop_size must be >= 1, got {self.crop_size}")
+        if not (math.isfinite(self.gain_jitter) and self.gain_jitter >= 0):
+            raise ValueError(f"gain_jitter must be >= 0, got {self.gain_jitter}")
         if not (math.isfinite(self.max_shift) and self.max_shift >= 0):
             raise ValueError(f"max_shift must be >= 0 pixels, got {self.max_shift}")
         for name, positive in (("scale_range", True), ("ebv_range", False), ("psf_fwhm_range", True),
@@ -145,7 +150,7 @@ class AugmentParams:
     angle (N,) radians; scale (N,); shift (N, 2) crop-centre offset (x = column, y = row) in native
     pixels; k90 (N,) int in 0..3; flip (N,) bool (left-right, after the turn); ebv (N,) dE(B-V);
     psf_fwhm (N, B) target arcsec; noise_target (N, B) (a factor, or a sigma with noise_sigma_range);
-    noise (N, B, H, W) standard normal field.
+    noise (N, B, H, W) standard normal field; gain (N, B) multiplicative band gains (1 when off).
     """
 
     angle: torch.Tensor
@@ -157,6 +162,7 @@ class AugmentParams:
     psf_fwhm: torch.Tensor
     noise_target: torch.Tensor
     noise: torch.Tensor
+    gain: torch.Tensor
 
     def select(self, index) -> "AugmentParams":
         """The parameters of the samples ``index`` (int, slice or index tensor), batch dim kept."""
@@ -392,7 +398,8 @@ class ImageAugmenter(nn.Module):
         psf = uniform(*cfg.psf_fwhm_range, n, b)
         u = torch.rand(n, b, generator=generator, device=gen_device)
         noise = torch.randn(n, b, h, w, generator=generator, device=gen_device)
-        params = AugmentParams(angle, scale, shift, k90, flip, ebv, psf, u, noise)
+        gain = torch.exp(cfg.gain_jitter * torch.randn(n, b, generator=generator, device=gen_device))
+        params = AugmentParams(angle, scale, shift, k90, flip, ebv, psf, u, noise, gain)
         return params.to(device) if device is not None else params
 
     def _noise_targets(self, u: torch.Tensor, bands: Sequence[str], sigma_in: torch.Tensor) -> torch.Tensor:
@@ -433,6 +440,8 @@ class ImageAugmenter(nn.Module):
         if cfg.noise:
             target = self._noise_targets(params.noise_target, bands, sigma_in)
             flux = add_noise(flux, sigma_now, target, noise=params.noise)
+        if cfg.gain_jitter > 0:
+            flux = flux * params.gain.view(n, b, 1, 1)
         flux = affine_crop(flux, params.angle, params.scale, params.shift, cfg.crop_size)
         return dihedral(flux, params.k90, params.flip)
 

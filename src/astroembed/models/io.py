@@ -66,7 +66,8 @@ MODEL_BUILDERS: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {"image_en
 # Built-in model types whose module registers itself when imported; imported on first use so that loading,
 # say, a spectrum model does not depend on the caller having imported its module. A fixed table, not a
 # module name read from the config file.
-_REGISTERED_ON_IMPORT = {"spectrum_transformer": "astroembed.models.spectrum_transformer"}
+_REGISTERED_ON_IMPORT = {"spectrum_transformer": "astroembed.models.spectrum_transformer",
+                         "aligned": "astroembed.models.clip_model"}
 
 
 def register_model_type(name: str, builder: Callable[[Mapping[str, Any]], nn.Module], *,

@@ -1,0 +1,165 @@
+"""Masked-modelling pretraining of the spectrum transformer (AstroCLIP's spectrum stage).
+
+    astroembed pretrain spectrum --data PATH --out RUN [--config cfg.yaml] [--max-minutes M]
+
+Batches are the spectra as stored (MMUDataset, any grid, -1 padding). They are resampled onto the
+model grid, normalised and patched inside the training step, batched on the training device (the
+same :func:`astroembed.inference.prepare_stored_spectra` that embedding uses, so the exported model
+sees its input exactly as in training). Contiguous chunks of patches are hidden and the model predicts
+their normalised flux; the loss counts hidden pixels only, each weighted by its inverse variance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..augment.spectrum_preprocess import SpectrumPreprocessConfig
+from ..data.dataset import MMUDataset
+from ..data.records import InvalidDataError
+from ..inference import prepare_stored_spectra
+from ..models.io import save_model
+from ..models.spectrum_transformer import SpectrumTransformer, SpectrumTransformerConfig, masked_modelling_loss
+from .common import RunConfig, build_trainer, cosine_with_warmup, finish_checkpoint, resume_checkpoint, save_yaml_config
+
+
+@dataclass
+class SpectrumModelConfig(SpectrumTransformerConfig):
+    """The transformer of this stage: mean pooling by default, since masked modelling trains the patch
+    tokens only (the loss never reaches the CLS token, which would stay close to its random init)."""
+
+    pooling: str = "mean"
+
+
+@dataclass
+class SpectrumPretrainConfig:
+    """Everything a spectrum pretraining run needs; loadable from YAML.
+
+    ``model`` takes the transformer's width, depth, heads and pooling (default "mean"); its patching fields
+    (``n_patches``, ``patch_size``, ``patch_stride``) are always set from ``preprocess``.
+    """
+
+    NESTED_TYPES: ClassVar[dict] = {"preprocess": SpectrumPreprocessConfig, "model": SpectrumModelConfig}
+
+    data: str = ""
+    out: str = "runs/spectrum"
+    preprocess: SpectrumPreprocessConfig = field(default_factory=SpectrumPreprocessConfig)
+    model: SpectrumModelConfig = field(default_factory=SpectrumModelConfig)
+    mask_fraction: float = 0.3      # fraction of patches hidden per spectrum
+    chunk_len: int = 6              # patches per hidden chunk (wider than a galaxy line: see masked_modelling_loss)
+    train_indices: list[int] | None = None
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        if not 0.0 < self.mask_fraction < 1.0:
+            raise ValueError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if isinstance(self.chunk_len, bool) or not isinstance(self.chunk_len, int) or self.chunk_len < 1:
+            raise ValueError(f"chunk_len must be a positive int, got {self.chunk_len!r}")
+        self.sync_model()
+
+    def sync_model(self) -> None:
+        """Make the transformer's patching match the preprocessing (the positional embeddings depend on it)."""
+        pre = self.preprocess
+        self.model = dataclasses.replace(self.model, n_patches=pre.n_patches, patch_size=pre.patch_size,
+                                         patch_stride=pre.patch_stride)
+
+
+def stored_spectra(batch: Mapping[str, Any]) -> tuple:
+    """(flux, ivar, wavelength, mask) of a collated MMUDataset batch."""
+    return batch["spectrum_flux"], batch["spectrum_ivar"], batch["spectrum_lambda"], batch["spectrum_mask"]
+
+
+class SpectrumMaskedModelling(nn.Module):
+    """The transformer and its objective, free of Lightning so a bare loop can drive it too."""
+
+    def __init__(self, config: SpectrumPretrainConfig):
+        super().__init__()
+        self.config = config
+        self.model = SpectrumTransformer(config.model)
+
+    def inputs(self, batch: Mapping[str, Any], device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """Stored spectra -> resampled, normalised, patched model input on ``device``."""
+        return prepare_stored_spectra(*stored_spectra(batch), config=self.config.preprocess, device=device)
+
+    def training_loss(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return masked_modelling_loss(self.model, inputs, self.config.mask_fraction, self.config.chunk_len)
+
+
+def _lightning_module(networks: SpectrumMaskedModelling, run: RunConfig):
+    import lightning.pytorch as pl
+
+    class SpectrumPretraining(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.networks = networks
+
+        def training_step(self, batch, batch_idx):
+            inputs = self.networks.inputs(batch, self.device)
+            loss = self.networks.training_loss(inputs)
+            self.log("train_loss", loss, prog_bar=True, batch_size=len(inputs["flux"]), sync_dist=False)
+            return loss
+
+        def configure_optimizers(self):
+            optimizer = torch.optim.AdamW(self.networks.parameters(), lr=run.learning_rate,
+                                          weight_decay=run.weight_decay)
+            total = self.trainer.estimated_stepping_batches
+            scheduler = cosine_with_warmup(optimizer, run.warmup_steps, int(total) if np.isfinite(total) else -1)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    return SpectrumPretraining()
+
+
+def export_spectrum_encoder(model: SpectrumTransformer, preprocess: SpectrumPreprocessConfig, directory: Path,
+                            extra: dict | None = None) -> Path:
+    """Save the transformer with the preprocessing ``astroembed.load(...).embed_spectrum`` applies."""
+    return save_model(model, {
+        "model_type": "spectrum_transformer",
+        "modality": "spectrum",
+        "model": model.config.to_dict(),
+        "preprocessing": preprocess.to_dict(),
+        "embed_dim": int(model.embed_dim),
+        "training": {"method": "masked_modelling", **(extra or {})},
+    }, directory)
+
+
+def spectrum_dataset(path, train_indices=None) -> MMUDataset:
+    path = Path(path)
+    if not path.exists():
+        raise InvalidDataError("no such file or folder", source=str(path))
+    return MMUDataset(path, modalities=("spectrum",), indices=train_indices)
+
+
+def pretrain_spectrum(config: SpectrumPretrainConfig) -> Path:
+    """Run (or resume) spectrum pretraining; returns the exported model folder ``RUN/model``."""
+    import lightning.pytorch as pl
+
+    config.sync_model()
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(config.run.seed, workers=True, verbose=False)
+    dataset = spectrum_dataset(config.data, config.train_indices)
+    save_yaml_config(config, run_dir / "config.yaml")
+
+    networks = SpectrumMaskedModelling(config)
+    module = _lightning_module(networks, config.run)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.run.batch_size, shuffle=True, drop_last=True,
+        num_workers=config.run.num_workers, persistent_workers=config.run.num_workers > 0)
+    if len(loader) == 0:
+        raise ValueError(f"{config.data}: {len(dataset)} spectra is fewer than one batch of "
+                         f"{config.run.batch_size}; lower --batch-size")
+    trainer = build_trainer(config.run, run_dir)
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(run_dir))
+    finish_checkpoint(trainer, run_dir)
+    model_dir = run_dir / "model"
+    if trainer.is_global_zero:
+        export_spectrum_encoder(networks.model, config.preprocess, model_dir,
+                                {"global_step": int(trainer.global_step), "data": str(config.data),
+                                 "mask_fraction": config.mask_fraction, "chunk_len": config.chunk_len})
+    return model_dir
