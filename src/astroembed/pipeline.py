@@ -107,6 +107,77 @@ def redshift_report(embeddings_dir: Path, survey_path: Path, seed: int = 0, moda
     return knn_redshift_report(vectors[tr], z[train], vectors[te], z[test], k=16)
 
 
+def pretrain_spectrum_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
+                            wave_step: float = 4.0, dim: int = 128, depth: int = 4,
+                            batch_size: int = 64) -> Path:
+    """Masked-modelling pretraining of the spectrum transformer on the training split."""
+    from .train.common import load_yaml_config
+    from .train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
+
+    model_dir = run_dir / "model"
+    if (model_dir / "model.safetensors").exists():
+        return model_dir
+    _, train, _ = held_out_split(survey_path, seed)
+    config = load_yaml_config(SpectrumPretrainConfig, None, {
+        "data": str(survey_path), "out": str(run_dir), "train_indices": train.tolist(),
+        "preprocess": {"wave_step": wave_step}, "model": {"dim": dim, "depth": depth, "num_heads": 4},
+        "run": {"max_minutes": minutes, "max_epochs": 1000, "batch_size": batch_size, "num_workers": 1,
+                "seed": seed, "warmup_steps": 50, "checkpoint_every_n_steps": 25, "learning_rate": 5e-4}})
+    return pretrain_spectrum(config)
+
+
+def pretrain_clip_stage(image_model: Path, spectrum_model: Path, survey_path: Path, run_dir: Path,
+                        minutes: float, seed: int = 0, embed_dim: int = 128, batch_size: int = 128) -> Path:
+    """AstroCLIP alignment of the two pretrained encoders on the training split (both fine-tuned)."""
+    from .train.clip import CLIPConfig, pretrain_clip
+    from .train.common import load_yaml_config
+
+    model_dir = run_dir / "model"
+    if (model_dir / "model.safetensors").exists():
+        return model_dir
+    _, train, _ = held_out_split(survey_path, seed)
+    config = load_yaml_config(CLIPConfig, None, {
+        "image_model": str(image_model), "spectrum_model": str(spectrum_model), "data": str(survey_path),
+        "out": str(run_dir), "embed_dim": embed_dim, "train_indices": train.tolist(),
+        "run": {"max_minutes": minutes, "max_epochs": 1000, "batch_size": batch_size, "num_workers": 1,
+                "seed": seed, "warmup_steps": 25, "checkpoint_every_n_steps": 25, "learning_rate": 1e-3}})
+    return pretrain_clip(config)
+
+
+def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0, n: int = 256) -> dict:
+    """Masked-chunk reconstruction of held-out spectra: the model vs linear interpolation."""
+    from .data.dataset import MMUDataset
+    from .evaluate.reconstruction import reconstruction_report
+    from .inference import load, prepare_stored_spectra
+
+    _, _, test = held_out_split(survey_path, seed)
+    embedder = load(spectrum_model)
+    dataset = MMUDataset(survey_path, modalities=("spectrum",), indices=test[:n])
+    rows = [dataset[i] for i in range(len(dataset))]
+    stack = {k: np.stack([r[k] for r in rows]) for k in ("spectrum_flux", "spectrum_ivar", "spectrum_lambda",
+                                                         "spectrum_mask")}
+    batch = prepare_stored_spectra(stack["spectrum_flux"], stack["spectrum_ivar"], stack["spectrum_lambda"],
+                                   stack["spectrum_mask"], config=embedder.preprocess_config)
+    train_cfg = json.loads((Path(spectrum_model) / "config.json").read_text()).get("training", {})
+    return reconstruction_report(embedder.model, batch, mask_fraction=train_cfg.get("mask_fraction", 0.3),
+                                 chunk_len=train_cfg.get("chunk_len", 6), seed=seed)
+
+
+def retrieval_stage(image_embeddings: Path, spectrum_embeddings: Path, survey_path: Path, seed: int = 0) -> dict:
+    """Held-out galaxies: find each one's spectrum from its image and the reverse, in the shared space."""
+    from .embed.catalog import read_embeddings
+    from .evaluate.retrieval import retrieval_report
+
+    ids_i, _, _, img = read_embeddings(image_embeddings, "image")
+    ids_s, _, _, spec = read_embeddings(spectrum_embeddings, "spectrum")
+    survey_ids, _, test = held_out_split(survey_path, seed)
+    held = survey_ids[test]
+    ri, rs = {o: i for i, o in enumerate(ids_i)}, {o: i for i, o in enumerate(ids_s)}
+    a = img[[ri[o] for o in held]]
+    b = spec[[rs[o] for o in held]]
+    return {"image_to_spectrum": retrieval_report(a, b), "spectrum_to_image": retrieval_report(b, a)}
+
+
 def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,
              image_minutes: float = 3.0) -> dict:
     from .cli import print_summary
