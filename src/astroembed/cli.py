@@ -310,6 +310,73 @@ def embed(
 
 
 @app.command()
+def index(
+    embeddings: List[Path] = typer.Option(..., "--embeddings", help="Embedding catalogue folder(s), one per modality."),
+    out: Path = typer.Option(..., "--out", help="Index folder to write."),
+    kind: str = typer.Option("auto", "--kind", help="auto, flat (exact), hnsw or ivfpq."),
+    neighbours: int = typer.Option(0, "--neighbours", help="Also write top-K neighbour tables (Parquet) per modality."),
+):
+    """Build a vector index (faiss, cosine) over embedding catalogues."""
+    from .data.records import InvalidDataError
+    from .search.catalog_search import CatalogSearch, build_index
+
+    try:
+        path = build_index(embeddings, out, kind=kind)
+        search = CatalogSearch(path)
+        for modality in search.modalities:
+            info = search.manifest["modalities"][modality]
+            console.print(f"{modality}: {info['count']} vectors of dim {info['dim']} in a {info['kind']} index")
+            if neighbours:
+                from .embed.catalog import read_embeddings
+                from .search.neighbours import write_neighbour_table
+
+                ids, ra, dec, vectors = read_embeddings(info["embeddings"], modality)
+                table = path / f"neighbours_{modality}.parquet"
+                write_neighbour_table(search.index(modality), vectors, ids, neighbours, table)
+                console.print(f"  top-{neighbours} neighbours of every object -> {table}")
+    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def search(
+    index_dir: Path = typer.Option(..., "--index", help="Index folder (astroembed index)."),
+    object_id: Optional[str] = typer.Option(None, "--id", help="Query: an object id of the catalogue."),
+    ra: Optional[float] = typer.Option(None, "--ra", help="Query: the catalogued object at this RA (deg) ..."),
+    dec: Optional[float] = typer.Option(None, "--dec", help="... and Dec (deg)."),
+    file: Optional[Path] = typer.Option(None, "--file", help="Query: a FITS/JPEG cutout or spectrum file."),
+    k: int = typer.Option(10, "--k", help="Number of neighbours."),
+    query_modality: Optional[str] = typer.Option(None, "--query-modality", help="image or spectrum."),
+    target_modality: Optional[str] = typer.Option(None, "--target-modality", help="image or spectrum."),
+    exclude_within: Optional[float] = typer.Option(None, "--exclude-within",
+                                                   help="Drop neighbours within this many arcsec of the query."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model for --file (default: the catalogue's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Nearest neighbours of a galaxy, within or across modalities."""
+    from .data.records import InvalidDataError
+    from .search.catalog_search import CatalogSearch
+
+    try:
+        results = CatalogSearch(index_dir).search(
+            k=k, object_id=object_id, ra=ra, dec=dec, file=file, query_modality=query_modality,
+            target_modality=target_modality, exclude_within_arcsec=exclude_within, model=model)
+    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+        return
+    table = Table(title="neighbours")
+    for col in ("rank", "object_id", "similarity", "ra", "dec", "separation (arcsec)"):
+        table.add_column(col)
+    for i, r in enumerate(results, 1):
+        table.add_row(str(i), r.object_id, f"{r.similarity:.4f}", f"{r.ra:.5f}", f"{r.dec:.5f}",
+                      f"{r.separation_arcsec:.1f}")
+    Console().print(table)
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Working folder of the demo."),
          n: int = typer.Option(2000, "--n", help="Galaxies in the built-in survey."),
          seed: int = typer.Option(0, "--seed")):

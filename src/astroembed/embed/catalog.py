@@ -75,8 +75,8 @@ MANIFEST = "_manifest.json"
 # Hidden ('.'-prefixed) so that pyarrow.dataset ignores temporaries by default.
 _TMP_PATTERN = re.compile(r"^\.part-\d+\.parquet\.[0-9a-f]+\.tmp$")
 _HIVE = re.compile(r"^healpix=(-?\d+)$")
-_META_KEYS = ("model_name", "model_hash", "modality", "embed_dim", "astroembed_version", "source_tile",
-              "source_rows", "n_skipped")
+_META_KEYS = ("model_name", "model_hash", "model_path", "modality", "embed_dim", "astroembed_version",
+              "source_tile", "source_rows", "n_skipped")
 
 
 @dataclass
@@ -209,6 +209,8 @@ def resolve_modality(embedder, requested: str, jobs: Sequence[TileJob]) -> str:
 def run_metadata(embedder, modality: str) -> dict[str, str]:
     """Metadata shared by every part of a run (the per-tile keys are added by :func:`embed_tile`)."""
     return {"model_name": str(getattr(embedder, "name", "")), "model_hash": str(embedder.content_hash),
+            # where the model was: lets a search embed a query file with the same model (informative only)
+            "model_path": str(Path(getattr(embedder, "path", "")).resolve()),
             "modality": modality, "embed_dim": str(int(embedder.embed_dim)),
             "astroembed_version": __version__}
 
@@ -569,7 +571,7 @@ def read_metadata(out) -> dict[str, Any]:
     skipped, sources = 0, []
     for part in _parts(out):
         meta = _part_metadata(part)
-        shared = {k: meta.get(k) for k in ("model_name", "model_hash", "modality", "embed_dim",
+        shared = {k: meta.get(k) for k in ("model_name", "model_hash", "model_path", "modality", "embed_dim",
                                            "astroembed_version")}
         if common is None:
             common = shared
