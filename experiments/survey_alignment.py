@@ -21,7 +21,8 @@ from pathlib import Path
 from rich.console import Console
 
 from astroembed.pipeline import (build_survey, embed_stage, pretrain_clip_stage, pretrain_image_stage,
-                                 pretrain_spectrum_stage, reconstruction_stage, redshift_report, retrieval_stage)
+                                 neighbour_stage, pretrain_spectrum_stage, reconstruction_stage, redshift_report,
+                                 retrieval_stage)
 
 
 def main():
@@ -52,6 +53,13 @@ def main():
     results["redshift_r2"]["image_after_alignment"] = redshift_report(clip_image, survey, args.seed)
     results["redshift_r2"]["spectrum_after_alignment"] = redshift_report(clip_spectrum, survey, args.seed)
     results["retrieval"] = retrieval_stage(clip_image, clip_spectrum, survey, args.seed)
+    results["neighbour_redshift"] = {  # held-out queries, top-10 neighbours among all galaxies
+        "image (pretrained)": neighbour_stage(image_emb, image_emb, survey, args.seed),
+        "spectrum (pretrained)": neighbour_stage(spectrum_emb, spectrum_emb, survey, args.seed),
+        "image (aligned)": neighbour_stage(clip_image, clip_image, survey, args.seed),
+        "spectrum (aligned)": neighbour_stage(clip_spectrum, clip_spectrum, survey, args.seed),
+        "image -> spectrum (aligned)": neighbour_stage(clip_image, clip_spectrum, survey, args.seed),
+        "spectrum -> image (aligned)": neighbour_stage(clip_spectrum, clip_image, survey, args.seed)}
     (out / "alignment.json").write_text(json.dumps(results, indent=2))
 
     r = results["reconstruction"]
@@ -63,6 +71,9 @@ def main():
         console.print(f"{name}: top-1 {rep['top1']:.3f} (chance {rep['top1_chance']:.4f}), top-1% "
                       f"{rep['top1pct']:.3f} (chance {rep['top1pct_chance']:.3f}), median rank {rep['median_rank']:.0f}"
                       f" of {rep['n']}")
+    for name, rep in results["neighbour_redshift"].items():
+        console.print(f"top-10 neighbours, {name:28s}: median |dz|/(1+z) {rep['median_dz_neighbours']:.4f} vs random "
+                      f"pairs {rep['median_dz_random']:.4f}")
 
 
 if __name__ == "__main__":

@@ -379,11 +379,13 @@ def search(
 @app.command()
 def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Working folder of the demo."),
          n: int = typer.Option(2000, "--n", help="Galaxies in the built-in survey."),
-         seed: int = typer.Option(0, "--seed")):
+         seed: int = typer.Option(0, "--seed"),
+         minutes: float = typer.Option(3.0, "--minutes", help="Budget of each pretraining stage (CLIP: 2/3 of it).")):
     """The main job: every stage of the pipeline that exists, on the built-in survey."""
     from .pipeline import run_demo
 
-    run_demo(out=out, n=n, seed=seed, console=Console())
+    run_demo(out=out, n=n, seed=seed, console=Console(), image_minutes=minutes, spectrum_minutes=minutes,
+             clip_minutes=2 * minutes / 3)
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -5,7 +5,10 @@ already there, so an interrupted demo picks up where it stopped:
 
     out/survey/        the built-in survey (MMU layout)
     out/image/         image pretraining run; out/image/model is the exported encoder
-    out/embeddings/    embedding catalogue (Parquet, one part per tile)
+    out/spectrum/      spectrum masked-modelling run
+    out/clip/          image-spectrum alignment run
+    out/embeddings/    embedding catalogues (Parquet, one part per tile)
+    out/index/         vector indexes (faiss) of the aligned embeddings
 
 The stage functions are also what the experiments in ``experiments/`` call, with larger budgets.
 """
@@ -64,6 +67,7 @@ def pretrain_image_stage(survey_path: Path, run_dir: Path, minutes: float, seed:
     if (model_dir / "model.safetensors").exists():
         return model_dir
     _, train, _ = held_out_split(survey_path, seed)
+    batch_size = min(batch_size, max(2, len(train) // 4))  # tiny surveys (tests) still get several steps
     config = load_yaml_config(ImagePretrainConfig, None, {
         "data": str(survey_path), "out": str(run_dir), "method": method, "encoder": {"arch": arch},
         "train_indices": train.tolist(),
@@ -118,6 +122,7 @@ def pretrain_spectrum_stage(survey_path: Path, run_dir: Path, minutes: float, se
     if (model_dir / "model.safetensors").exists():
         return model_dir
     _, train, _ = held_out_split(survey_path, seed)
+    batch_size = min(batch_size, max(2, len(train) // 4))  # tiny surveys (tests) still get several steps
     config = load_yaml_config(SpectrumPretrainConfig, None, {
         "data": str(survey_path), "out": str(run_dir), "train_indices": train.tolist(),
         "preprocess": {"wave_step": wave_step}, "model": {"dim": dim, "depth": depth, "num_heads": 4},
@@ -136,6 +141,7 @@ def pretrain_clip_stage(image_model: Path, spectrum_model: Path, survey_path: Pa
     if (model_dir / "model.safetensors").exists():
         return model_dir
     _, train, _ = held_out_split(survey_path, seed)
+    batch_size = min(batch_size, max(2, len(train) // 4))  # tiny surveys (tests) still get several steps
     config = load_yaml_config(CLIPConfig, None, {
         "image_model": str(image_model), "spectrum_model": str(spectrum_model), "data": str(survey_path),
         "out": str(run_dir), "embed_dim": embed_dim, "train_indices": train.tolist(),
@@ -178,8 +184,51 @@ def retrieval_stage(image_embeddings: Path, spectrum_embeddings: Path, survey_pa
     return {"image_to_spectrum": retrieval_report(a, b), "spectrum_to_image": retrieval_report(b, a)}
 
 
+def neighbour_stage(query_embeddings: Path, target_embeddings: Path, survey_path: Path, seed: int = 0,
+                    k: int = 10) -> dict:
+    """Held-out galaxies as queries against every galaxy of the target catalogue: median |dz|/(1+z) of
+    query-neighbour pairs vs random pairs (in-modal, or cross-modal when the two catalogues differ)."""
+    from .data.mmu import MMUSurvey
+    from .embed.catalog import read_embeddings
+    from .evaluate.neighbours import neighbour_redshift_report
+
+    q_ids, _, _, q_vec = read_embeddings(query_embeddings)
+    t_ids, _, _, t_vec = read_embeddings(target_embeddings)
+    survey_ids, _, test = held_out_split(survey_path, seed)
+    z_all = MMUSurvey(survey_path).labels(["redshift"])["redshift"].astype(np.float64)
+    z_of = dict(zip(survey_ids, z_all))
+    held = set(survey_ids[test])
+    qi = np.array([i for i, o in enumerate(q_ids) if o in held])
+    return neighbour_redshift_report(q_vec[qi], q_ids[qi], np.array([z_of[o] for o in q_ids[qi]]), t_vec, t_ids,
+                                     np.array([z_of[o] for o in t_ids]), k=k, seed=seed)
+
+
+def index_and_search_stage(embeddings: list[Path], index_dir: Path, survey_path: Path, console: Console,
+                           k: int = 5) -> dict:
+    """Index the catalogues and show an example search: the first held-out galaxy's neighbours."""
+    from .data.mmu import MMUSurvey
+    from .search.catalog_search import CatalogSearch, build_index
+
+    search = CatalogSearch(build_index(embeddings, index_dir))
+    survey = MMUSurvey(survey_path)
+    survey_ids, _, test = held_out_split(survey_path)
+    query = str(survey_ids[test[0]])
+    z = dict(zip(survey.object_ids, survey.labels(["redshift"])["redshift"]))
+    examples = {}
+    for target in search.modalities:
+        q_mod = search.modalities[0]
+        if q_mod != target and not search.manifest.get("shared_space"):
+            continue
+        found = search.search(k=k, object_id=query, query_modality=q_mod, target_modality=target)
+        examples[f"{q_mod}->{target}"] = [(n.object_id, round(n.similarity, 4), round(float(z[n.object_id]), 4))
+                                          for n in found]
+        console.print(f"[green]search[/]: {q_mod} -> {target} neighbours of {query} (z = {z[query]:.3f}): "
+                      + ", ".join(f"{oid} (sim {sim:.3f}, z {zz:.3f})" for oid, sim, zz in examples[f"{q_mod}->{target}"]))
+    return {"query": query, "query_redshift": float(z[query]), "neighbours": examples}
+
+
 def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,
-             image_minutes: float = 3.0) -> dict:
+             image_minutes: float = 3.0, spectrum_minutes: float = 3.0, clip_minutes: float = 2.0) -> dict:
     from .cli import print_summary
     from .data.info import summarize
 
@@ -207,6 +256,32 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
                   f"{reports['random_init']['r2']:.3f}; sigma_MAD {reports['pretrained']['sigma_mad']:.4f} vs "
                   f"{reports['random_init']['sigma_mad']:.4f}")
     results["image_redshift_knn"] = reports
+
+    console.print(f"[green]spectrum[/]: masked-modelling pretraining ({spectrum_minutes} min budget)")
+    spectrum_model = pretrain_spectrum_stage(survey, out / "spectrum", spectrum_minutes, seed)
+    results["spectrum_reconstruction"] = rec = reconstruction_stage(spectrum_model, survey, seed)
+    console.print(f"[green]spectrum[/]: held-out masked chunks, ivar-weighted MSE {rec['model_mse']:.4f} vs "
+                  f"linear interpolation {rec['interpolation_mse']:.4f}")
+    spectrum_emb = embed_stage(spectrum_model, survey, out / "embeddings" / "spectrum", "spectrum")
+    results["spectrum_redshift_knn"] = rep = redshift_report(spectrum_emb, survey, seed)
+    console.print(f"[green]spectrum[/]: k-NN redshift R^2 {rep['r2']:.3f} from spectrum embeddings")
+
+    console.print(f"[green]clip[/]: aligning image and spectrum encoders ({clip_minutes} min budget)")
+    clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", clip_minutes, seed)
+    clip_image = embed_stage(clip_model, survey, out / "embeddings" / "clip_image", "image")
+    clip_spectrum = embed_stage(clip_model, survey, out / "embeddings" / "clip_spectrum", "spectrum")
+    results["retrieval"] = ret = retrieval_stage(clip_image, clip_spectrum, survey, seed)
+    for name, r in ret.items():
+        console.print(f"[green]clip[/]: {name} retrieval of held-out partners: top-1 {r['top1']:.3f} "
+                      f"(chance {r['top1_chance']:.4f}), top-1% {r['top1pct']:.3f} (chance {r['top1pct_chance']:.3f})")
+
+    results["search"] = index_and_search_stage([clip_image, clip_spectrum], out / "index", survey, console)
+    results["neighbour_redshift"] = {
+        "image": neighbour_stage(clip_image, clip_image, survey, seed),
+        "image->spectrum": neighbour_stage(clip_image, clip_spectrum, survey, seed)}
+    for name, r in results["neighbour_redshift"].items():
+        console.print(f"[green]search[/]: {name} top-10 neighbours median |dz|/(1+z) {r['median_dz_neighbours']:.4f} "
+                      f"vs random pairs {r['median_dz_random']:.4f}")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     console.print(f"results written to {out / 'results.json'}")
     return results

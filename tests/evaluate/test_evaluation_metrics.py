@@ -71,3 +71,17 @@ def test_interpolation_baseline_is_exact_on_straight_lines():
     bumped = flux.clone()
     bumped[:, 12] = 100.0  # hidden values never influence the interpolation
     torch.testing.assert_close(interpolate_hidden(bumped, usable), flux)
+
+
+def test_neighbour_redshift_report_separates_informative_from_random_embeddings():
+    from astroembed.evaluate.neighbours import neighbour_redshift_report
+
+    rng = np.random.default_rng(3)
+    z = rng.uniform(0.0, 0.5, 1000)
+    good = np.c_[np.cos(z * np.pi), np.sin(z * np.pi)] + rng.normal(0, 0.01, (1000, 2))
+    ids = np.array([f"o{i}" for i in range(1000)])
+    rep = neighbour_redshift_report(good[:100], ids[:100], z[:100], good, ids, z, k=10)
+    assert rep["median_dz_neighbours"] < 0.01 < 0.05 < rep["median_dz_random"]
+    noise = rng.normal(size=(1000, 2))
+    rep = neighbour_redshift_report(noise[:100], ids[:100], z[:100], noise, ids, z, k=10)
+    assert rep["median_dz_neighbours"] > 0.5 * rep["median_dz_random"]
