@@ -198,7 +198,9 @@ class Spectrum:
             raise InvalidDataError(
                 f"wavelengths must be strictly increasing; pixel {i + 1} ({wave[i + 1]:g} A) follows "
                 f"{wave[i]:g} A", field="spectrum_lambda", **ctx)
-        self.wavelength = wave.astype(np.float32) if np.all(np.diff(wave.astype(np.float32)) > 0) else wave
+        # float32 is enough for any real grid; keep float64 when float32 would merge pixels or underflow.
+        wave32 = wave.astype(np.float32)
+        self.wavelength = wave32 if np.all(np.diff(wave32) > 0) and np.all(wave32 > 0) else wave
         if self.ivar is None:
             ivar = np.ones_like(self.flux)
         else:
