@@ -27,7 +27,8 @@ def galaxies(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     wave = np.linspace(3600, 9824, 7781)
     for i in range(n):
-        yield Galaxy(f"g{i}", float(rng.uniform(120, 240)), float(rng.uniform(0, 60)),
+        # A 10 x 10 deg patch (about 8 HEALPix tiles), so tiles hold many objects as in a real survey.
+        yield Galaxy(f"g{i}", float(rng.uniform(150, 160)), float(rng.uniform(0, 10)),
                      image=Image(rng.normal(size=(3, 96, 96)).astype(np.float32), ("g", "r", "z"),
                                  ivar=np.ones((3, 96, 96), np.float32), psf_fwhm=[1.3, 1.2, 1.1],
                                  pixel_scale=0.262),
