@@ -203,3 +203,23 @@ def test_real_sdss_spectra_embed(shared_data):
         emb = model(batch)
         loss = masked_modelling_loss(model, batch, generator=torch.Generator().manual_seed(0))
     assert emb.shape == (len(files), 32) and torch.isfinite(emb).all() and torch.isfinite(loss)
+
+
+def test_bins_pooling_is_the_masked_mean_of_each_wavelength_range():
+    from astroembed.models.spectrum_transformer import SpectrumTransformer, SpectrumTransformerConfig
+
+    torch.manual_seed(0)
+    cfg = SpectrumTransformerConfig(n_patches=12, patch_size=4, patch_stride=2, dim=8, depth=1, num_heads=2,
+                                    pooling="bins", n_bins=3)
+    model = SpectrumTransformer(cfg).eval()
+    assert model.embed_dim == 24
+    batch = {"patch_flux": torch.randn(2, 12, 4), "patch_valid": torch.ones(2, 12, 4),
+             "log10_scale": torch.zeros(2)}
+    batch["patch_valid"][1, 4:8] = 0  # the second spectrum has no data in the middle range
+    with torch.no_grad():
+        tokens = model._encode(batch["patch_flux"], batch["patch_valid"], batch["log10_scale"])[:, 2:]
+        got = model(batch)
+    expected0 = torch.cat([tokens[0, 0:4].mean(0), tokens[0, 4:8].mean(0), tokens[0, 8:12].mean(0)])
+    torch.testing.assert_close(got[0], expected0)
+    torch.testing.assert_close(got[1, :8], tokens[1, 0:4].mean(0))
+    torch.testing.assert_close(got[1, 8:16], tokens[1, 4:8].mean(0))  # no data: plain mean, not NaN

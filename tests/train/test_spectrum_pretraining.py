@@ -63,12 +63,12 @@ def test_trains_with_finite_loss_and_exports_a_loadable_model(trained):
     assert len(losses) == 4 and np.all(np.isfinite(losses)) and losses[0] > 0
     config = json.loads((model_dir / "config.json").read_text())
     assert config["model_type"] == "spectrum_transformer" and config["modality"] == "spectrum"
-    assert config["embed_dim"] == 32 == config["model"]["dim"]
+    assert config["model"]["pooling"] == "bins" and config["embed_dim"] == 32 * config["model"]["n_bins"]
     pre = SpectrumPreprocessConfig(wave_step=10.0)
     assert config["preprocessing"] == pre.to_dict()
     assert config["model"]["n_patches"] == pre.n_patches == 62
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["model"]["n_patches"] == 62 and saved["model"]["pooling"] == "mean" and saved["mask_fraction"] == 0.3
+    assert saved["model"]["n_patches"] == 62 and saved["model"]["pooling"] == "bins" and saved["mask_fraction"] == 0.3
     reloaded = load_yaml_config(SpectrumPretrainConfig, run / "config.yaml")
     assert reloaded.model.to_dict() == config["model"] and reloaded.preprocess == pre
 
@@ -89,7 +89,7 @@ def test_embed_spectrum_on_stored_padded_arrays_matches_model_on_prepared_record
     records = [dataset.survey.galaxy(int(r["index"])).spectrum for r in rows]
     with torch.no_grad():
         expected = encoder(prepare_spectra(records, pre)).numpy()
-    assert got.shape == (len(rows), 32) and got.dtype == np.float32
+    assert got.shape == (len(rows), 32 * 8) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert np.ptp(got, axis=0).max() > 0
     np.testing.assert_allclose(model.embed_spectrum(records), expected, rtol=1e-4, atol=1e-5)
@@ -106,7 +106,7 @@ def test_real_sdss_and_desi_spectra_embed(trained, shared_data):
         pytest.skip("SDSS or DESI spectra missing from the shared data")
     for records in (sdss, desi):
         vectors = model.embed_spectrum(records)  # Galaxy records, each spectrum on its own grid
-        assert vectors.shape == (len(records), 32) and np.isfinite(vectors).all()
+        assert vectors.shape == (len(records), 32 * 8) and np.isfinite(vectors).all()
     # The arrays of one SDSS spectrum (log-lambda grid) give the same vector as its record.
     sp = sdss[0].spectrum
     one = model.embed_spectrum(sp.flux, sp.ivar, sp.wavelength, mask=sp.mask)
@@ -145,4 +145,4 @@ def test_kill_9_mid_run_then_rerun_resumes_from_last_checkpoint(trained, tmp_pat
     assert min(second) == resumed_from and max(second) == 39  # continued, not restarted
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 40
     vectors = astroembed.load(run).embed_spectrum([g.spectrum for g in trained[1][:3]])
-    assert vectors.shape == (3, 32) and np.isfinite(vectors).all()
+    assert vectors.shape == (3, 32 * 8) and np.isfinite(vectors).all()

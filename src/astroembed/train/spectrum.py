@@ -31,10 +31,11 @@ from .common import RunConfig, build_trainer, cosine_with_warmup, finish_checkpo
 
 @dataclass
 class SpectrumModelConfig(SpectrumTransformerConfig):
-    """The transformer of this stage: mean pooling by default, since masked modelling trains the patch
-    tokens only (the loss never reaches the CLS token, which would stay close to its random init)."""
+    """The transformer of this stage: binned mean pooling by default. Masked modelling trains the patch
+    tokens only (the loss never reaches the CLS token, which would stay close to its random init), and a
+    single mean over all patches loses where spectral features sit (see SpectrumTransformerConfig)."""
 
-    pooling: str = "mean"
+    pooling: str = "bins"
 
 
 @dataclass
