@@ -293,11 +293,18 @@ def affine_crop(flux: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, sh
 
 def dihedral(images: torch.Tensor, k90: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Per-sample exact turn by k90 * 90 degrees then left-right flip; images (N, B, S, S) square."""
-    k = k90.to(images.device).view(-1, 1, 1, 1)
-    out = images
+    # Each sample is turned once, in groups by number of turns (selecting among all four turns of
+    # the whole batch with torch.where cost four rotations per image).
+    k90, flip = k90.to(images.device), flip.to(images.device)
+    out = images.clone()
     for turns in (1, 2, 3):
-        out = torch.where(k == turns, torch.rot90(images, turns, dims=(-2, -1)), out)
-    return torch.where(flip.to(images.device).view(-1, 1, 1, 1), out.flip(-1), out)
+        idx = torch.nonzero(k90 == turns).squeeze(1)
+        if idx.numel():
+            out[idx] = torch.rot90(images[idx], turns, dims=(-2, -1))
+    idx = torch.nonzero(flip).squeeze(1)
+    if idx.numel():
+        out[idx] = out[idx].flip(-1)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
