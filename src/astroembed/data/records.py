@@ -291,7 +291,7 @@ class Galaxy:
             masked[modality] = getattr(self, modality).validate(source, oid)
         for key, value in self.labels.items():
             if isinstance(value, (float, np.floating)) and np.isinf(value):
-                raise InvalidDataError(f"label is infinite", field=key, **ctx)
+                raise InvalidDataError("label is infinite", field=key, **ctx)
         return masked
 
 

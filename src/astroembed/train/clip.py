@@ -35,7 +35,7 @@ from ..inference import fill_padded_wavelengths
 from ..models.clip_model import AlignedModel
 from ..models.io import load_model, save_model
 from ..objectives.clip import CLIPLoss
-from .common import RunConfig, build_trainer, cosine_with_warmup, finish_checkpoint, resume_checkpoint, save_yaml_config
+from .common import RunConfig, cosine_with_warmup, fit_stage, save_yaml_config
 
 
 @dataclass
@@ -253,20 +253,9 @@ def pretrain_clip(config: CLIPConfig) -> Path:
 
     networks = CLIPNetworks(config, model, image_pre, spectrum_pre, bands)
     module = _lightning_module(networks, config.run)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.run.batch_size, shuffle=True, drop_last=True,
-        num_workers=config.run.num_workers, persistent_workers=config.run.num_workers > 0)
-    if len(loader) == 0:
-        raise ValueError(f"{config.data}: {len(dataset)} objects is fewer than one batch of "
-                         f"{config.run.batch_size}; lower --batch-size")
-    trainer = build_trainer(config.run, run_dir)
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(run_dir))
-    finish_checkpoint(trainer, run_dir)
-    model_dir = run_dir / "model"
-    if trainer.is_global_zero:
-        export_aligned_model(model, image_cfg, spectrum_cfg, model_dir, {
-            "global_step": int(trainer.global_step), "data": str(config.data),
-            "image_model": str(config.image_model), "spectrum_model": str(config.spectrum_model),
-            "freeze_image": config.freeze_image, "freeze_spectrum": config.freeze_spectrum,
-            "logit_scale": float(networks.loss.logit_scale.detach().exp())})
-    return model_dir
+    return fit_stage(module, dataset, config.run, run_dir, str(config.data),
+                     lambda model_dir, extra: export_aligned_model(model, image_cfg, spectrum_cfg, model_dir, {
+                         **extra, "image_model": str(config.image_model),
+                         "spectrum_model": str(config.spectrum_model), "freeze_image": config.freeze_image,
+                         "freeze_spectrum": config.freeze_spectrum,
+                         "logit_scale": float(networks.loss.logit_scale.detach().exp())}))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
@@ -176,6 +176,29 @@ def resume_checkpoint(run_dir: Path) -> str | None:
     """The checkpoint to resume from, if a previous run of this folder left one."""
     last = run_dir / "checkpoints" / "last.ckpt"
     return str(last) if last.is_file() else None
+
+
+def fit_stage(module, dataset, run: RunConfig, run_dir: Path, data_name: str, export) -> Path:
+    """Train (or resume) a stage's LightningModule on ``dataset`` and export its model on rank 0.
+
+    ``export(model_dir, extra)`` writes ``RUN/model``; ``extra`` carries the global step. Shared by the
+    image, spectrum and CLIP stages so they checkpoint, resume and export identically.
+    """
+    import torch
+
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=run.batch_size, shuffle=True, drop_last=True,
+        num_workers=run.num_workers, persistent_workers=run.num_workers > 0)
+    if len(loader) == 0:
+        raise ValueError(f"{data_name}: {len(dataset)} objects is fewer than one batch of "
+                         f"{run.batch_size}; lower --batch-size")
+    trainer = build_trainer(run, run_dir)
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(run_dir))
+    finish_checkpoint(trainer, run_dir)
+    model_dir = run_dir / "model"
+    if trainer.is_global_zero:
+        export(model_dir, {"global_step": int(trainer.global_step), "data": data_name})
+    return model_dir
 
 
 def finish_checkpoint(trainer, run_dir: Path) -> None:

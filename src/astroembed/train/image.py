@@ -27,8 +27,7 @@ from ..models.io import save_model
 from ..objectives.byol import BYOLLoss
 from ..objectives.moco import MoCoLoss, MoCoQueue, cosine_momentum, momentum_update
 from ..objectives.ntxent import NTXentLoss
-from .common import (RunConfig, build_trainer, config_to_dict, cosine_with_warmup, finish_checkpoint,
-                     resume_checkpoint, save_yaml_config)
+from .common import RunConfig, config_to_dict, cosine_with_warmup, fit_stage, save_yaml_config
 from .data import image_dataset
 
 METHODS = ("simclr", "moco", "byol")
@@ -183,20 +182,8 @@ def pretrain_image(config: ImagePretrainConfig) -> Path:
 
     networks = ImageSSLModule(config, bands)
     module = _lightning_module(networks, config.run)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.run.batch_size, shuffle=True, drop_last=True,
-        num_workers=config.run.num_workers, persistent_workers=config.run.num_workers > 0)
-    if len(loader) == 0:
-        raise ValueError(f"{config.data}: {len(dataset)} objects is fewer than one batch of "
-                         f"{config.run.batch_size}; lower --batch-size")
-    trainer = build_trainer(config.run, run_dir)
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(run_dir))
-    finish_checkpoint(trainer, run_dir)
-    model_dir = run_dir / "model"
-    if trainer.is_global_zero:
-        export_image_encoder(networks.encoder, config, bands, model_dir,
-                             {"global_step": int(trainer.global_step), "data": str(config.data)})
-    return model_dir
+    return fit_stage(module, dataset, config.run, run_dir, str(config.data),
+                     lambda model_dir, extra: export_image_encoder(networks.encoder, config, bands, model_dir, extra))
 
 
 def config_summary(config: ImagePretrainConfig) -> dict:

@@ -26,7 +26,7 @@ from ..data.records import InvalidDataError
 from ..inference import prepare_stored_spectra
 from ..models.io import save_model
 from ..models.spectrum_transformer import SpectrumTransformer, SpectrumTransformerConfig, masked_modelling_loss
-from .common import RunConfig, build_trainer, cosine_with_warmup, finish_checkpoint, resume_checkpoint, save_yaml_config
+from .common import RunConfig, cosine_with_warmup, fit_stage, save_yaml_config
 
 
 @dataclass
@@ -149,18 +149,7 @@ def pretrain_spectrum(config: SpectrumPretrainConfig) -> Path:
 
     networks = SpectrumMaskedModelling(config)
     module = _lightning_module(networks, config.run)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.run.batch_size, shuffle=True, drop_last=True,
-        num_workers=config.run.num_workers, persistent_workers=config.run.num_workers > 0)
-    if len(loader) == 0:
-        raise ValueError(f"{config.data}: {len(dataset)} spectra is fewer than one batch of "
-                         f"{config.run.batch_size}; lower --batch-size")
-    trainer = build_trainer(config.run, run_dir)
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(run_dir))
-    finish_checkpoint(trainer, run_dir)
-    model_dir = run_dir / "model"
-    if trainer.is_global_zero:
-        export_spectrum_encoder(networks.model, config.preprocess, model_dir,
-                                {"global_step": int(trainer.global_step), "data": str(config.data),
-                                 "mask_fraction": config.mask_fraction, "chunk_len": config.chunk_len})
-    return model_dir
+    return fit_stage(module, dataset, config.run, run_dir, str(config.data),
+                     lambda model_dir, extra: export_spectrum_encoder(
+                         networks.model, config.preprocess, model_dir,
+                         {**extra, "mask_fraction": config.mask_fraction, "chunk_len": config.chunk_len}))
