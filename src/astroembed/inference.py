@@ -38,19 +38,15 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-class ImageEmbedder:
-    """An image encoder plus its saved preprocessing."""
+class _Embedder:
+    """What every exported model shares: where it came from, its config, its device, its identity."""
 
-    modality = "image"
-
-    def __init__(self, encoder: torch.nn.Module, config: dict[str, Any], path: Path,
+    def __init__(self, model: torch.nn.Module, config: dict[str, Any], path: Path,
                  device: str | torch.device | None = None):
         self.path = Path(path)
         self.config = config
         self.device = _device(device)
-        self.encoder = encoder.to(self.device).eval()
-        self.preprocess_config = PreprocessConfig.from_dict(config["preprocessing"])
-        self.bands = tuple(config["bands"])
+        self.model = model.to(self.device).eval()
         self.embed_dim = int(config["embed_dim"])
 
     @property
@@ -60,6 +56,22 @@ class ImageEmbedder:
     @property
     def content_hash(self) -> str:
         return content_hash(self.path)
+
+
+class ImageEmbedder(_Embedder):
+    """An image encoder plus its saved preprocessing."""
+
+    modality = "image"
+
+    def __init__(self, encoder: torch.nn.Module, config: dict[str, Any], path: Path,
+                 device: str | torch.device | None = None):
+        super().__init__(encoder, config, path, device)
+        self.preprocess_config = PreprocessConfig.from_dict(config["preprocessing"])
+        self.bands = tuple(config["bands"])
+
+    @property
+    def encoder(self) -> torch.nn.Module:
+        return self.model
 
     def prepare(self, images) -> torch.Tensor:
         """Raw cutouts as stored -> network input on the model's device."""
@@ -212,27 +224,15 @@ def _n_rows(flux) -> int:
     return 1 if _ndim(flux) == 1 else len(flux)
 
 
-class SpectrumEmbedder:
+class SpectrumEmbedder(_Embedder):
     """A spectrum transformer plus its saved preprocessing (model grid, normalisation, patching)."""
 
     modality = "spectrum"
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], path: Path,
                  device: str | torch.device | None = None):
-        self.path = Path(path)
-        self.config = config
-        self.device = _device(device)
-        self.model = model.to(self.device).eval()
+        super().__init__(model, config, path, device)
         self.preprocess_config = SpectrumPreprocessConfig.from_dict(config["preprocessing"])
-        self.embed_dim = int(config["embed_dim"])
-
-    @property
-    def name(self) -> str:
-        return self.path.parent.name if self.path.name == "model" else self.path.name
-
-    @property
-    def content_hash(self) -> str:
-        return content_hash(self.path)
 
     def prepare(self, flux, ivar=None, wavelength=None, mask=None) -> dict[str, torch.Tensor]:
         """Spectra as stored -> the model's input batch on the model's device."""
@@ -273,7 +273,7 @@ class SpectrumEmbedder:
 
 # ----------------------------------------------------------------------------------------- aligned
 
-class AlignedEmbedder:
+class AlignedEmbedder(_Embedder):
     """Image and spectrum encoders aligned by CLIP: both modalities into one L2-normalised space.
 
     ``embed(images)`` and ``embed_spectrum(flux, ivar, wavelength, mask)`` return (N, D) float32 unit
@@ -285,11 +285,7 @@ class AlignedEmbedder:
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], path: Path,
                  device: str | torch.device | None = None):
-        self.path = Path(path)
-        self.config = config
-        self.device = _device(device)
-        self.model = model.to(self.device).eval()
-        self.embed_dim = int(config["embed_dim"])
+        super().__init__(model, config, path, device)
         pre = config["preprocessing"]
         self.bands = tuple(config["bands"])
         self._image = ImageEmbedder(model.image_encoder, {"preprocessing": pre["image"], "bands": self.bands,
@@ -300,9 +296,6 @@ class AlignedEmbedder:
                                           path, self.device)
         self.preprocess_config = self._image.preprocess_config
         self.spectrum_preprocess_config = self._spectrum.preprocess_config
-
-    name = ImageEmbedder.name
-    content_hash = ImageEmbedder.content_hash
 
     @torch.inference_mode()
     def embed(self, images, batch_size: int = 256) -> np.ndarray:
