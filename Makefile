@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 check-env: install
-	$(PY) scripts/check_env.py
+	$(PY) scripts/check_env.py $(if $(TORCH),,--user-torch)
 
 demo: check-env
 	$(VENV)/bin/astroembed demo --out $(DEMO_OUT) --n $(DEMO_N)

@@ -10,14 +10,15 @@ try:
     torch_version = metadata.version("torch")
 except metadata.PackageNotFoundError:
     torch_version = None
-if torch_version is None or not torch_version.startswith("2.13.0"):
+user_torch = "--user-torch" in sys.argv  # `make demo TORCH=`: a GPU user brought their own torch build
+if torch_version is None or not (user_torch or torch_version.startswith("2.13.0")):
     problems.append(f"torch must be 2.13.0, found {torch_version}")
 names = {(d.metadata["Name"] or "").lower() for d in metadata.distributions()}
 for bad in ("torchvision", "timm", "lightly", "open-clip-torch"):
     if bad in names:
         problems.append(f"{bad} is installed; it breaks lightning here (uninstall it)")
 cuda = sorted(n for n in names if n.startswith("nvidia-") or n == "triton")
-if cuda and "--allow-cuda" not in sys.argv:
+if cuda and not user_torch:
     problems.append(f"CUDA packages installed ({', '.join(cuda)}): pip pulled a CUDA build of torch")
 if problems:
     print("environment check failed:\n  " + "\n  ".join(problems), file=sys.stderr)
