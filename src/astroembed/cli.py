@@ -123,8 +123,32 @@ pretrain_app = typer.Typer(no_args_is_help=True, help="Self-supervised pretraini
 app.add_typer(pretrain_app, name="pretrain")
 
 
-def _run_overrides(**kw) -> dict:
-    return {f"run.{k}": v for k, v in kw.items() if v is not None}
+# The run settings every pretraining stage takes (RunConfig fields); declared once, shared by the commands.
+RUN_OPTIONS = {
+    "max_minutes": typer.Option(None, "--max-minutes", help="Wall-clock budget."),
+    "max_epochs": typer.Option(None, "--max-epochs"),
+    "max_steps": typer.Option(None, "--max-steps"),
+    "batch_size": typer.Option(None, "--batch-size"),
+    "device": typer.Option(None, "--device", help="auto, cpu, cuda."),
+    "devices": typer.Option(None, "--devices", help="Processes/GPUs (DDP when > 1)."),
+    "strategy": typer.Option(None, "--strategy", help="auto, ddp, ddp_spawn."),
+    "precision": typer.Option(None, "--precision", help="auto, 32-true, bf16-mixed."),
+    "num_workers": typer.Option(None, "--num-workers"),
+    "seed": typer.Option(None, "--seed"),
+}
+
+
+def _pretrain(config_cls, run_stage, config: Optional[Path], overrides: dict, arguments: dict, what: str) -> None:
+    """Load a stage config (YAML + command-line overrides; run settings go under ``run.``), run it, report."""
+    from .data.records import InvalidDataError
+    from .train.common import load_yaml_config
+
+    overrides = {**overrides, **{f"run.{k}": arguments[k] for k in RUN_OPTIONS if arguments[k] is not None}}
+    try:
+        model_dir = run_stage(load_yaml_config(config_cls, config, overrides))
+    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print(f"exported {what} to {model_dir}")
 
 
 @pretrain_app.command("image")
@@ -134,32 +158,22 @@ def pretrain_image_cmd(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see configs/)."),
     method: Optional[str] = typer.Option(None, "--method", help="simclr, moco or byol."),
     arch: Optional[str] = typer.Option(None, "--arch", help="small_cnn, resnet18, resnet50, vit_s8."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget."),
-    max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda."),
-    devices: Optional[int] = typer.Option(None, "--devices", help="Processes/GPUs (DDP when > 1)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, ddp, ddp_spawn."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto, 32-true, bf16-mixed."),
-    num_workers: Optional[int] = typer.Option(None, "--num-workers"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    max_minutes: Optional[float] = RUN_OPTIONS["max_minutes"],
+    max_epochs: Optional[int] = RUN_OPTIONS["max_epochs"],
+    max_steps: Optional[int] = RUN_OPTIONS["max_steps"],
+    batch_size: Optional[int] = RUN_OPTIONS["batch_size"],
+    device: Optional[str] = RUN_OPTIONS["device"],
+    devices: Optional[int] = RUN_OPTIONS["devices"],
+    strategy: Optional[str] = RUN_OPTIONS["strategy"],
+    precision: Optional[str] = RUN_OPTIONS["precision"],
+    num_workers: Optional[int] = RUN_OPTIONS["num_workers"],
+    seed: Optional[int] = RUN_OPTIONS["seed"],
 ):
     """Pretrain an image encoder (SimCLR / MoCo v2 / BYOL) with astrophysical augmentations."""
-    from .data.records import InvalidDataError
-    from .train.common import load_yaml_config
     from .train.image import ImagePretrainConfig, pretrain_image
 
-    overrides = {"data": str(data), "out": str(out), "method": method, "encoder.arch": arch,
-                 **_run_overrides(max_minutes=max_minutes, max_epochs=max_epochs, max_steps=max_steps,
-                                  batch_size=batch_size, device=device, devices=devices, strategy=strategy,
-                                  precision=precision, num_workers=num_workers, seed=seed)}
-    try:
-        cfg = load_yaml_config(ImagePretrainConfig, config, overrides)
-        model_dir = pretrain_image(cfg)
-    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
-        _fail(exc)
-    console.print(f"exported image encoder to {model_dir}")
+    overrides = {"data": str(data), "out": str(out), "method": method, "encoder.arch": arch}
+    _pretrain(ImagePretrainConfig, pretrain_image, config, overrides, locals(), "image encoder")
 
 
 @pretrain_app.command("spectrum")
@@ -170,33 +184,23 @@ def pretrain_spectrum_cmd(
     dim: Optional[int] = typer.Option(None, "--dim", help="Transformer width."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Transformer blocks."),
     wave_step: Optional[float] = typer.Option(None, "--wave-step", help="Model grid step in Angstrom."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget."),
-    max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda."),
-    devices: Optional[int] = typer.Option(None, "--devices", help="Processes/GPUs (DDP when > 1)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, ddp, ddp_spawn."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto, 32-true, bf16-mixed."),
-    num_workers: Optional[int] = typer.Option(None, "--num-workers"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    max_minutes: Optional[float] = RUN_OPTIONS["max_minutes"],
+    max_epochs: Optional[int] = RUN_OPTIONS["max_epochs"],
+    max_steps: Optional[int] = RUN_OPTIONS["max_steps"],
+    batch_size: Optional[int] = RUN_OPTIONS["batch_size"],
+    device: Optional[str] = RUN_OPTIONS["device"],
+    devices: Optional[int] = RUN_OPTIONS["devices"],
+    strategy: Optional[str] = RUN_OPTIONS["strategy"],
+    precision: Optional[str] = RUN_OPTIONS["precision"],
+    num_workers: Optional[int] = RUN_OPTIONS["num_workers"],
+    seed: Optional[int] = RUN_OPTIONS["seed"],
 ):
     """Pretrain a spectrum transformer by masked modelling (AstroCLIP's spectrum stage)."""
-    from .data.records import InvalidDataError
-    from .train.common import load_yaml_config
     from .train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
 
     overrides = {"data": str(data), "out": str(out), "model.dim": dim, "model.depth": depth,
-                 "preprocess.wave_step": wave_step,
-                 **_run_overrides(max_minutes=max_minutes, max_epochs=max_epochs, max_steps=max_steps,
-                                  batch_size=batch_size, device=device, devices=devices, strategy=strategy,
-                                  precision=precision, num_workers=num_workers, seed=seed)}
-    try:
-        cfg = load_yaml_config(SpectrumPretrainConfig, config, overrides)
-        model_dir = pretrain_spectrum(cfg)
-    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
-        _fail(exc)
-    console.print(f"exported spectrum encoder to {model_dir}")
+                 "preprocess.wave_step": wave_step}
+    _pretrain(SpectrumPretrainConfig, pretrain_spectrum, config, overrides, locals(), "spectrum encoder")
 
 
 @pretrain_app.command("clip")
@@ -211,34 +215,24 @@ def pretrain_clip_cmd(
                                                 help="Keep the image encoder fixed (default: fine-tune)."),
     freeze_spectrum: Optional[bool] = typer.Option(None, "--freeze-spectrum/--train-spectrum",
                                                    help="Keep the spectrum encoder fixed (default: fine-tune)."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget."),
-    max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda."),
-    devices: Optional[int] = typer.Option(None, "--devices", help="Processes/GPUs (DDP when > 1)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, ddp, ddp_spawn."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto, 32-true, bf16-mixed."),
-    num_workers: Optional[int] = typer.Option(None, "--num-workers"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    max_minutes: Optional[float] = RUN_OPTIONS["max_minutes"],
+    max_epochs: Optional[int] = RUN_OPTIONS["max_epochs"],
+    max_steps: Optional[int] = RUN_OPTIONS["max_steps"],
+    batch_size: Optional[int] = RUN_OPTIONS["batch_size"],
+    device: Optional[str] = RUN_OPTIONS["device"],
+    devices: Optional[int] = RUN_OPTIONS["devices"],
+    strategy: Optional[str] = RUN_OPTIONS["strategy"],
+    precision: Optional[str] = RUN_OPTIONS["precision"],
+    num_workers: Optional[int] = RUN_OPTIONS["num_workers"],
+    seed: Optional[int] = RUN_OPTIONS["seed"],
 ):
     """Align an image and a spectrum encoder in one space with CLIP (AstroCLIP)."""
-    from .data.records import InvalidDataError
     from .train.clip import CLIPConfig, pretrain_clip
-    from .train.common import load_yaml_config
 
     overrides = {"image_model": str(image_model), "spectrum_model": str(spectrum_model), "data": str(data),
                  "out": str(out), "embed_dim": embed_dim, "freeze_image": freeze_image,
-                 "freeze_spectrum": freeze_spectrum,
-                 **_run_overrides(max_minutes=max_minutes, max_epochs=max_epochs, max_steps=max_steps,
-                                  batch_size=batch_size, device=device, devices=devices, strategy=strategy,
-                                  precision=precision, num_workers=num_workers, seed=seed)}
-    try:
-        cfg = load_yaml_config(CLIPConfig, config, overrides)
-        model_dir = pretrain_clip(cfg)
-    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
-        _fail(exc)
-    console.print(f"exported aligned model to {model_dir}")
+                 "freeze_spectrum": freeze_spectrum}
+    _pretrain(CLIPConfig, pretrain_clip, config, overrides, locals(), "aligned model")
 
 
 @app.command()
