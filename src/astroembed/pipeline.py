@@ -57,23 +57,34 @@ def held_out_split(survey_path: Path, seed: int = 0) -> tuple[np.ndarray, np.nda
     return survey.object_ids, train, test
 
 
-def pretrain_image_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
-                         arch: str = "small_cnn", method: str = "simclr", batch_size: int = 64) -> Path:
-    """Self-supervised image pretraining on the training split (the held-out galaxies are never seen)."""
+def _train_on_split(config_cls, run_stage, survey_path: Path, run_dir: Path, minutes: float, seed: int,
+                    batch_size: int, settings: dict, run: dict) -> Path:
+    """Run a pretraining stage on the training split, unless its model is already exported.
+
+    ``settings`` are the stage config's own fields; ``run`` adds to the shared run settings.
+    """
     from .train.common import load_yaml_config
-    from .train.image import ImagePretrainConfig, pretrain_image
 
     model_dir = run_dir / "model"
     if (model_dir / "model.safetensors").exists():
         return model_dir
     _, train, _ = held_out_split(survey_path, seed)
     batch_size = min(batch_size, max(2, len(train) // 4))  # tiny surveys (tests) still get several steps
-    config = load_yaml_config(ImagePretrainConfig, None, {
-        "data": str(survey_path), "out": str(run_dir), "method": method, "encoder": {"arch": arch},
-        "train_indices": train.tolist(),
-        "run": {"max_minutes": minutes, "max_epochs": 1000, "batch_size": batch_size, "num_workers": 2,
-                "seed": seed, "warmup_steps": 50, "checkpoint_every_n_steps": 25}})
-    return pretrain_image(config)
+    config = load_yaml_config(config_cls, None, {
+        **settings, "out": str(run_dir), "train_indices": train.tolist(),
+        "run": {"max_minutes": minutes, "max_epochs": 1000, "batch_size": batch_size, "seed": seed,
+                "checkpoint_every_n_steps": 25, **run}})
+    return run_stage(config)
+
+
+def pretrain_image_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
+                         arch: str = "small_cnn", method: str = "simclr", batch_size: int = 64) -> Path:
+    """Self-supervised image pretraining on the training split (the held-out galaxies are never seen)."""
+    from .train.image import ImagePretrainConfig, pretrain_image
+
+    return _train_on_split(ImagePretrainConfig, pretrain_image, survey_path, run_dir, minutes, seed, batch_size,
+                           {"data": str(survey_path), "method": method, "encoder": {"arch": arch}},
+                           {"num_workers": 2, "warmup_steps": 50})
 
 
 def random_image_model(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
@@ -115,39 +126,23 @@ def pretrain_spectrum_stage(survey_path: Path, run_dir: Path, minutes: float, se
                             wave_step: float = 4.0, dim: int = 128, depth: int = 4,
                             batch_size: int = 64) -> Path:
     """Masked-modelling pretraining of the spectrum transformer on the training split."""
-    from .train.common import load_yaml_config
     from .train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
 
-    model_dir = run_dir / "model"
-    if (model_dir / "model.safetensors").exists():
-        return model_dir
-    _, train, _ = held_out_split(survey_path, seed)
-    batch_size = min(batch_size, max(2, len(train) // 4))  # tiny surveys (tests) still get several steps
-    config = load_yaml_config(SpectrumPretrainConfig, None, {
-        "data": str(survey_path), "out": str(run_dir), "train_indices": train.tolist(),
-        "preprocess": {"wave_step": wave_step}, "model": {"dim": dim, "depth": depth, "num_heads": 4},
-        "run": {"max_minutes": minutes, "max_epochs": 1000, "batch_size": batch_size, "num_workers": 1,
-                "seed": seed, "warmup_steps": 50, "checkpoint_every_n_steps": 25, "learning_rate": 5e-4}})
-    return pretrain_spectrum(config)
+    return _train_on_split(SpectrumPretrainConfig, pretrain_spectrum, survey_path, run_dir, minutes, seed, batch_size,
+                           {"data": str(survey_path), "preprocess": {"wave_step": wave_step},
+                            "model": {"dim": dim, "depth": depth, "num_heads": 4}},
+                           {"num_workers": 1, "warmup_steps": 50, "learning_rate": 5e-4})
 
 
 def pretrain_clip_stage(image_model: Path, spectrum_model: Path, survey_path: Path, run_dir: Path,
                         minutes: float, seed: int = 0, embed_dim: int = 128, batch_size: int = 128) -> Path:
     """AstroCLIP alignment of the two pretrained encoders on the training split (both fine-tuned)."""
     from .train.clip import CLIPConfig, pretrain_clip
-    from .train.common import load_yaml_config
 
-    model_dir = run_dir / "model"
-    if (model_dir / "model.safetensors").exists():
-        return model_dir
-    _, train, _ = held_out_split(survey_path, seed)
-    batch_size = min(batch_size, max(2, len(train) // 4))  # tiny surveys (tests) still get several steps
-    config = load_yaml_config(CLIPConfig, None, {
-        "image_model": str(image_model), "spectrum_model": str(spectrum_model), "data": str(survey_path),
-        "out": str(run_dir), "embed_dim": embed_dim, "train_indices": train.tolist(),
-        "run": {"max_minutes": minutes, "max_epochs": 1000, "batch_size": batch_size, "num_workers": 1,
-                "seed": seed, "warmup_steps": 25, "checkpoint_every_n_steps": 25, "learning_rate": 1e-3}})
-    return pretrain_clip(config)
+    return _train_on_split(CLIPConfig, pretrain_clip, survey_path, run_dir, minutes, seed, batch_size,
+                           {"image_model": str(image_model), "spectrum_model": str(spectrum_model),
+                            "data": str(survey_path), "embed_dim": embed_dim},
+                           {"num_workers": 1, "warmup_steps": 25, "learning_rate": 1e-3})
 
 
 def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0, n: int = 256) -> dict:
