@@ -27,6 +27,7 @@ test: check-env
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install
+	$(PY) -m pip install --quiet -e ".[test,bench]" $(TORCH)
 	$(PY) bench/run_all.py
 
 clean:
