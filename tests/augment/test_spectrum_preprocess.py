@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from astroembed.augment.spectrum_preprocess import (SpectrumPreprocessConfig, normalise, patches_to_pixels,
-                                                    prepare_batch, prepare_spectra, resample)
+from astroembed.augment.spectrum_preprocess import (SpectrumPreprocessConfig, interpolate_gaps, normalise,
+                                                    patches_to_pixels, prepare_batch, prepare_spectra, resample)
 from astroembed.data.records import InvalidDataError
 
 
@@ -273,3 +273,20 @@ def test_real_sdss_spectra_resample_and_patch(shared_data):
     before = np.sum(s0.flux * overlap)
     after = np.sum(f[sel] * cfg.wave_step)
     assert after == pytest.approx(before, rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_interpolate_gaps_matches_numpy_interp_row_by_row(seed):
+    rng = np.random.default_rng(seed)
+    flux = rng.normal(size=(40, 60))
+    usable = rng.random((40, 60)) < rng.uniform(0.05, 0.9)
+    usable[0] = False                      # no usable pixel: zeros
+    usable[1] = False
+    usable[1, 17] = True                   # one usable pixel: constant
+    usable[2, :30] = False                 # leading and trailing gaps: constant extrapolation
+    usable[3, 30:] = False
+    out = interpolate_gaps(torch.tensor(flux), torch.tensor(usable)).numpy()
+    x = np.arange(60)
+    for row, (f, u) in enumerate(zip(flux, usable)):
+        reference = np.interp(x, x[u], f[u]) if u.any() else np.zeros(60)
+        np.testing.assert_allclose(out[row], reference, atol=1e-12, err_msg=f"row {row}")

@@ -11,7 +11,7 @@ import torch
 from astroembed.augment.spectrum_preprocess import (SpectrumPreprocessConfig, patches_to_pixels, patchify,
                                                     prepare_batch, prepare_spectra)
 from astroembed.models.io import load_model, save_model
-from astroembed.models.spectrum_transformer import (SpectrumTransformer, SpectrumTransformerConfig,
+from astroembed.models.spectrum_transformer import (SpectrumTransformer, SpectrumTransformerConfig, sincos_positions,
                                                     masked_modelling_loss)
 from astroembed.objectives.masked import contiguous_chunk_mask, masked_reconstruction_loss
 
@@ -97,6 +97,30 @@ def test_hidden_patches_content_never_reaches_the_prediction():
     assert not torch.allclose(model(changed), model(batch))  # unmasked forward does see them
 
 
+def test_interpolation_baseline_decoder_starts_from_the_straight_line_and_never_sees_hidden_pixels():
+    flux, ivar = synthetic_spectra(4, np.random.default_rng(2))
+    batch = prepare_batch(flux, ivar, None, PRE.grid, PRE)
+    patch_mask = contiguous_chunk_mask(PRE.n_patches, 0.3, chunk_len=4, batch=4,
+                                       generator=torch.Generator().manual_seed(0))
+    model = SpectrumTransformer(SpectrumTransformerConfig.for_preprocess(PRE, dim=32, depth=1, num_heads=4,
+                                                                         decoder_baseline="interpolation"))
+    with torch.no_grad():  # a head that outputs 0: the prediction is the straight line across each gap
+        model.head.weight.zero_()
+    pred = model.forward_masked(batch, patch_mask).detach()
+    hidden = patches_to_pixels(patch_mask, PRE.patch_size, PRE.patch_stride, PRE.n_padded)
+    usable = (batch["valid"].numpy() > 0) & ~hidden.numpy()
+    x = np.arange(PRE.n_padded)
+    line = np.stack([np.interp(x, x[u], f[u]) for f, u in zip(batch["flux"].numpy(), usable)])
+    np.testing.assert_allclose(pred[patch_mask].numpy(), patchify(torch.tensor(line), PRE.patch_size,
+                                                                  PRE.patch_stride)[patch_mask].numpy(), atol=1e-5)
+    changed = dict(batch)  # hidden pixels' flux cannot reach the prediction through the baseline either
+    changed["flux"] = torch.where(hidden, batch["flux"] + 50.0, batch["flux"])
+    changed["patch_flux"] = patchify(changed["flux"], PRE.patch_size, PRE.patch_stride)
+    torch.testing.assert_close(model.forward_masked(changed, patch_mask).detach(), pred, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="decoder_baseline"):
+        SpectrumTransformerConfig(decoder_baseline="spline")
+
+
 def test_masked_modelling_loss_uses_ivar_weights_on_hidden_patches_only():
     rng = np.random.default_rng(3)
     flux, ivar = synthetic_spectra(4, rng)
@@ -140,7 +164,29 @@ def test_vit_style_init():
     model = SpectrumTransformer(SpectrumTransformerConfig.for_preprocess(PRE, dim=128, depth=1, num_heads=4))
     w = model.blocks[0].mlp.fc1.weight
     assert w.std().item() == pytest.approx(0.02, rel=0.1) and w.abs().max() <= 2.0 + 1e-6
-    assert model.blocks[0].mlp.fc1.bias.abs().max() == 0 and model.pos_embed.std().item() == pytest.approx(0.02, rel=0.1)
+    assert model.blocks[0].mlp.fc1.bias.abs().max() == 0
+    # CLS and scale positions: truncated normal; patch positions: the sine-cosine code (sincos default)
+    assert model.pos_embed[0, :2].std().item() == pytest.approx(0.02, rel=0.2)
+    random = SpectrumTransformer(SpectrumTransformerConfig.for_preprocess(PRE, dim=128, depth=1, num_heads=4,
+                                                                          pos_init="random"))
+    assert random.pos_embed.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_sincos_positions_match_the_transformer_formula_and_make_neighbours_similar():
+    n, dim = 50, 16
+    code = sincos_positions(n, dim).numpy()
+    pos, k = np.arange(n)[:, None], np.arange(dim // 2)[None, :]
+    angle = pos / 10000 ** (k / (dim // 2))  # Vaswani et al. 2017, sin half then cos half (MAE)
+    np.testing.assert_allclose(code, np.concatenate([np.sin(angle), np.cos(angle)], 1), atol=1e-6)
+    model = SpectrumTransformer(SpectrumTransformerConfig.for_preprocess(PRE, dim=128, depth=1, num_heads=4))
+    patches = model.pos_embed[0, 2:].detach()
+    np.testing.assert_allclose(patches.numpy(), sincos_positions(PRE.n_patches, 128).numpy())
+    sim = patches @ patches.T
+    # neighbours are more alike than patches far apart: what lets attention find a hidden chunk's edges
+    far = PRE.n_patches // 2
+    assert sim.diagonal(1).min() > 1.5 * sim.diagonal(far).max()
+    with pytest.raises(ValueError, match="pos_init"):
+        SpectrumTransformerConfig(pos_init="learned")
 
 
 def linear_interpolation_mse(batch, patch_mask):
@@ -223,3 +269,29 @@ def test_bins_pooling_is_the_masked_mean_of_each_wavelength_range():
     torch.testing.assert_close(got[0], expected0)
     torch.testing.assert_close(got[1, :8], tokens[1, 0:4].mean(0))
     torch.testing.assert_close(got[1, 8:16], tokens[1, 4:8].mean(0))  # no data: plain mean, not NaN
+
+
+def test_output_scaling_standardises_the_fitting_set_and_survives_save_load(tmp_path, one_thread):
+    torch.manual_seed(0)
+    model = SpectrumTransformer(SpectrumTransformerConfig.for_preprocess(PRE, dim=32, depth=1, num_heads=4,
+                                                                         pooling="bins", n_bins=4))
+    rng = np.random.default_rng(5)
+    batches = [prepare_batch(*synthetic_spectra(16, rng), None, PRE.grid, PRE) for _ in range(3)]
+    with torch.no_grad():
+        raw = torch.cat([model(b) for b in batches]).double()      # identity before fitting
+    model.fit_output_scaling(iter(batches))
+    assert model.training  # the mode it was in comes back
+    with torch.no_grad():
+        scaled = torch.cat([model(b) for b in batches]).double()
+    # an independent reference: numpy's per-column mean and (n - 1) standard deviation of the raw outputs
+    mean, std = raw.numpy().mean(0), raw.numpy().std(0, ddof=1)
+    np.testing.assert_allclose(scaled.numpy(), (raw.numpy() - mean) / std, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scaled.numpy().mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(scaled.numpy().std(0, ddof=1), 1.0, rtol=1e-4)
+
+    save_model(model, {"model_type": "spectrum_transformer", "model": model.config.to_dict()}, tmp_path / "m")
+    loaded, _ = load_model(tmp_path / "m")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batches[0]), model.eval()(batches[0]))
+    with pytest.raises(ValueError, match="at least 2 spectra"):
+        model.fit_output_scaling([])

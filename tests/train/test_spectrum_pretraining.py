@@ -89,9 +89,13 @@ def test_embed_spectrum_on_stored_padded_arrays_matches_model_on_prepared_record
     records = [dataset.survey.galaxy(int(r["index"])).spectrum for r in rows]
     with torch.no_grad():
         expected = encoder(prepare_spectra(records, pre)).numpy()
-    assert got.shape == (len(rows), 32 * 8) and got.dtype == np.float32
+    assert got.shape == (len(rows), 32 * 16) and got.dtype == np.float32  # dim 32, 16 bins (the stage default)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert np.ptp(got, axis=0).max() > 0
+    # the stage standardised the exported model's output on its training spectra (here: all of them)
+    varying = got.std(0) > 1e-3
+    np.testing.assert_allclose(got.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(got[:, varying].std(0, ddof=1), 1.0, rtol=1e-3)
     np.testing.assert_allclose(model.embed_spectrum(records), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -106,7 +110,7 @@ def test_real_sdss_and_desi_spectra_embed(trained, shared_data):
         pytest.skip("SDSS or DESI spectra missing from the shared data")
     for records in (sdss, desi):
         vectors = model.embed_spectrum(records)  # Galaxy records, each spectrum on its own grid
-        assert vectors.shape == (len(records), 32 * 8) and np.isfinite(vectors).all()
+        assert vectors.shape == (len(records), 32 * 16) and np.isfinite(vectors).all()
     # The arrays of one SDSS spectrum (log-lambda grid) give the same vector as its record.
     sp = sdss[0].spectrum
     one = model.embed_spectrum(sp.flux, sp.ivar, sp.wavelength, mask=sp.mask)
@@ -145,4 +149,4 @@ def test_kill_9_mid_run_then_rerun_resumes_from_last_checkpoint(trained, tmp_pat
     assert min(second) == resumed_from and max(second) == 39  # continued, not restarted
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 40
     vectors = astroembed.load(run).embed_spectrum([g.spectrum for g in trained[1][:3]])
-    assert vectors.shape == (3, 32 * 8) and np.isfinite(vectors).all()
+    assert vectors.shape == (3, 32 * 16) and np.isfinite(vectors).all()

@@ -62,6 +62,7 @@ __all__ = [
     "normalise",
     "patchify",
     "patches_to_pixels",
+    "interpolate_gaps",
     "prepare_batch",
     "prepare_spectra",
     "BATCH_KEYS",
@@ -294,6 +295,29 @@ def patches_to_pixels(patch_mask: torch.Tensor, patch_size: int, patch_stride: i
     src = patch_mask[:, :, None].expand(-1, -1, patch_size).reshape(n, -1).float()
     out = torch.zeros(n, n_pixels, device=patch_mask.device)
     return out.scatter_reduce(1, idx, src, reduce="amax") > 0
+
+
+def interpolate_gaps(flux: torch.Tensor, usable: torch.Tensor) -> torch.Tensor:
+    """Fill the pixels where ``usable`` is False by linear interpolation between the nearest usable
+    pixels on either side (constant beyond the first/last usable pixel; 0 in a row with none), as
+    ``np.interp`` does row by row, but batched: (N, n) -> (N, n), O(N n), on the tensors' device.
+
+    Written here because torch has no 1-D gap interpolation; the previous and next usable pixel of
+    every position come from running maxima of their indices.
+    """
+    n, length = flux.shape
+    pos = torch.arange(length, device=flux.device).expand(n, -1)
+    minus_one = torch.full_like(pos, -1)
+    prev = torch.where(usable, pos, minus_one).cummax(dim=1).values                       # -1: none before
+    after = torch.where(usable, length - 1 - pos, minus_one).flip(1).cummax(dim=1).values.flip(1)
+    nxt = torch.where(after >= 0, length - 1 - after, minus_one)                            # -1: none after
+    f_prev = flux.gather(1, prev.clamp(min=0))
+    f_next = flux.gather(1, nxt.clamp(min=0))
+    span = (nxt - prev).clamp(min=1).to(flux.dtype)
+    between = f_prev + (f_next - f_prev) * (pos - prev).to(flux.dtype) / span
+    out = torch.where((prev >= 0) & (nxt >= 0), between, torch.where(prev >= 0, f_prev, f_next))
+    out = torch.where(usable, flux, out)
+    return torch.where(usable.any(dim=1, keepdim=True), out, torch.zeros_like(out))
 
 
 def _finish(flux: torch.Tensor, ivar: torch.Tensor, valid: torch.Tensor,

@@ -9,15 +9,21 @@ The AstroCLIP spectrum encoder (Parker et al. 2024) in a form that reads top to 
   amplitude removed by normalisation is still seen. Learned positional embeddings (one per patch:
   a patch index is a fixed wavelength range on the model grid).
 - Pre-LayerNorm transformer blocks (the ViT blocks of :mod:`astroembed.models.vit`), a final
-  LayerNorm, then pooling: ``"cls"`` (the CLS token) or ``"mean"`` (mean over patches holding at
-  least one valid pixel).
+  LayerNorm, then pooling: ``"cls"`` (the CLS token), ``"mean"`` (mean over patches holding at
+  least one valid pixel) or ``"bins"`` (such means over equal wavelength ranges, concatenated). The
+  pooled vector is standardised with the training spectra's mean and scale
+  (:meth:`SpectrumTransformer.fit_output_scaling`).
 - Masked modelling (:meth:`SpectrumTransformer.forward_masked`): chosen patches are replaced by a
   learned mask token before the encoder and a linear head predicts the normalised flux of every
   patch. Patches overlap (stride < size), so the hidden patches' pixels are also blanked (flux 0,
   validity 0) inside the visible patches that share them; otherwise the model could copy half of each
   hidden patch from its neighbour.
-- Init: truncated normal (std 0.02) for Linear weights, tokens and positional embeddings; zero biases
-  (ViT / AstroCLIP).
+- Init: truncated normal (std 0.02) for Linear weights and tokens; zero biases (ViT / AstroCLIP).
+  The patches' positional embeddings start from the fixed 1-D sine-cosine code of MAE (He et al.
+  2022) and are then learned (``pos_init="sincos"``, the default): neighbouring patches start with
+  similar codes, so attention can find a hidden chunk's neighbours from the first step. From a random
+  init (``pos_init="random"``) the model must first discover which patches are adjacent, which a short
+  CPU run barely does (see SpectrumTransformerConfig).
 
 Sizes: the defaults (dim 128, depth 4, heads 4; ~0.8M parameters) train on a CPU; AstroCLIP's spectrum
 encoder is ``dim=768, depth=12, num_heads=12`` on the 0.8 A DESI grid.
@@ -35,12 +41,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 from torch import nn
 
-from astroembed.augment.spectrum_preprocess import SpectrumPreprocessConfig, patches_to_pixels, patchify
+from astroembed.augment.spectrum_preprocess import (SpectrumPreprocessConfig, interpolate_gaps, patches_to_pixels,
+                                                    patchify)
 from astroembed.models.vit import Block
 from astroembed.objectives.masked import contiguous_chunk_mask, masked_reconstruction_loss
 
@@ -48,6 +55,8 @@ __all__ = ["SpectrumTransformerConfig", "SpectrumTransformer", "build_spectrum_t
            "masked_modelling_loss", "POOLINGS"]
 
 POOLINGS = ("cls", "mean", "bins")
+POS_INITS = ("sincos", "random")
+DECODER_BASELINES = ("none", "interpolation")
 
 
 @dataclass
@@ -64,6 +73,14 @@ class SpectrumTransformerConfig:
             redshift R^2 on the built-in survey: mean 0.61, binned (8) 0.90, with the same weights).
         n_bins: number of wavelength ranges for ``"bins"`` pooling.
         drop_path_rate: stochastic depth of the last block (0 for the first, linear in between).
+        pos_init: initial positional embeddings of the patches, ``"sincos"`` or ``"random"``
+            (truncated normal, std 0.02). Both are learned; only the start differs.
+        decoder_baseline: what the masked-modelling head adds its output to: ``"none"`` (the head
+            predicts the flux itself) or ``"interpolation"`` (the head predicts the departure from a
+            straight line across each hidden gap, drawn through the nearest visible pixels). With
+            the baseline, the head starts at "the continuum is locally straight" and its training
+            signal is only what a straight line misses (lines, breaks, curvature), which is where
+            redshift and stellar populations live. Only pretraining uses it; embeddings do not.
     """
 
     n_patches: int = SpectrumPreprocessConfig().n_patches
@@ -76,6 +93,8 @@ class SpectrumTransformerConfig:
     pooling: str = "cls"
     n_bins: int = 8
     drop_path_rate: float = 0.0
+    pos_init: str = "sincos"
+    decoder_baseline: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("n_patches", "patch_size", "patch_stride", "dim", "depth", "num_heads"):
@@ -88,6 +107,10 @@ class SpectrumTransformerConfig:
             raise ValueError(f"n_bins must be an int in [1, n_patches], got {self.n_bins!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.decoder_baseline not in DECODER_BASELINES:
+            raise ValueError(f"decoder_baseline must be one of {DECODER_BASELINES}, got {self.decoder_baseline!r}")
+        if self.pos_init not in POS_INITS:
+            raise ValueError(f"pos_init must be one of {POS_INITS}, got {self.pos_init!r}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
         if not 0.0 <= float(self.drop_path_rate) < 1.0:
@@ -127,9 +150,15 @@ class SpectrumTransformer(nn.Module):
         self.blocks = nn.ModuleList([Block(cfg.dim, cfg.num_heads, cfg.mlp_ratio, True, r) for r in rates])
         self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
         self.head = nn.Linear(cfg.dim, cfg.patch_size)  # masked modelling: normalised flux of each patch
+        # Output standardisation, identity until fit_output_scaling sets it from the training spectra.
+        self.register_buffer("embed_mean", torch.zeros(self.embed_dim))
+        self.register_buffer("embed_scale", torch.ones(self.embed_dim))
 
         for p in (self.cls_token, self.mask_token, self.pos_embed):
             nn.init.trunc_normal_(p, std=0.02)
+        if cfg.pos_init == "sincos":
+            with torch.no_grad():
+                self.pos_embed[0, 2:] = sincos_positions(cfg.n_patches, cfg.dim)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -173,7 +202,10 @@ class SpectrumTransformer(nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Embeddings (N, embed_dim) of a batch from ``prepare_batch``."""
         self._check(batch)
-        x = self._encode(batch["patch_flux"], batch["patch_valid"], batch["log10_scale"])
+        pooled = self._pool(self._encode(batch["patch_flux"], batch["patch_valid"], batch["log10_scale"]), batch)
+        return (pooled - self.embed_mean.to(pooled.dtype)) / self.embed_scale.to(pooled.dtype)
+
+    def _pool(self, x: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self.config.pooling == "cls":
             return x[:, 0]
         has_data = (batch["patch_valid"] > 0).any(-1).to(x.dtype)  # (N, P)
@@ -183,6 +215,37 @@ class SpectrumTransformer(nn.Module):
             edges = torch.linspace(0, p, self.config.n_bins + 1).round().long().tolist()
             return torch.cat([_masked_mean(tokens[:, a:b], has_data[:, a:b]) for a, b in zip(edges, edges[1:])], 1)
         return _masked_mean(tokens, has_data)
+
+    @torch.no_grad()
+    def fit_output_scaling(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> None:
+        """Standardise the embeddings: afterwards ``forward`` returns (pooled - mean) / std, with the
+        per-dimension mean and standard deviation of the pooled outputs of ``batches`` (the training
+        spectra; the masked-modelling stage calls this before export).
+
+        Why: every pooled token carries what all spectra share (the positional code, the mean
+        spectrum), so raw embeddings crowd into a narrow cone and cosine similarity, which search
+        and k-NN use, mostly measures that shared part. On the built-in survey this took the k-NN
+        redshift R^2 of the same weights from 0.88 to 0.94. A dimension that never varies keeps
+        scale 1. Fixed buffers, not trained: alignment fine-tunes the weights behind them.
+        """
+        was_training = self.training
+        self.eval()
+        total = total_sq = None
+        count = 0
+        for batch in batches:
+            pooled = self._pool(self._encode(batch["patch_flux"], batch["patch_valid"], batch["log10_scale"]),
+                                batch).double()
+            total = pooled.sum(0) if total is None else total + pooled.sum(0)
+            total_sq = (pooled ** 2).sum(0) if total_sq is None else total_sq + (pooled ** 2).sum(0)
+            count += len(pooled)
+        if count < 2:
+            self.train(was_training)
+            raise ValueError(f"fit_output_scaling needs at least 2 spectra, got {count}")
+        mean = total / count
+        std = ((total_sq / count - mean ** 2).clamp(min=0) * count / (count - 1)).sqrt()
+        self.embed_mean.copy_(mean.to(self.embed_mean))
+        self.embed_scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)).to(self.embed_scale))
+        self.train(was_training)
 
     def forward_masked(self, batch: Mapping[str, torch.Tensor], patch_mask: torch.Tensor) -> torch.Tensor:
         """Predicted normalised flux of every patch, (N, n_patches, patch_size), with ``patch_mask`` hidden.
@@ -205,13 +268,30 @@ class SpectrumTransformer(nn.Module):
         flux = patchify(torch.where(hidden, zero, batch["flux"]), size, stride)
         valid = patchify(torch.where(hidden, zero, batch["valid"]), size, stride)
         x = self._encode(flux, valid, batch["log10_scale"], patch_mask)
-        return self.head(x[:, 2:])
+        pred = self.head(x[:, 2:])
+        if self.config.decoder_baseline == "interpolation":
+            usable = (batch["valid"] > 0) & ~hidden
+            pred = pred + patchify(interpolate_gaps(batch["flux"], usable), size, stride).to(pred.dtype)
+        return pred
 
 
 def build_spectrum_transformer(config: SpectrumTransformerConfig | Mapping[str, Any]) -> SpectrumTransformer:
     """Build the (randomly initialised) model a config or its ``to_dict()`` describes."""
     cfg = config if isinstance(config, SpectrumTransformerConfig) else SpectrumTransformerConfig.from_dict(config)
     return SpectrumTransformer(cfg)
+
+
+def sincos_positions(n: int, dim: int) -> torch.Tensor:
+    """(n, dim) fixed 1-D sine-cosine position code (Vaswani et al. 2017, as MAE's
+    ``get_1d_sincos_pos_embed_from_grid``): half the channels sin(pos * w_k), half cos(pos * w_k), with
+    frequencies w_k = 10000^(-k / (dim/2)); an odd ``dim`` leaves the last channel 0."""
+    half = dim // 2
+    omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / max(half, 1))
+    angle = torch.arange(n, dtype=torch.float64)[:, None] * omega[None, :]
+    code = torch.zeros(n, dim, dtype=torch.float64)
+    code[:, :half] = torch.sin(angle)
+    code[:, half:2 * half] = torch.cos(angle)
+    return code.float()
 
 
 def _masked_mean(tokens: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:
