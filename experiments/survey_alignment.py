@@ -1,10 +1,11 @@
 """Built-in survey: spectrum masked modelling, AstroCLIP alignment, zero-shot redshift and retrieval.
 
-    python experiments/survey_alignment.py --out runs/survey --n 4000 --spectrum-minutes 15 --clip-minutes 8
+    python experiments/survey_alignment.py --out runs/survey --n 4000 --spectrum-minutes 15 --clip-minutes 10
 
 Uses the same survey and 70/30 split as experiments/survey_image_redshift.py (and its image encoder,
 pretrained if missing). Reports, for the held-out 30%:
-- masked-chunk reconstruction: ivar-weighted MSE of the model vs linear interpolation;
+- masked-chunk reconstruction: ivar-weighted MSE of the model vs linear interpolation, on chunks of
+  the trained length and of 3, 6, 12 and 20 patches;
 - k-NN (k=16) redshift R^2 from spectrum embeddings, and from image embeddings before and after
   alignment (and spectrum embeddings after alignment);
 - cross-modal retrieval of the true partner, image -> spectrum and spectrum -> image: top-1 and top-1%
@@ -32,7 +33,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-minutes", type=float, default=12.0)
     parser.add_argument("--spectrum-minutes", type=float, default=15.0)
-    parser.add_argument("--clip-minutes", type=float, default=8.0)
+    parser.add_argument("--clip-minutes", type=float, default=10.0)
     parser.add_argument("--wave-step", type=float, default=4.0)
     args = parser.parse_args()
     out, console = Path(args.out), Console()
@@ -41,7 +42,10 @@ def main():
     image_model = pretrain_image_stage(survey, image_run, args.image_minutes, args.seed)
     spectrum_model = pretrain_spectrum_stage(survey, out / "spectrum", args.spectrum_minutes, args.seed,
                                              wave_step=args.wave_step)
-    results = {"reconstruction": reconstruction_stage(spectrum_model, survey, args.seed)}
+    results = {"reconstruction": reconstruction_stage(spectrum_model, survey, args.seed),
+               # the same model on shorter and longer hidden chunks than it was trained with
+               "reconstruction_by_chunk_len": {c: reconstruction_stage(spectrum_model, survey, args.seed, chunk_len=c)
+                                               for c in (3, 6, 12, 20)}}
     emb = out / "embeddings"
     spectrum_emb = embed_stage(spectrum_model, survey, emb / "spectrum", "spectrum")
     image_emb = embed_stage(image_model, survey, image_run / "embeddings_pretrained", "image")
@@ -65,6 +69,9 @@ def main():
     r = results["reconstruction"]
     console.print(f"masked reconstruction ({r['n_spectra']} held-out spectra): model MSE {r['model_mse']:.4f} vs "
                   f"linear interpolation {r['interpolation_mse']:.4f} (ratio {r['ratio']:.3f})")
+    for c, r in results["reconstruction_by_chunk_len"].items():
+        console.print(f"  hidden chunks of {c:2d} patches: model {r['model_mse']:.4f} vs interpolation "
+                      f"{r['interpolation_mse']:.4f} (ratio {r['ratio']:.3f})")
     for name, rep in results["redshift_r2"].items():
         console.print(f"k-NN redshift from {name:26s}: R^2 {rep['r2']:.3f}  sigma_MAD {rep['sigma_mad']:.4f}")
     for name, rep in results["retrieval"].items():

@@ -145,8 +145,13 @@ def pretrain_clip_stage(image_model: Path, spectrum_model: Path, survey_path: Pa
                            {"num_workers": 1, "warmup_steps": 25, "learning_rate": 1e-3})
 
 
-def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0, n: int = 256) -> dict:
-    """Masked-chunk reconstruction of held-out spectra: the model vs linear interpolation."""
+def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0, n: int = 256,
+                         chunk_len: int | None = None) -> dict:
+    """Masked-chunk reconstruction of held-out spectra: the model vs linear interpolation.
+
+    The chunks are those the model was trained with (its mask fraction and chunk length) unless
+    ``chunk_len`` asks for another length.
+    """
     from .data.dataset import MMUDataset
     from .evaluate.reconstruction import reconstruction_report
     from .inference import load, prepare_stored_spectra
@@ -161,7 +166,7 @@ def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0,
                                    stack["spectrum_mask"], config=embedder.preprocess_config)
     train_cfg = json.loads((Path(spectrum_model) / "config.json").read_text()).get("training", {})
     return reconstruction_report(embedder.model, batch, mask_fraction=train_cfg.get("mask_fraction", 0.3),
-                                 chunk_len=train_cfg.get("chunk_len", 6), seed=seed)
+                                 chunk_len=chunk_len or train_cfg.get("chunk_len", 6), seed=seed)
 
 
 def retrieval_stage(image_embeddings: Path, spectrum_embeddings: Path, survey_path: Path, seed: int = 0) -> dict:

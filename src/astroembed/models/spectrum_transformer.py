@@ -314,7 +314,10 @@ def masked_modelling_loss(model: SpectrumTransformer, batch: Mapping[str, torch.
         batch: from ``prepare_batch``.
         mask_fraction: fraction of patches hidden per spectrum.
         chunk_len: patches per hidden chunk (6 patches of 20 px at stride 10 = 70 px, 140 A on the
-            2 A grid: wider than any galaxy line, so lines must be predicted, not interpolated).
+            2 A grid: wider than any galaxy line, so lines must be predicted, not interpolated). The
+            pretraining stage uses 12 (130 px: 520 A on the pipeline's 4 A grid), where a straight
+            line across the gap also misses the continuum's curvature; on the built-in survey 12 gave
+            both better reconstruction and better k-NN redshift than 6 (SpectrumPretrainConfig).
         generator: for a reproducible mask (CPU generator).
         patch_mask: use this (N, n_patches) mask instead of drawing one.
     """
