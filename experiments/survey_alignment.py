@@ -6,8 +6,9 @@ Uses the same survey and 70/30 split as experiments/survey_image_redshift.py (an
 pretrained if missing). Reports, for the held-out 30%:
 - masked-chunk reconstruction: ivar-weighted MSE of the model vs linear interpolation, on chunks of
   the trained length and of 3, 6, 12 and 20 patches;
-- k-NN (k=16) redshift R^2 from spectrum embeddings, and from image embeddings before and after
-  alignment (and spectrum embeddings after alignment);
+- k-NN (k=16) redshift R^2 from spectrum embeddings (and from the same transformer randomly
+  initialised), and from image embeddings before and after alignment (and spectrum embeddings after
+  alignment);
 - cross-modal retrieval of the true partner, image -> spectrum and spectrum -> image: top-1 and top-1%
   recall against chance.
 Writes RUN/alignment.json.
@@ -21,9 +22,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from astroembed.pipeline import (build_survey, embed_stage, pretrain_clip_stage, pretrain_image_stage,
-                                 neighbour_stage, pretrain_spectrum_stage, reconstruction_stage, redshift_report,
-                                 retrieval_stage)
+from astroembed.pipeline import (build_survey, embed_stage, neighbour_stage, pretrain_clip_stage,
+                                 pretrain_image_stage, pretrain_spectrum_stage, random_init_model,
+                                 reconstruction_stage, redshift_report, retrieval_stage)
 
 
 def main():
@@ -49,7 +50,11 @@ def main():
     emb = out / "embeddings"
     spectrum_emb = embed_stage(spectrum_model, survey, emb / "spectrum", "spectrum")
     image_emb = embed_stage(image_model, survey, image_run / "embeddings_pretrained", "image")
+    # the baseline: the same transformer and pooling, randomly initialised (no output standardisation)
+    spectrum_random = random_init_model(spectrum_model, out / "spectrum_random_init" / "model", args.seed)
+    spectrum_random_emb = embed_stage(spectrum_random, survey, emb / "spectrum_random_init", "spectrum")
     results["redshift_r2"] = {"spectrum": redshift_report(spectrum_emb, survey, args.seed),
+                              "spectrum_random_init": redshift_report(spectrum_random_emb, survey, args.seed),
                               "image_before_alignment": redshift_report(image_emb, survey, args.seed)}
     clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", args.clip_minutes, args.seed)
     clip_image = embed_stage(clip_model, survey, emb / "clip_image", "image")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from astroembed.pipeline import (build_survey, embed_stage, pretrain_image_stage, random_image_model,
+from astroembed.pipeline import (build_survey, embed_stage, pretrain_image_stage, random_init_model,
                                  redshift_report)
 
 
@@ -35,7 +35,7 @@ def main():
     survey = build_survey(out, args.n, args.seed, console)
     run = out / f"image_{args.method}_{args.arch}"
     model = pretrain_image_stage(survey, run, args.max_minutes, args.seed, args.arch, args.method, args.batch_size)
-    baseline = random_image_model(model, run / "random_init_model", args.seed)
+    baseline = random_init_model(model, run / "random_init_model", args.seed)
     results = {}
     for name, model_dir in (("pretrained", model), ("random_init", baseline)):
         emb = embed_stage(model_dir, survey, run / f"embeddings_{name}")

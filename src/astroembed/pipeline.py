@@ -87,7 +87,7 @@ def pretrain_image_stage(survey_path: Path, run_dir: Path, minutes: float, seed:
                            {"num_workers": 2, "warmup_steps": 50})
 
 
-def random_image_model(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
+def random_init_model(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
     """The same architecture and preprocessing as ``model_dir``, randomly initialised: the baseline."""
     import torch
 
@@ -246,7 +246,7 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
 
     console.print(f"[green]image[/]: self-supervised pretraining (SimCLR, small CNN, {image_minutes} min budget)")
     image_model = pretrain_image_stage(survey, out / "image", image_minutes, seed)
-    baseline = random_image_model(image_model, out / "image_random_init" / "model", seed)
+    baseline = random_init_model(image_model, out / "image_random_init" / "model", seed)
     reports = {}
     for name, model in (("pretrained", image_model), ("random_init", baseline)):
         emb_dir = embed_stage(model, survey, out / "embeddings" / f"image_{name}")
