@@ -22,6 +22,5 @@ def test_shipped_config_loads_into_its_stage_config(path):
     stage = STAGES[path.name.split("_")[0]]
     config = load_yaml_config(stage, path)
     assert isinstance(config, stage)
-    assert config.run.max_minutes is not None or config.run.max_epochs > 0
     if isinstance(config, SpectrumPretrainConfig):  # patching follows the preprocessing
         assert config.model.n_patches == config.preprocess.n_patches
