@@ -26,8 +26,11 @@ demo: check-env
 test: check-env
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: install
-	$(PY) -m pip install --quiet -e ".[test,bench]" $(TORCH)
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet $(TORCH) -e ".[test,bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
 	$(PY) bench/run_all.py
 
 clean:

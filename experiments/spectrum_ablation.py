@@ -1,12 +1,14 @@
 """Built-in survey: which masked-modelling choices make the spectrum transformer reconstruct and embed well.
 
     python experiments/spectrum_ablation.py --out runs/survey --minutes 5 [--variants sincos_c12 random_c6 ...]
+    python experiments/spectrum_ablation.py --out runs/survey --model runs/survey/spectrum/model
 
 Each variant pretrains the same transformer (dim 128, depth 4, 4 A grid) for ``--minutes`` on the 70%
 training split (the split of the other survey experiments), then reports on the held-out 30%:
 masked-chunk reconstruction (model vs linear interpolation, on the chunk length it trained with) and
-k-NN (k=16, cosine) redshift R^2 of its embeddings as exported (standardised on the training spectra)
-and, from the same weights, without that standardisation and with other numbers of pooling bins.
+k-NN (k=16, cosine) redshift R^2 of its embeddings pooled over 4, 8 and 16 wavelength bins, each raw
+and standardised on the training split (what the exported model does for its own pooling).
+``--model`` reports the same for an already exported model instead of training variants.
 Writes RUN/spectrum_ablation/<variant>/result.json.
 """
 
@@ -73,15 +75,30 @@ def knn_r2(ids: list, vectors: np.ndarray, survey: Path) -> float:
     return knn_redshift_report(vectors[train], z[train], vectors[test], z[test], k=16)["r2"]
 
 
+def pooling_r2(model: Path, survey: Path) -> dict[str, float]:
+    """k-NN redshift R^2 of one model's weights with 4, 8 and 16 pooling bins, raw and standardised."""
+    r2 = {}
+    for n_bins in (4, 8, 16):
+        ids, vectors = embeddings_by_pooling(model, survey, n_bins)
+        r2[f"{n_bins} bins, raw"] = knn_r2(ids, vectors, survey)
+        r2[f"{n_bins} bins, standardised"] = knn_r2(ids, standardised(vectors, survey), survey)
+    return r2
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/survey")
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--model", default=None, help="evaluate this exported spectrum model instead of training")
     args = parser.parse_args()
     out, console = Path(args.out), Console()
     survey = build_survey(out, args.n, 0, console)
+    if args.model:
+        console.print(f"{args.model}: k-NN R^2 " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                            pooling_r2(Path(args.model), survey).items()))
+        return
     for name in args.variants:
         pos_init, chunk_len, baseline = VARIANTS[name]
         run_dir = out / "spectrum_ablation" / name
@@ -91,11 +108,7 @@ def main():
         model = _train_on_split(SpectrumPretrainConfig, pretrain_spectrum, survey, run_dir, args.minutes, 0, 64,
                                 settings, {"num_workers": 1, "warmup_steps": 50, "learning_rate": 5e-4})
         rec = reconstruction_stage(model, survey)
-        r2 = {}
-        for n_bins in (4, 8, 16):
-            ids, vectors = embeddings_by_pooling(model, survey, n_bins)
-            r2[f"{n_bins} bins, raw"] = knn_r2(ids, vectors, survey)
-            r2[f"{n_bins} bins, standardised"] = knn_r2(ids, standardised(vectors, survey), survey)
+        r2 = pooling_r2(model, survey)
         result = {"variant": name, "pos_init": pos_init, "chunk_len": chunk_len, "decoder_baseline": baseline,
                   "minutes": args.minutes, "reconstruction": rec, "knn_redshift_r2": r2}
         (run_dir / "result.json").write_text(json.dumps(result, indent=2))

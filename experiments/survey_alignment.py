@@ -43,10 +43,11 @@ def main():
     image_model = pretrain_image_stage(survey, image_run, args.image_minutes, args.seed)
     spectrum_model = pretrain_spectrum_stage(survey, out / "spectrum", args.spectrum_minutes, args.seed,
                                              wave_step=args.wave_step)
-    results = {"reconstruction": reconstruction_stage(spectrum_model, survey, args.seed),
-               # the same model on shorter and longer hidden chunks than it was trained with
-               "reconstruction_by_chunk_len": {c: reconstruction_stage(spectrum_model, survey, args.seed, chunk_len=c)
-                                               for c in (3, 6, 12, 20)}}
+    trained = reconstruction_stage(spectrum_model, survey, args.seed)
+    # the same model on shorter and longer hidden chunks than it was trained with
+    results = {"reconstruction": trained, "reconstruction_by_chunk_len": {
+        c: trained if c == trained["chunk_len"] else reconstruction_stage(spectrum_model, survey, args.seed, chunk_len=c)
+        for c in (3, 6, 12, 20)}}
     emb = out / "embeddings"
     spectrum_emb = embed_stage(spectrum_model, survey, emb / "spectrum", "spectrum")
     image_emb = embed_stage(image_model, survey, image_run / "embeddings_pretrained", "image")

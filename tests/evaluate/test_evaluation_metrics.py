@@ -6,7 +6,7 @@ import torch
 
 from astroembed.evaluate.metrics import median_abs_dz, outlier_fraction, redshift_residuals, sigma_mad
 from astroembed.evaluate.probes import split_indices
-from astroembed.evaluate.reconstruction import interpolate_hidden
+from astroembed.augment.spectrum_preprocess import interpolate_gaps
 from astroembed.evaluate.redshift import knn_redshift_report
 from astroembed.evaluate.retrieval import partner_ranks, retrieval_report
 
@@ -67,10 +67,10 @@ def test_interpolation_baseline_is_exact_on_straight_lines():
     usable = torch.ones(2, 50, dtype=torch.bool)
     usable[:, 10:20] = False
     usable[1, 30:45] = False
-    torch.testing.assert_close(interpolate_hidden(flux, usable), flux)
+    torch.testing.assert_close(interpolate_gaps(flux, usable), flux)
     bumped = flux.clone()
     bumped[:, 12] = 100.0  # hidden values never influence the interpolation
-    torch.testing.assert_close(interpolate_hidden(bumped, usable), flux)
+    torch.testing.assert_close(interpolate_gaps(bumped, usable), flux)
 
 
 def test_neighbour_redshift_report_separates_informative_from_random_embeddings():

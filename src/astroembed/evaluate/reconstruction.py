@@ -7,22 +7,10 @@ the ratio says how much the transformer knows beyond "the continuum is locally s
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ..augment.spectrum_preprocess import patches_to_pixels, patchify
+from ..augment.spectrum_preprocess import interpolate_gaps, patches_to_pixels, patchify
 from ..objectives.masked import contiguous_chunk_mask, masked_reconstruction_loss
-
-
-def interpolate_hidden(flux: torch.Tensor, usable: torch.Tensor) -> torch.Tensor:
-    """Per spectrum, replace pixels where ``usable`` is False by linear interpolation of the usable ones."""
-    out = flux.clone()
-    x = np.arange(flux.shape[1])
-    for i in range(flux.shape[0]):  # np.interp is 1-D; a few hundred spectra, evaluation only
-        keep = usable[i].numpy()
-        if keep.sum() >= 2:
-            out[i] = torch.from_numpy(np.interp(x, x[keep], flux[i].numpy()[keep])).to(flux.dtype)
-    return out
 
 
 @torch.no_grad()
@@ -39,7 +27,7 @@ def reconstruction_report(model, batch: dict, mask_fraction: float = 0.3, chunk_
     model_mse = float(masked_reconstruction_loss(pred, target, weight, patch_mask))
     hidden = patches_to_pixels(patch_mask, size, stride, batch["flux"].shape[1])
     usable = batch["valid"].bool() & ~hidden
-    interp = patchify(interpolate_hidden(batch["flux"].float(), usable), size, stride)
+    interp = patchify(interpolate_gaps(batch["flux"].float(), usable), size, stride)
     interp_mse = float(masked_reconstruction_loss(interp, target, weight, patch_mask))
     return {"model_mse": model_mse, "interpolation_mse": interp_mse, "ratio": model_mse / interp_mse,
             "n_spectra": n, "mask_fraction": mask_fraction, "chunk_len": chunk_len}

@@ -228,7 +228,7 @@ class SpectrumTransformer(nn.Module):
         spectrum), so raw embeddings crowd into a narrow cone and cosine similarity, which search
         and k-NN use, mostly measures that shared part. On the built-in survey this took the k-NN
         redshift R^2 of the 15-minute model of experiments/survey_alignment.py from 0.876 to 0.928
-        (experiments/spectrum_ablation.py reports both for each variant it trains). A dimension that
+        (``experiments/spectrum_ablation.py --model runs/survey/spectrum/model``). A dimension that
         never varies keeps scale 1. Fixed buffers, not trained: alignment fine-tunes the weights
         behind them.
         """

@@ -139,6 +139,9 @@ def spectrum_dataset(path, train_indices=None) -> MMUDataset:
     return MMUDataset(path, modalities=("spectrum",), indices=train_indices)
 
 
+SCALING_SPECTRA = 4096  # training spectra that set the exported model's output standardisation
+
+
 def pretrain_spectrum(config: SpectrumPretrainConfig) -> Path:
     """Run (or resume) spectrum pretraining; returns the exported model folder ``RUN/model``."""
     import lightning.pytorch as pl
@@ -160,9 +163,6 @@ def pretrain_spectrum(config: SpectrumPretrainConfig) -> Path:
                                         "output_scaling_spectra": min(len(dataset), SCALING_SPECTRA)})
 
     return fit_stage(module, dataset, config.run, run_dir, str(config.data), export)
-
-
-SCALING_SPECTRA = 4096  # training spectra that set the exported model's output standardisation
 
 
 def fit_output_scaling(networks: SpectrumMaskedModelling, dataset: MMUDataset, batch_size: int) -> None:
