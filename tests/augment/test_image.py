@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from astroembed.augment.extinction import extinction_coefficients
-from astroembed.augment.image import (ImageAugmentConfig, ImageAugmenter, add_noise,
-                                      affine_crop, blur_to_fwhm, dihedral, estimate_noise_sigma, redden)
+from astroembed.augment.image import (MATMUL_BLUR_MAX_SIZE, ImageAugmentConfig, ImageAugmenter, add_noise,
+                                      affine_crop, blur_to_fwhm, dihedral, estimate_noise_sigma,
+                                      gaussian_blur, redden)
 
 PIX = 0.262
 GRZ = ["g", "r", "z"]
@@ -82,6 +83,35 @@ def test_blur_noise_factor_predicts_smoothed_white_noise():
     np.testing.assert_allclose(measured.numpy(), factor[0].numpy(), rtol=0.03)
 
 
+def _numpy_blur(plane, sigma, radius):
+    """Reference: reflect-pad, then correlate rows and columns with a Gaussian cut at ceil(4 sigma)."""
+    x = np.arange(-radius, radius + 1)
+    k = np.exp(-0.5 * (x / sigma) ** 2) * (np.abs(x) <= math.ceil(4 * sigma))
+    k /= k.sum()
+    padded = np.pad(plane, radius, mode="reflect")  # numpy's "reflect" = torch's: edge not repeated
+    rows = np.apply_along_axis(lambda r: np.convolve(r, k, mode="valid"), 1, padded)
+    return np.apply_along_axis(lambda c: np.convolve(c, k, mode="valid"), 0, rows)
+
+
+@pytest.mark.parametrize("size", [40, MATMUL_BLUR_MAX_SIZE + 8])  # matrix products / convolution
+def test_gaussian_blur_matches_numpy_reference_and_valid_crop(size):
+    rng = np.random.default_rng(size)
+    flux = rng.normal(size=(2, 2, size, size))
+    sigma = np.array([[0.0, 0.7], [1.6, 3.0]])  # 0 = untouched
+    radius = math.ceil(4 * sigma.max())
+    out, factor = gaussian_blur(torch.tensor(flux), torch.tensor(sigma))
+    valid, _ = gaussian_blur(torch.tensor(flux), torch.tensor(sigma), out_size=size - 2 * radius)
+    for i in range(2):
+        for b in range(2):
+            if sigma[i, b] == 0:
+                np.testing.assert_array_equal(out[i, b].numpy(), flux[i, b])
+                assert factor[i, b] == 1.0
+                continue
+            want = _numpy_blur(flux[i, b], sigma[i, b], radius)
+            np.testing.assert_allclose(out[i, b].numpy(), want, atol=1e-12)
+            np.testing.assert_allclose(valid[i, b].numpy(), want[radius:-radius, radius:-radius], atol=1e-12)
+
+
 # ------------------------------------------------------------------------------------ reddening
 @pytest.mark.parametrize("bands,system,expected", [
     (["g", "r", "z"], "decam", [3.214, 2.165, 1.211]),  # Schlafly & Finkbeiner 2011, Table 6
@@ -124,6 +154,20 @@ def test_noise_reaches_target_sigma_from_ivar_and_from_robust_estimate():
     np.testing.assert_allclose(estimate_noise_sigma(blank, ivar)[0].numpy(), sigma_in[0].numpy(), rtol=1e-6)
 
 
+def test_noise_estimate_ignores_pixels_without_information():
+    """ivar = 0 marks a pixel with no information: the median runs over the others; a band whose ivar
+    is 0 everywhere falls back to the MAD of its pixels."""
+    g = torch.Generator().manual_seed(15)
+    flux = torch.randn(1, 2, 64, 64, generator=g) * 0.01
+    ivar = torch.full_like(flux, 1 / 0.01 ** 2)
+    ivar[0, 0, :40] = 1 / 0.5 ** 2  # 2560 pixels at sigma 0.5, 1536 at 0.01 ...
+    ivar[0, 0, :40, :32] = 0.0  # ... 1280 of the noisy ones without information: 0.01 is now the median
+    ivar[0, 1] = 0.0
+    est = estimate_noise_sigma(flux, ivar, max_pixels=1024)[0]
+    assert est[0] == pytest.approx(0.01)  # (counting masked pixels as infinitely noisy would give 0.5)
+    assert est[1] == pytest.approx(float(1.4826 * (flux[0, 1] - flux[0, 1].median()).abs().median()), rel=0.1)
+
+
 def test_pipeline_noise_bookkeeping_through_reddening_and_blur():
     """Reddened and blurred blank sky ends at the absolute target sigma: 'now' is carried exactly."""
     g = torch.Generator().manual_seed(3)
@@ -134,6 +178,25 @@ def test_pipeline_noise_bookkeeping_through_reddening_and_blur():
                         psf_fwhm_range=(1.6, 1.6), noise_sigma_range={b: (0.012, 0.012) for b in GRZ})
     out = ImageAugmenter(cfg)(blank, GRZ, ivar=ivar, psf_fwhm=1.0, generator=g)
     np.testing.assert_allclose(out.std(dim=(-2, -1)).numpy(), 0.012, rtol=0.03)
+
+
+@pytest.mark.parametrize("physical,psf_range,target", [
+    (False, (1.0, 1.0), 0.009),  # resampling alone leaves 0.01 * 0.67 / s^2 = 0.0055-0.0082
+    (True, (1.3, 1.5), 0.0035),  # blur from 1.0 arcsec leaves ~0.003
+])
+def test_noise_reaches_target_through_rotation_rescale_and_blur(physical, psf_range, target):
+    """The view's own noise (input noise smoothed by the bilinear resampling and the blur, scaled by
+    1/s^2) is predicted well enough that topping it up lands on the target: a target just above it
+    makes any mistake in the prediction show (ignoring the resampling would add nothing here)."""
+    g = torch.Generator().manual_seed(13)
+    sigma = 0.01
+    blank = torch.randn(24, 3, 200, 200, generator=g) * sigma
+    cfg = ImageAugmentConfig(crop_size=128, physical=physical, redden=False, psf_fwhm_range=psf_range,
+                             noise_sigma_range={b: (target, target) for b in GRZ})
+    out = ImageAugmenter(cfg)(blank, GRZ, ivar=torch.full_like(blank, sigma ** -2), psf_fwhm=1.0,
+                              generator=g)
+    ratio = (out.std(dim=(-2, -1)) / target).numpy()
+    assert abs(ratio.mean() - 1) < 0.03 and np.abs(ratio - 1).max() < 0.12
 
 
 # ------------------------------------------------------------------------------------- geometry
@@ -193,6 +256,18 @@ def test_turns_and_flips_are_exact():
     params = aug.sample_params(x.shape, torch.Generator().manual_seed(6))
     full = aug.apply(x, params, ["a", "b"]).numpy()
     np.testing.assert_allclose(full, dihedral(x, params.k90, params.flip).numpy(), atol=1e-5)
+
+
+def test_turns_and_flips_folded_into_the_resampling_equal_explicit_ones():
+    """affine_crop with k90/flip is one resampling; it equals the warp followed by exact turns."""
+    gal = torch.tensor(_galaxy(72), dtype=torch.float32)[None, None].repeat(8, 2, 1, 1)
+    g = torch.Generator().manual_seed(14)
+    angle, scale = torch.rand(8, generator=g) * 6.28, 0.9 + 0.2 * torch.rand(8, generator=g)
+    shift = torch.rand(8, 2, generator=g) * 6 - 3
+    k90, flip = torch.arange(8) % 4, torch.arange(8) >= 4
+    folded = affine_crop(gal, angle, scale, shift, 48, k90=k90, flip=flip)
+    explicit = dihedral(affine_crop(gal, angle, scale, shift, 48), k90, flip)
+    torch.testing.assert_close(folded, explicit, atol=1e-5, rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------ the whole batch

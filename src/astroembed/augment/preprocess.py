@@ -47,6 +47,7 @@ __all__ = [
     "standardize",
     "render_rgb",
     "robust_sigma",
+    "median_lastdim",
 ]
 
 # legacysurvey/imagine map/views.py, dr2_rgb(): sdss_rgb(..., scales=dict(g=(2, 6.0), r=(1, 3.4),
@@ -60,18 +61,39 @@ _MODES = ("arcsinh", "rgb")
 RGB_BANDS = ("R", "G", "B")
 
 
+def median_lastdim(x: torch.Tensor) -> torch.Tensor:
+    """Median over the last dimension (the lower of the two middle values for an even count, as
+    torch.median), NaN-free input.
+
+    On CPU through numpy's introselect (np.partition): 5x faster than torch.median's per-row sort on
+    768 rows of 1024 pixels, where the noise estimate was a fifth of the augmentation time
+    (bench/bench_augment.py). Elsewhere (GPU) torch.median.
+    """
+    if x.device.type != "cpu" or x.requires_grad or x.dtype not in (torch.float32, torch.float64):
+        return x.median(dim=-1).values
+    kth = (x.shape[-1] - 1) // 2
+    arr = np.partition(x.detach().contiguous().numpy(), kth, axis=-1)[..., kth]
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def strided_pixels(images: torch.Tensor, max_pixels: int | None = None) -> torch.Tensor:
+    """(N, B, H, W) -> (N, B, P): all pixels, or every k-th one so that P <= max_pixels."""
+    flat = images.reshape(images.shape[0], images.shape[1], -1)
+    if max_pixels is not None and flat.shape[-1] > max_pixels:
+        flat = flat[..., ::-(-flat.shape[-1] // max_pixels)]
+    return flat
+
+
 def robust_sigma(flux: torch.Tensor, max_pixels: int | None = None) -> torch.Tensor:
     """Per-image, per-band Gaussian-equivalent sigma from the median absolute deviation.
 
     flux: (N, B, H, W) -> (N, B). 1.4826 * MAD equals the standard deviation for Gaussian noise and
     ignores a galaxy covering less than about half the pixels. ``max_pixels`` uses an evenly strided
-    subset (medians dominate the augmentation cost; 4096 pixels give ~1.7 % scatter on sigma).
+    subset (1024 pixels give ~3.5 % scatter on sigma, 4096 ~1.7 %).
     """
-    flat = flux.reshape(flux.shape[0], flux.shape[1], -1)
-    if max_pixels is not None and flat.shape[-1] > max_pixels:
-        flat = flat[..., ::-(-flat.shape[-1] // max_pixels)]
-    med = flat.median(dim=-1, keepdim=True).values
-    return 1.4826 * (flat - med).abs().median(dim=-1).values
+    flat = strided_pixels(flux, max_pixels)
+    med = median_lastdim(flat).unsqueeze(-1)
+    return 1.4826 * median_lastdim((flat - med).abs())
 
 
 @dataclass
