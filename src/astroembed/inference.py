@@ -27,6 +27,7 @@ from .augment.preprocess import PreprocessConfig, preprocess, standardize
 from .augment.spectrum_preprocess import SpectrumPreprocessConfig, prepare_batch, prepare_spectra
 from .data.records import InvalidDataError
 from .models.io import content_hash, load_model
+from .runtime import keep_freed_memory
 
 __all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "register_embedder",
            "fill_padded_wavelengths", "prepare_stored_spectra"]
@@ -46,6 +47,8 @@ class _Embedder:
         self.path = Path(path)
         self.config = config
         self.device = _device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # 2-3x faster CPU forward passes (astroembed/runtime.py)
         self.model = model.to(self.device).eval()
         self.embed_dim = int(config["embed_dim"])
 
@@ -94,7 +97,7 @@ class ImageEmbedder(_Embedder):
             raise InvalidDataError(f"the model expects {len(self.bands)} bands {list(self.bands)}, the input "
                                    f"has {x.shape[1]} (shape {tuple(x.shape)})", field="image_band")
         x = x.to(self.device, torch.float32)
-        if not torch.isfinite(x).all():
+        if not torch.isfinite(x.sum()):  # one reduction; a sum is finite iff every pixel is
             # Documented masking, as for records: non-finite pixels carry no information -> 0.
             x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         x = standardize(x, self.preprocess_config)

@@ -32,6 +32,19 @@ def test_arcsinh_known_values():
     torch.testing.assert_close(swapped, out[:, [2, 1, 0]])
 
 
+
+def test_arcsinh_over_the_whole_float_range_matches_numpy():
+    """The CPU path's own arcsinh (log1p form) against numpy's in float64, from 1e-30 to 1e36 flux."""
+    rng = np.random.default_rng(4)
+    magnitude = 10.0 ** rng.uniform(-30, 35, size=(2, 3, 40, 40))  # (x 20 s_b stays below float32 max)
+    flux = (magnitude * rng.choice([-1.0, 1.0], size=magnitude.shape)).astype(np.float32)
+    flux[0, 0, 0, :4] = [0.0, 1e-3, -2.5, 2e36]
+    for batch in (flux, flux.clip(-1e15, 1e15)):  # with and without values whose square overflows
+        out = preprocess(torch.from_numpy(batch), PreprocessConfig(), ["g", "r", "z"]).double().numpy()
+        scale = np.array([6.0, 3.4, 2.2]).reshape(1, 3, 1, 1)
+        want = np.arcsinh(20.0 * scale * batch.astype(np.float64)) / np.sqrt(20.0)
+        np.testing.assert_allclose(out, want, rtol=2e-6, atol=1e-6)
+
 @pytest.mark.parametrize("size,crop", [(96, 64), (95, 64), (96, 63), (9, 9)])
 def test_centre_crop_is_centred(size, crop):
     img = torch.zeros(2, 1, size, size)

@@ -254,3 +254,27 @@ def test_real_spectrum_model_matches_embedding_each_spectrum_alone(tmp_path):
     expected = np.concatenate([embedder.embed_spectrum(g.spectrum.flux, g.spectrum.ivar, g.spectrum.wavelength)
                                for g in keep])
     np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_batches_run_on_across_tile_boundaries(embed_inputs, reference_run, tmp_path, monkeypatch):
+    """Small tiles still make full batches: the model sees ceil(rows / batch) forward passes, not one
+    part-filled pass per tile end, and the embeddings are those of the reference run."""
+    import astroembed.inference
+
+    data, galaxies, model, _ = embed_inputs
+    sizes = []
+
+    def counting_load(path, device="cpu"):
+        embedder = load(path, device=device)
+        forward = embedder.embed
+        embedder.embed = lambda images: sizes.append(len(images)) or forward(images)
+        return embedder
+
+    monkeypatch.setattr(astroembed.inference, "load", counting_load)
+    out = embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(tmp_path / "emb"), device="cpu",
+                                    batch_size=16), progress=False)
+    tile_rows = [job.n_rows for job in plan_tiles(data, tmp_path / "emb")]
+    assert len(sizes) == -(-len(galaxies) // 16) < sum(-(-n // 16) for n in tile_rows)
+    assert sum(sizes) == sum(g.image is not None for g in galaxies)
+    for got, want in zip(read_embeddings(out), read_embeddings(reference_run)):
+        np.testing.assert_array_equal(got, want)

@@ -26,8 +26,9 @@ an image row whose ``image_band`` names are all empty (the writer's fill for "no
 row whose wavelengths are all padding (``spectrum_lambda <= 0``), or any row of a tile without the
 modality's columns.
 
-Memory is bounded by one tile's embeddings plus a few batches of input: tiles are read in row slices
-of ``batch_size`` (by ``num_workers`` DataLoader processes, which overlap reading with the model).
+Memory is bounded by one tile's embeddings plus a few batches of input: tiles are read in batches of
+``batch_size`` consecutive rows, which run on from one tile into the next so that small tiles still
+make full batches (by ``num_workers`` DataLoader processes, which overlap reading with the model).
 """
 
 from __future__ import annotations
@@ -260,13 +261,32 @@ def clean_stale_temporaries(out) -> list[Path]:
 # ------------------------------------------------------------------------------------------- reading
 
 class _TileBatches(Dataset):
-    """Item k = one row slice of one tile, read straight from HDF5 (a slice read per column is far
-    cheaper than per-object reads). Safe in DataLoader workers: handles are opened per process."""
+    """Item k = up to ``batch_size`` consecutive rows, as row slices (segments) of one or more tiles in
+    order, read straight from HDF5 (a slice read per column is far cheaper than per-object reads).
+
+    A batch runs on into the next tile rather than ending part-filled at each tile's end: a survey of
+    many small tiles (the built-in one averages 8 objects per nside-16 tile) would otherwise run the
+    model on batches of a few objects. Safe in DataLoader workers: handles are opened per process.
+    """
 
     def __init__(self, jobs: Sequence[TileJob], modality: str, batch_size: int):
         self.jobs, self.modality = list(jobs), modality
-        self.items = [(j, start, min(start + batch_size, job.n_rows))
-                      for j, job in enumerate(self.jobs) for start in range(0, max(job.n_rows, 1), batch_size)]
+        self.items: list[list[tuple[int, int, int]]] = []
+        current: list[tuple[int, int, int]] = []
+        filled = 0
+        for j, job in enumerate(self.jobs):
+            if job.n_rows == 0:
+                current.append((j, 0, 0))  # an empty tile still gets its (empty) part
+            start = 0
+            while start < job.n_rows:
+                take = min(batch_size - filled, job.n_rows - start)
+                current.append((j, start, start + take))
+                start, filled = start + take, filled + take
+                if filled == batch_size:
+                    self.items.append(current)
+                    current, filled = [], 0
+        if current:
+            self.items.append(current)
         self._handle: tuple[int, int, h5py.File] | None = None
 
     def __len__(self) -> int:
@@ -283,9 +303,16 @@ class _TileBatches(Dataset):
     def __getstate__(self):
         return {**self.__dict__, "_handle": None}
 
-    def __getitem__(self, k: int) -> dict[str, Any]:
-        j, start, stop = self.items[k]
-        return read_rows(self._file(j), self.jobs[j], self.modality, start, stop)
+    def __getitem__(self, k: int) -> list[dict[str, Any]]:
+        segments = [read_rows(self._file(j), self.jobs[j], self.modality, start, stop)
+                    for j, start, stop in self.items[k]]
+        if torch.utils.data.get_worker_info() is not None:
+            # In a reader process the batch travels to the main process: as tensors it goes through
+            # shared memory; numpy arrays would be pickled through a pipe (28 MB per 256 cutouts).
+            for seg in segments:
+                if "inputs" in seg:
+                    seg["inputs"] = tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in seg["inputs"])
+        return segments
 
 
 def _decode(values: np.ndarray) -> np.ndarray:
@@ -312,7 +339,8 @@ def read_rows(f: h5py.File, job: TileJob, modality: str, start: int, stop: int) 
         bands = _decode(f["image_band"][start:stop]) if "image_band" in f else np.full((n, 1), "x", object)
         present = (bands != "").any(axis=1)
         batch["present"] = present
-        batch["inputs"] = (f["image_array"][start:stop][present],)
+        images = f["image_array"][start:stop]
+        batch["inputs"] = (images if present.all() else images[present],)  # (no copy when all present)
         return batch
     if "spectrum_flux" not in f:
         batch["present"] = np.zeros(n, bool)
@@ -419,36 +447,54 @@ def write_part_atomic(table: pa.Table, path) -> Path:
     return path
 
 
-def _embed_batch(fn, batch: dict[str, Any], embed_dim: int) -> np.ndarray:
-    if not batch["present"].any():
-        return np.zeros((0, embed_dim), np.float32)
-    with torch.inference_mode():
-        emb = fn(*batch["inputs"])
-    return np.asarray(emb, dtype=np.float32)
+def _embed_segments(fn, segments: Sequence[dict[str, Any]], embed_dim: int) -> list[np.ndarray]:
+    """Embeddings (n_present, D) of each segment of a batch, in as few forward passes as possible:
+    consecutive segments whose inputs have the same shape (cutout size, spectrum length) run together."""
+    out = [np.zeros((0, embed_dim), np.float32)] * len(segments)
+    groups: list[list[int]] = []
+    for i, seg in enumerate(segments):
+        if not seg["present"].any():
+            continue
+        shapes = [x.shape[1:] for x in seg["inputs"]]
+        if groups and [x.shape[1:] for x in segments[groups[-1][-1]]["inputs"]] == shapes:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    for group in groups:
+        inputs = (segments[group[0]]["inputs"] if len(group) == 1 else
+                  tuple(np.concatenate(parts) for parts in zip(*(segments[i]["inputs"] for i in group))))
+        with torch.inference_mode():
+            emb = np.asarray(fn(*inputs), dtype=np.float32)
+        bounds = np.cumsum([0] + [len(segments[i]["inputs"][0]) for i in group])
+        for i, lo, hi in zip(group, bounds[:-1], bounds[1:]):
+            out[i] = emb[lo:hi]
+    return out
 
 
-def _run_batches(embedder, modality: str, jobs: Sequence[TileJob], batches: Iterable[dict[str, Any]],
+def _run_batches(embedder, modality: str, jobs: Sequence[TileJob], batches: Iterable[list[dict[str, Any]]],
                  meta: dict[str, str], on_tile: Callable[[TileJob, int, int], None] | None = None) -> None:
-    """Embed batches arriving in tile order and write each tile's part as soon as it is complete."""
+    """Embed batches (lists of tile segments) arriving in tile order and write each tile's part as soon
+    as it is complete."""
     fn = _embed_fn(embedder, modality)
     embed_dim = int(embedder.embed_dim)
     by_hp = {j.healpix: j for j in jobs}
     acc: _TileAccumulator | None = None
-    for batch in batches:
-        job = by_hp[batch["job"]]
-        if acc is None or acc.job is not job:
-            if acc is not None:
-                raise RuntimeError(f"tile {acc.job.tile} ended at row {acc.rows_seen} of {acc.job.n_rows}")
-            acc = _TileAccumulator(job)
-        if batch["stop"] > batch["start"]:
-            acc.add(batch, _embed_batch(fn, batch, embed_dim))
-        if acc.complete:
-            write_part_atomic(acc.table(meta, embed_dim, modality), job.part)
-            if acc.n_skipped:
-                log.info("%s: skipped %d object(s) without %s", job.tile, acc.n_skipped, modality)
-            if on_tile is not None:
-                on_tile(job, acc.rows_seen - acc.n_skipped, acc.n_skipped)
-            acc = None
+    for segments in batches:
+        for batch, embedding in zip(segments, _embed_segments(fn, segments, embed_dim)):
+            job = by_hp[batch["job"]]
+            if acc is None or acc.job is not job:
+                if acc is not None:
+                    raise RuntimeError(f"tile {acc.job.tile} ended at row {acc.rows_seen} of {acc.job.n_rows}")
+                acc = _TileAccumulator(job)
+            if batch["stop"] > batch["start"]:
+                acc.add(batch, embedding)
+            if acc.complete:
+                write_part_atomic(acc.table(meta, embed_dim, modality), job.part)
+                if acc.n_skipped:
+                    log.info("%s: skipped %d object(s) without %s", job.tile, acc.n_skipped, modality)
+                if on_tile is not None:
+                    on_tile(job, acc.rows_seen - acc.n_skipped, acc.n_skipped)
+                acc = None
 
 
 def embed_tile(embedder, job: TileJob, modality: str, batch_size: int, meta: dict[str, str],

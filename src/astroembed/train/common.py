@@ -186,6 +186,10 @@ def fit_stage(module, dataset, run: RunConfig, run_dir: Path, data_name: str, ex
     """
     import torch
 
+    from astroembed.runtime import keep_freed_memory
+
+    keep_freed_memory()  # CPU steps spend as long in page faults as in compute otherwise (runtime.py)
+
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=run.batch_size, shuffle=True, drop_last=True,
         num_workers=run.num_workers, persistent_workers=run.num_workers > 0)

@@ -1,0 +1,47 @@
+"""keep_freed_memory: glibc stops unmapping freed blocks, so repeated forward passes on CPU stop
+faulting their activations' pages in again (measured as the process's minor page faults, in fresh
+interpreters with and without it)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from astroembed.runtime import OPT_OUT_ENV, _glibc, keep_freed_memory
+
+PROBE = """
+import json, resource, torch
+from astroembed.runtime import keep_freed_memory
+applied = keep_freed_memory()
+conv = torch.nn.Conv2d(3, 32, 3, padding=1)
+x = torch.randn(64, 3, 96, 96)  # activations of 75 MB per forward
+def forward():
+    with torch.inference_mode():
+        conv(x).relu_()
+forward()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(4):
+    forward()
+print(json.dumps({"applied": applied,
+                  "faults": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4}))
+"""
+
+
+def probe(opt_out: bool) -> dict:
+    env = {"PATH": "/usr/bin:/bin", OPT_OUT_ENV: "1" if opt_out else "0"}
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(_glibc() is None, reason="not glibc: keep_freed_memory is a no-op here")
+def test_forward_passes_stop_faulting_pages_in():
+    tuned, system = probe(opt_out=False), probe(opt_out=True)
+    assert tuned["applied"] and not system["applied"]
+    # system malloc: every forward faults its ~75 MB of activations in again (~18,000 pages of 4 KiB)
+    assert system["faults"] > 5000
+    assert tuned["faults"] < 0.25 * system["faults"]  # (measured: 0 with 2 threads, 12 % with 1)
+
+
+def test_keep_freed_memory_is_idempotent():
+    assert keep_freed_memory() == keep_freed_memory()
