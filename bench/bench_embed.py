@@ -34,6 +34,7 @@ from astroembed.embed import EmbedConfig, embed_catalog
 from astroembed.inference import load
 from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
 from astroembed.models.io import save_model
+from astroembed.runtime import keep_freed_memory
 
 BANDS = ("g", "r", "z")
 
@@ -113,6 +114,9 @@ def main():
     parser.add_argument("--small-input", action="store_true",
                         help="ResNet 3x3 stride-1 stem (about 16x the FLOPs at 96 px; slow on a CPU)")
     args = parser.parse_args()
+    # Both sides of every comparison run with the allocator setting the package uses (runtime.py);
+    # without it CPU figures mostly measure the kernel's page faults.
+    print(f"keep_freed_memory: {keep_freed_memory()}")
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         write_survey(galaxies(args.n, args.size, args.patch_deg), root / "survey", "bench")

@@ -27,6 +27,7 @@ import torch
 
 import astroembed
 from astroembed.augment.spectrum_preprocess import SpectrumPreprocessConfig, prepare_batch
+from astroembed.runtime import keep_freed_memory
 from astroembed.train.common import RunConfig, cosine_with_warmup, load_yaml_config
 from astroembed.train.spectrum import (SpectrumMaskedModelling, SpectrumPretrainConfig, _lightning_module,
                                        export_spectrum_encoder)
@@ -166,6 +167,9 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    # Both sides of every comparison run with the allocator setting the package uses (runtime.py);
+    # without it CPU figures mostly measure the kernel's page faults.
+    print(f"keep_freed_memory: {keep_freed_memory()}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()

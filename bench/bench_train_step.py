@@ -16,9 +16,9 @@ import time
 import numpy as np
 import torch
 
-from astroembed.train.common import RunConfig, cosine_with_warmup
+from astroembed.runtime import keep_freed_memory
+from astroembed.train.common import RunConfig, cosine_with_warmup, load_yaml_config
 from astroembed.train.image import ImagePretrainConfig, ImageSSLModule, _lightning_module
-from astroembed.train.common import load_yaml_config
 
 WARMUP = 5
 
@@ -99,6 +99,9 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    # Both sides of every comparison run with the allocator setting the package uses (runtime.py);
+    # without it CPU figures mostly measure the kernel's page faults.
+    print(f"keep_freed_memory: {keep_freed_memory()}")
     data = Batches(args.batch * args.steps)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch, shuffle=False, drop_last=True)
     bare, ours = [], []
