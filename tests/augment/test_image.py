@@ -354,3 +354,31 @@ def test_gain_jitter_scales_each_band_by_a_lognormal_factor():
     assert float(torch.corrcoef(log_gain.T)[0, 1]).__abs__() < 0.06  # bands drawn independently
     off = ImageAugmenter(ImageAugmentConfig(**{**cfg.to_dict(), "gain_jitter": 0.0}))(flux, ("R", "G", "B"))
     assert torch.equal(off, flux)
+
+
+class _AugmentedViews(torch.utils.data.Dataset):
+    def __init__(self, flux):
+        self.flux, self.augmenter = flux, ImageAugmenter(ImageAugmentConfig(crop_size=48))
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return self.augmenter(self.flux, GRZ, generator=torch.Generator().manual_seed(i))
+
+
+def test_augmenting_in_forked_loader_workers_after_the_parent():
+    """The normal draws' thread pool is per process: a DataLoader worker forked after the parent drew
+    views (and so made its pool) must make its own, not wait forever on the parent's threads."""
+    flux = torch.randn(64, 3, 72, 72, generator=torch.Generator().manual_seed(16)) * 0.01  # 64 views: pooled
+    data = _AugmentedViews(flux)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the worker, so the same pool size would be reused there
+    try:
+        in_parent = data[1]
+        loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=1, timeout=60)
+        from_worker = list(loader)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(from_worker) == 2
+    torch.testing.assert_close(from_worker[1], in_parent)  # same generator seed, same views

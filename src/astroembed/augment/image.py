@@ -36,6 +36,7 @@ field included), so a batch can be replayed, sliced per sample, or inspected by 
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Sequence
@@ -475,7 +476,7 @@ def _view_noise_factor(grid: torch.Tensor, in_hw: tuple[int, int],
 
 
 NORMAL_CHUNKS = 4
-_normal_pool: ThreadPoolExecutor | None = None
+_normal_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
 
 
 def _standard_normal(shape: tuple[int, ...], generator: torch.Generator | None, device) -> torch.Tensor:
@@ -491,8 +492,10 @@ def _standard_normal(shape: tuple[int, ...], generator: torch.Generator | None, 
         return torch.randn(shape, generator=generator, device=device)
     global _normal_pool
     workers = max(1, min(NORMAL_CHUNKS, torch.get_num_threads()))  # torch's thread budget
-    if _normal_pool is None or _normal_pool._max_workers != workers:
-        _normal_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="astroembed-randn")
+    # a new pool per process: a forked DataLoader worker inherits the pool but not its threads
+    if _normal_pool is None or _normal_pool[:2] != (os.getpid(), workers):
+        _normal_pool = (os.getpid(), workers,
+                        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="astroembed-randn"))
     seeds = torch.randint(0, 2 ** 62, (NORMAL_CHUNKS,), generator=generator, device=device).tolist()
     out = torch.empty(numel)
     bounds = [numel * i // NORMAL_CHUNKS for i in range(NORMAL_CHUNKS + 1)]
@@ -500,7 +503,7 @@ def _standard_normal(shape: tuple[int, ...], generator: torch.Generator | None, 
     def fill(i: int) -> None:
         out[bounds[i]:bounds[i + 1]].normal_(generator=torch.Generator().manual_seed(seeds[i]))
 
-    list(_normal_pool.map(fill, range(NORMAL_CHUNKS)))
+    list(_normal_pool[2].map(fill, range(NORMAL_CHUNKS)))
     return out.view(shape)
 
 
