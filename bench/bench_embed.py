@@ -65,8 +65,8 @@ def bare_forward(model: Path, images: np.ndarray, batch_size: int, device: str) 
 
     Each batch is prepared just before its forward and only the forward is timed: one prepared batch
     is resident at a time, as in the catalogue run. (Preparing every batch first kept ~330 MB more
-    resident, and the forward's large activations then ran 15-25 % slower on this machine, which
-    made the catalogue look faster than its own forward pass.)
+    resident; that loop then measured 8-11 % fewer objects/s than this one and 1.22-1.25x below the
+    catalogue that contains the same forward pass.)
     """
     embedder = load(model, device=device)
     elapsed = 0.0

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from astroembed.runtime import OPT_OUT_ENV, _glibc, keep_freed_memory
+from astroembed.runtime import OPT_OUT_ENV, _glibc
 
 PROBE = """
 import json, resource, torch
@@ -41,7 +41,3 @@ def test_forward_passes_stop_faulting_pages_in():
     # system malloc: every forward faults its ~75 MB of activations in again (~18,000 pages of 4 KiB)
     assert system["faults"] > 5000
     assert tuned["faults"] < 0.25 * system["faults"]  # (measured: 0 with 2 threads, 12 % with 1)
-
-
-def test_keep_freed_memory_is_idempotent():
-    assert keep_freed_memory() == keep_freed_memory()

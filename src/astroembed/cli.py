@@ -22,7 +22,7 @@ def _process_settings() -> None:
     """Foundation-model embeddings of galaxies: data, pretraining, embedding, search."""
     from astroembed.runtime import keep_freed_memory
 
-    keep_freed_memory()  # every command: 2-3x faster CPU tensor work (astroembed/runtime.py)
+    keep_freed_memory()  # every command: faster CPU tensor work (astroembed/runtime.py)
 
 
 def _fail(exc: Exception) -> None:

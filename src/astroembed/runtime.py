@@ -4,9 +4,9 @@ glibc's malloc serves every allocation above its mmap threshold (128 KiB, raised
 32 MiB) with a fresh ``mmap`` and returns it to the kernel on ``free``, so every page of the next
 allocation is faulted in and zero-filled again. A CNN's activations (256 x 32 x 96 x 96 floats is
 300 MB) and the augmentations' temporaries are far above that threshold: on the 2-core CI machine the
-kernel's page faults took as much time as the forward pass itself, and the small CNN embedded 295
-cutouts/s where it embeds 936 when freed memory is kept for reuse (bench/bench_embed.py,
-BENCHMARKS.md). PyTorch's performance-tuning guide recommends jemalloc or tcmalloc for this reason;
+kernel's page faults took as much time as the forward pass itself: the small CNN's bare forward ran
+at 309 cutouts/s, and at 747-888 with freed memory kept for reuse (bench/bench_embed.py with and
+without ASTROEMBED_SYSTEM_MALLOC=1; BENCHMARKS.md). PyTorch's performance-tuning guide recommends jemalloc or tcmalloc for this reason;
 neither comes from pip, so :func:`keep_freed_memory` asks glibc itself, through ``mallopt``:
 
 * ``M_MMAP_THRESHOLD`` = 1 GiB: blocks below it come from the heap, so freed ones are reused;

@@ -227,7 +227,7 @@ def blur_radius(sigma: torch.Tensor) -> int:
 # Up to this image side a blur is two dense matrix products per plane, above it a grouped convolution:
 # on CPU, BLAS runs the (H x H) products 2-3x faster than PyTorch's depthwise convolution runs its
 # (2r + 1)-tap kernels at survey cutout sizes (64-128 px), and falls behind near 160 px
-# (measured on 2 cores, 768 planes of 96 px: 31 vs 82 ms).
+# (a one-off timing on 2 cores, 768 planes of 96 px: 31 vs 82 ms).
 MATMUL_BLUR_MAX_SIZE = 160
 
 
@@ -424,10 +424,12 @@ def bilinear_noise_factor(grid: torch.Tensor, in_hw: tuple[int, int], stride: in
     """
     h, w = in_hw
     g = grid[:, ::stride, ::stride]
-    pix = torch.stack([((g[..., 0] + 1) * w - 1) / 2, ((g[..., 1] + 1) * h - 1) / 2], dim=-1)
-    frac = pix - torch.floor(pix)
-    per_axis = (1 - frac) ** 2 + frac ** 2
-    return (per_axis[..., 0] * per_axis[..., 1]).flatten(1).mean(dim=1).sqrt()
+    factor = torch.ones_like(g[..., 0])
+    for axis, size in ((0, w), (1, h)):
+        pix = ((g[..., axis] + 1) * size - 1) / 2  # align_corners=False: pixel centres at integers
+        frac = pix - torch.floor(pix)
+        factor = factor * ((1 - frac) ** 2 + frac ** 2)
+    return factor.flatten(1).mean(dim=1).sqrt()
 
 
 def dihedral(images: torch.Tensor, k90: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
