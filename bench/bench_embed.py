@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from astroembed.augment.preprocess import PreprocessConfig
+from astroembed.preprocess.image import PreprocessConfig
 from astroembed.data.mmu import write_survey
 from astroembed.data.records import Galaxy, Image
 from astroembed.embed import EmbedConfig, embed_catalog

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 import astroembed
-from astroembed.augment.spectrum_preprocess import SpectrumPreprocessConfig, prepare_batch
+from astroembed.preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
 from astroembed.runtime import keep_freed_memory
-from astroembed.train.common import RunConfig, cosine_with_warmup, load_yaml_config
+from astroembed.config import load_yaml_config
+from astroembed.train.common import RunConfig, cosine_with_warmup
 from astroembed.train.spectrum import (SpectrumMaskedModelling, SpectrumPretrainConfig, _lightning_module,
                                        export_spectrum_encoder)
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from astroembed.runtime import keep_freed_memory
-from astroembed.train.common import RunConfig, cosine_with_warmup, load_yaml_config
+from astroembed.config import load_yaml_config
+from astroembed.train.common import RunConfig, cosine_with_warmup
 from astroembed.train.image import ImagePretrainConfig, ImageSSLModule, _lightning_module
 
 WARMUP = 5
@@ -42,7 +43,7 @@ def config(args) -> ImagePretrainConfig:
     cfg = load_yaml_config(ImagePretrainConfig, None, {
         "method": args.method, "encoder": {"arch": args.arch},
         "run": {"batch_size": args.batch, "num_workers": 0, "progress": False, "warmup_steps": 10}})
-    from astroembed.augment.preprocess import PreprocessConfig
+    from astroembed.preprocess.image import PreprocessConfig
 
     cfg.preprocess = PreprocessConfig(crop_size=cfg.augment.crop_size)
     return cfg

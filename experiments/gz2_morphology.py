@@ -21,14 +21,14 @@ import numpy as np
 import torch
 
 from astroembed.augment.image import ImageAugmentConfig
-from astroembed.augment.preprocess import PreprocessConfig, preprocess, standardize
+from astroembed.preprocess.image import PreprocessConfig, preprocess, standardize
 from astroembed.data.folder_dataset import ImageFolderDataset
 from astroembed.evaluate.metrics import accuracy_score
 from astroembed.evaluate.probes import linear_classifier, pca_baseline, split_indices
 from astroembed.evaluate.supervised import train_supervised_classifier
 from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
 from astroembed.models.io import load_model
-from astroembed.train.common import load_yaml_config
+from astroembed.config import load_yaml_config
 from astroembed.train.image import ImagePretrainConfig, pretrain_image
 
 BANDS = ("R", "G", "B")

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from astroembed.pipeline import _train_on_split, build_survey, held_out_split, reconstruction_stage
-from astroembed.train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
+from astroembed.pipeline import build_survey, held_out_split, pretrain_spectrum_stage, reconstruction_stage
 
 # name -> (positional init, hidden chunk length in patches, masked-modelling decoder baseline)
 VARIANTS = {
@@ -102,11 +101,8 @@ def main():
     for name in args.variants:
         pos_init, chunk_len, baseline = VARIANTS[name]
         run_dir = out / "spectrum_ablation" / name
-        settings = {"data": str(survey), "preprocess": {"wave_step": 4.0}, "chunk_len": chunk_len,
-                    "model": {"dim": 128, "depth": 4, "num_heads": 4, "pos_init": pos_init,
-                              "decoder_baseline": baseline}}
-        model = _train_on_split(SpectrumPretrainConfig, pretrain_spectrum, survey, run_dir, args.minutes, 0, 64,
-                                settings, {"num_workers": 1, "warmup_steps": 50, "learning_rate": 5e-4})
+        settings = {"chunk_len": chunk_len, "model.pos_init": pos_init, "model.decoder_baseline": baseline}
+        model = pretrain_spectrum_stage(survey, run_dir, args.minutes, 0, settings)
         rec = reconstruction_stage(model, survey)
         r2 = pooling_r2(model, survey)
         result = {"variant": name, "pos_init": pos_init, "chunk_len": chunk_len, "decoder_baseline": baseline,

@@ -42,7 +42,7 @@ def main():
     image_run = out / "image_simclr_small_cnn"
     image_model = pretrain_image_stage(survey, image_run, args.image_minutes, args.seed)
     spectrum_model = pretrain_spectrum_stage(survey, out / "spectrum", args.spectrum_minutes, args.seed,
-                                             wave_step=args.wave_step)
+                                             {"preprocess.wave_step": args.wave_step})
     trained = reconstruction_stage(spectrum_model, survey, args.seed)
     # the same model on shorter and longer hidden chunks than it was trained with
     results = {"reconstruction": trained, "reconstruction_by_chunk_len": {

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import astroembed
-from astroembed.augment.preprocess import PreprocessConfig, preprocess
-from astroembed.augment.spectrum_preprocess import SpectrumPreprocessConfig, prepare_batch
+from astroembed.preprocess.image import PreprocessConfig, preprocess
+from astroembed.preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
 from astroembed.data.records import InvalidDataError, Spectrum
 from astroembed.models.clip_model import AlignedModel
 from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder

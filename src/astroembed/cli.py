@@ -10,7 +10,6 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Foundation-model embeddings of galaxies: data, pretraining, embedding, search.")
@@ -54,7 +53,7 @@ def simulate(
 def info(path: Path = typer.Argument(..., help="An MMU tile, or a folder of tiles."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")):
     """Summarise a survey: objects per modality, bands, sizes, wavelengths, labels, invalid values."""
-    from .data.info import summarize
+    from .data.info import print_summary, summarize
     from .data.records import InvalidDataError
 
     try:
@@ -65,37 +64,6 @@ def info(path: Path = typer.Argument(..., help="An MMU tile, or a folder of tile
         print(json.dumps(summary, indent=2, default=str))
         return
     print_summary(summary)
-
-
-def print_summary(summary: dict) -> None:
-    out = Console()
-    out.print(f"[bold]{summary['path']}[/]: {summary['n_objects']} objects in {summary['n_tiles']} tiles"
-              f" ({summary['n_without_position']} without position)")
-    table = Table(title="modalities")
-    table.add_column("modality"), table.add_column("objects", justify="right"), table.add_column("details")
-    for modality, count in summary["modalities"].items():
-        details = ""
-        if modality == "image":
-            im = summary["image"]
-            details = f"bands {im['bands']}, shape {im['shape']}, {im['pixel_scale']} arcsec/pix"
-        elif modality == "spectrum":
-            sp = summary["spectrum"]
-            details = (f"{sp['wavelength_min']:.1f}-{sp['wavelength_max']:.1f} A, "
-                       f"{sp['n_pixels_min']}-{sp['n_pixels_max']} pixels")
-        table.add_row(modality, str(count), details)
-    out.print(table)
-    table = Table(title="labels")
-    table.add_column("label"), table.add_column("n", justify="right"), table.add_column("range / classes")
-    for name, entry in summary["labels"].items():
-        rng = (f"{entry['n_classes']} classes: {', '.join(map(str, entry['classes'][:6]))}"
-               if "classes" in entry else f"{entry['min']:.4g} .. {entry['max']:.4g}")
-        table.add_row(name, str(entry["n"]), rng)
-    out.print(table)
-    table = Table(title="invalid values (masked)")
-    table.add_column("what"), table.add_column("count", justify="right")
-    for name, count in summary["invalid"].items():
-        table.add_row(name, str(count))
-    out.print(table)
 
 
 @app.command()
@@ -111,7 +79,7 @@ def convert(
     from .data.readers import read_any
     from .data.readers.image_folder import iter_image_folder
     from .data.records import InvalidDataError
-    from .train.data import is_image_folder
+    from .data.readers.image_folder import is_image_folder
 
     try:
         with MMUWriter(out, survey=survey, config=config) as writer:
@@ -131,6 +99,9 @@ pretrain_app = typer.Typer(no_args_is_help=True, help="Self-supervised pretraini
 app.add_typer(pretrain_app, name="pretrain")
 
 
+CONFIG_HELP = ("A shipped config by name (astroembed/configs: image_simclr_cpu, spectrum_masked_cpu, clip_cpu, ...) "
+               "or a YAML file.")
+
 # The run settings every pretraining stage takes (RunConfig fields); declared once, shared by the commands.
 RUN_OPTIONS = {
     "max_minutes": typer.Option(None, "--max-minutes", help="Wall-clock budget."),
@@ -146,10 +117,10 @@ RUN_OPTIONS = {
 }
 
 
-def _pretrain(config_cls, run_stage, config: Optional[Path], overrides: dict, arguments: dict, what: str) -> None:
+def _pretrain(config_cls, run_stage, config: Optional[str], overrides: dict, arguments: dict, what: str) -> None:
     """Load a stage config (YAML + command-line overrides; run settings go under ``run.``), run it, report."""
     from .data.records import InvalidDataError
-    from .train.common import load_yaml_config
+    from .config import load_yaml_config
 
     overrides = {**overrides, **{f"run.{k}": arguments[k] for k in RUN_OPTIONS if arguments[k] is not None}}
     try:
@@ -163,7 +134,7 @@ def _pretrain(config_cls, run_stage, config: Optional[Path], overrides: dict, ar
 def pretrain_image_cmd(
     data: Path = typer.Option(..., "--data", help="MMU survey folder, or a folder of JPEG/PNG cutouts."),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs, exported model)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see configs/)."),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
     method: Optional[str] = typer.Option(None, "--method", help="simclr, moco or byol."),
     arch: Optional[str] = typer.Option(None, "--arch", help="small_cnn, resnet18, resnet50, vit_s8."),
     max_minutes: Optional[float] = RUN_OPTIONS["max_minutes"],
@@ -188,7 +159,7 @@ def pretrain_image_cmd(
 def pretrain_spectrum_cmd(
     data: Path = typer.Option(..., "--data", help="MMU survey folder (or tile) with spectra, any grid."),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs, exported model)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see configs/)."),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
     dim: Optional[int] = typer.Option(None, "--dim", help="Transformer width."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Transformer blocks."),
     wave_step: Optional[float] = typer.Option(None, "--wave-step", help="Model grid step in Angstrom."),
@@ -217,7 +188,7 @@ def pretrain_clip_cmd(
     spectrum_model: Path = typer.Option(..., "--spectrum-model", help="Exported spectrum encoder (RUN/model)."),
     data: Path = typer.Option(..., "--data", help="MMU survey folder with both images and spectra."),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs, exported model)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see configs/)."),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
     embed_dim: Optional[int] = typer.Option(None, "--embed-dim", help="Size of the shared space."),
     freeze_image: Optional[bool] = typer.Option(None, "--freeze-image/--train-image",
                                                 help="Keep the image encoder fixed (default: fine-tune)."),

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .augment.preprocess import PreprocessConfig, preprocess, standardize
-from .augment.spectrum_preprocess import SpectrumPreprocessConfig, prepare_batch, prepare_spectra
+from .preprocess.image import PreprocessConfig, preprocess, standardize
+from .preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch, prepare_spectra
 from .data.records import InvalidDataError
 from .models.io import content_hash, load_model
 from .runtime import keep_freed_memory

@@ -57,34 +57,41 @@ def held_out_split(survey_path: Path, seed: int = 0) -> tuple[np.ndarray, np.nda
     return survey.object_ids, train, test
 
 
-def _train_on_split(config_cls, run_stage, survey_path: Path, run_dir: Path, minutes: float, seed: int,
-                    batch_size: int, settings: dict, run: dict) -> Path:
+def train_on_split(config_cls, run_stage, config_name: str, survey_path: Path, run_dir: Path, minutes: float,
+                   seed: int, settings: dict | None = None, batch_size: int | None = None) -> Path:
     """Run a pretraining stage on the training split, unless its model is already exported.
 
-    ``settings`` are the stage config's own fields; ``run`` adds to the shared run settings.
+    Parameters
+    ----------
+    config_cls, run_stage
+        The stage's config class and its run function (e.g. ``ImagePretrainConfig``, ``pretrain_image``).
+    config_name
+        The shipped config (``astroembed/configs/<name>.yaml``) the stage starts from.
+    settings
+        Dotted overrides of that config (``{"encoder.arch": "resnet18"}``).
+    batch_size
+        Overrides the config's batch size; tiny surveys (tests) get at most a quarter of the split.
     """
-    from .train.common import load_yaml_config
+    from .config import load_yaml_config
 
     model_dir = run_dir / "model"
     if (model_dir / "model.safetensors").exists():
         return model_dir
     _, train, _ = held_out_split(survey_path, seed)
-    batch_size = min(batch_size, max(2, len(train) // 4))  # tiny surveys (tests) still get several steps
-    config = load_yaml_config(config_cls, None, {
-        **settings, "out": str(run_dir), "train_indices": train.tolist(),
-        "run": {"max_minutes": minutes, "max_epochs": 1000, "batch_size": batch_size, "seed": seed,
-                "checkpoint_every_n_steps": 25, **run}})
+    config = load_yaml_config(config_cls, config_name, {
+        **(settings or {}), "data": str(survey_path), "out": str(run_dir), "train_indices": train.tolist(),
+        "run.max_minutes": minutes, "run.seed": seed, "run.batch_size": batch_size})
+    config.run.batch_size = min(config.run.batch_size, max(2, len(train) // 4))
     return run_stage(config)
 
 
 def pretrain_image_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
-                         arch: str = "small_cnn", method: str = "simclr", batch_size: int = 64) -> Path:
+                         arch: str = "small_cnn", method: str = "simclr", batch_size: int | None = None) -> Path:
     """Self-supervised image pretraining on the training split (the held-out galaxies are never seen)."""
     from .train.image import ImagePretrainConfig, pretrain_image
 
-    return _train_on_split(ImagePretrainConfig, pretrain_image, survey_path, run_dir, minutes, seed, batch_size,
-                           {"data": str(survey_path), "method": method, "encoder": {"arch": arch}},
-                           {"num_workers": 2, "warmup_steps": 50})
+    return train_on_split(ImagePretrainConfig, pretrain_image, "image_simclr_demo", survey_path, run_dir, minutes,
+                          seed, {"method": method, "encoder.arch": arch}, batch_size)
 
 
 def random_init_model(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
@@ -123,26 +130,24 @@ def redshift_report(embeddings_dir: Path, survey_path: Path, seed: int = 0, moda
 
 
 def pretrain_spectrum_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
-                            wave_step: float = 4.0, dim: int = 128, depth: int = 4,
-                            batch_size: int = 64) -> Path:
-    """Masked-modelling pretraining of the spectrum transformer on the training split."""
+                            settings: dict | None = None, batch_size: int | None = None) -> Path:
+    """Masked-modelling pretraining of the spectrum transformer on the training split.
+
+    ``settings`` are dotted overrides of the shipped ``spectrum_masked_demo`` config.
+    """
     from .train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
 
-    return _train_on_split(SpectrumPretrainConfig, pretrain_spectrum, survey_path, run_dir, minutes, seed, batch_size,
-                           {"data": str(survey_path), "preprocess": {"wave_step": wave_step},
-                            "model": {"dim": dim, "depth": depth, "num_heads": 4}},
-                           {"num_workers": 1, "warmup_steps": 50, "learning_rate": 5e-4})
+    return train_on_split(SpectrumPretrainConfig, pretrain_spectrum, "spectrum_masked_demo", survey_path, run_dir,
+                          minutes, seed, settings, batch_size)
 
 
 def pretrain_clip_stage(image_model: Path, spectrum_model: Path, survey_path: Path, run_dir: Path,
-                        minutes: float, seed: int = 0, embed_dim: int = 128, batch_size: int = 128) -> Path:
+                        minutes: float, seed: int = 0, batch_size: int | None = None) -> Path:
     """AstroCLIP alignment of the two pretrained encoders on the training split (both fine-tuned)."""
     from .train.clip import CLIPConfig, pretrain_clip
 
-    return _train_on_split(CLIPConfig, pretrain_clip, survey_path, run_dir, minutes, seed, batch_size,
-                           {"image_model": str(image_model), "spectrum_model": str(spectrum_model),
-                            "data": str(survey_path), "embed_dim": embed_dim},
-                           {"num_workers": 1, "warmup_steps": 25, "learning_rate": 1e-3})
+    return train_on_split(CLIPConfig, pretrain_clip, "clip_demo", survey_path, run_dir, minutes, seed,
+                          {"image_model": str(image_model), "spectrum_model": str(spectrum_model)}, batch_size)
 
 
 def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0, n: int = 256,
@@ -229,15 +234,14 @@ def index_and_search_stage(embeddings: list[Path], index_dir: Path, survey_path:
 
 def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,
              image_minutes: float = 3.0, spectrum_minutes: float = 3.0, clip_minutes: float = 2.0) -> dict:
-    from .cli import print_summary
-    from .data.info import summarize
+    from .data.info import print_summary, summarize
 
     console = console or Console()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     survey = build_survey(out, n, seed, console)
     summary = summarize(survey)
-    print_summary(summary)
+    print_summary(summary, console)
     expected = {"image": n, "spectrum": n, "photometry": n}
     if summary["modalities"] != expected:
         raise RuntimeError(f"survey validation failed: expected {expected}, found {summary['modalities']}")

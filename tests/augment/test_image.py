@@ -302,7 +302,7 @@ def test_fixed_generator_reproduces_views_and_config_roundtrips_json():
     b = ImageAugmenter(cfg2)(flux, GRZ, psf_fwhm=psf, generator=torch.Generator().manual_seed(9))
     c = ImageAugmenter(cfg2)(flux, GRZ, psf_fwhm=psf, generator=torch.Generator().manual_seed(10))
     assert torch.equal(a, b) and not torch.allclose(a, c)
-    with pytest.raises(ValueError, match="unknown ImageAugmentConfig keys"):
+    with pytest.raises(ValueError, match=r"unknown ImageAugmentConfig key\(s\)"):
         ImageAugmentConfig.from_dict({"crop_sise": 3})
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from astroembed.augment.preprocess import PreprocessConfig
+from astroembed.preprocess.image import PreprocessConfig
 from astroembed.data.mmu import write_survey
 from astroembed.data.records import Galaxy, Image, Photometry
 from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder

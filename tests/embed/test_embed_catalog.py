@@ -228,7 +228,7 @@ def test_real_spectrum_model_matches_embedding_each_spectrum_alone(tmp_path):
     """With the exported spectrum transformer (when present), padded MMU rows embed like the unpadded
     record embedded on its own, and spectrum-less rows are skipped."""
     spectrum_training = pytest.importorskip("astroembed.train.spectrum")
-    from astroembed.augment.spectrum_preprocess import SpectrumPreprocessConfig
+    from astroembed.preprocess.spectrum import SpectrumPreprocessConfig
     from astroembed.models.spectrum_transformer import SpectrumTransformer
 
     rng = np.random.default_rng(0)

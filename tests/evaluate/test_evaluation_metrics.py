@@ -6,7 +6,7 @@ import torch
 
 from astroembed.evaluate.metrics import median_abs_dz, outlier_fraction, redshift_residuals, sigma_mad
 from astroembed.evaluate.probes import split_indices
-from astroembed.augment.spectrum_preprocess import interpolate_gaps
+from astroembed.preprocess.spectrum import interpolate_gaps
 from astroembed.evaluate.redshift import knn_redshift_report
 from astroembed.evaluate.retrieval import partner_ranks, retrieval_report
 

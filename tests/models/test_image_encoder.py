@@ -76,5 +76,5 @@ def test_invalid_configs_are_rejected(bad, match):
 
 
 def test_unknown_keys_in_dict_are_rejected():
-    with pytest.raises(ValueError, match=r"unknown image encoder config key\(s\) \['widht'\]"):
+    with pytest.raises(ValueError, match=r"unknown ImageEncoderConfig key\(s\) \['widht'\]"):
         ImageEncoderConfig.from_dict({"arch": "small_cnn", "widht": [8]})

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from astroembed.augment.spectrum_preprocess import (SpectrumPreprocessConfig, patches_to_pixels, patchify,
+from astroembed.preprocess.spectrum import (SpectrumPreprocessConfig, patches_to_pixels, patchify,
                                                     prepare_batch, prepare_spectra)
 from astroembed.models.io import load_model, save_model
-from astroembed.models.spectrum_transformer import (SpectrumTransformer, SpectrumTransformerConfig, sincos_positions,
-                                                    masked_modelling_loss)
-from astroembed.objectives.masked import contiguous_chunk_mask, masked_reconstruction_loss
+from astroembed.models.spectrum_transformer import SpectrumTransformer, SpectrumTransformerConfig, sincos_positions
+from astroembed.objectives.masked import contiguous_chunk_mask, masked_modelling_loss, masked_reconstruction_loss
 
 PRE = SpectrumPreprocessConfig(wave_min=4000, wave_max=4798, wave_step=2.0)  # 400 pixels, 39 patches
 REST_LINES = np.array([4100.0, 4340.0, 4500.0, 4650.0])

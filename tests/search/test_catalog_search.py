@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from astroembed.augment.preprocess import PreprocessConfig
+from astroembed.preprocess.image import PreprocessConfig
 from astroembed.cli import app
 from astroembed.data.records import InvalidDataError
 from astroembed.embed.catalog import EmbedConfig, embed_catalog, read_embeddings, write_part_atomic

@@ -20,7 +20,7 @@ from astroembed.data.mmu import write_survey
 from astroembed.data.records import InvalidDataError
 from astroembed.models.io import load_model, load_state
 from astroembed.train.clip import CLIPConfig, pretrain_clip
-from astroembed.train.common import load_yaml_config
+from astroembed.config import load_yaml_config
 from astroembed.train.image import ImagePretrainConfig, pretrain_image
 from astroembed.train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
 

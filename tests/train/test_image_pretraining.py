@@ -15,9 +15,9 @@ import torch
 import yaml
 
 import astroembed.inference as inference
-from astroembed.augment.preprocess import preprocess
+from astroembed.preprocess.image import preprocess
 from astroembed.models.io import load_model
-from astroembed.train.common import load_yaml_config
+from astroembed.config import load_yaml_config
 from astroembed.train.image import ImagePretrainConfig, pretrain_image
 
 TINY = {"encoder": {"arch": "small_cnn", "widths": [8, 16, 16, 32]},

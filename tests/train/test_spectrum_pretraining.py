@@ -17,11 +17,11 @@ import torch
 import yaml
 
 import astroembed
-from astroembed.augment.spectrum_preprocess import SpectrumPreprocessConfig, prepare_spectra
+from astroembed.preprocess.spectrum import SpectrumPreprocessConfig, prepare_spectra
 from astroembed.data.dataset import MMUDataset
 from astroembed.data.mmu import write_survey
 from astroembed.models.io import load_model
-from astroembed.train.common import load_yaml_config
+from astroembed.config import load_yaml_config
 from astroembed.train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
 
 TINY = {"preprocess": {"wave_step": 10.0},  # 623 pixels, 62 patches

@@ -2,7 +2,7 @@
 
 Behind ``astroembed augment --data PATH --show OUT.png``: one row per galaxy, the original (with the
 crop window outlined, as in Stein et al. 2021's figures) followed by ``n_views`` random views, all
-drawn with :func:`astroembed.augment.preprocess.render_rgb` (the Legacy Surveys viewer colours for
+drawn with :func:`astroembed.preprocess.image.render_rgb` (the Legacy Surveys viewer colours for
 g, r, z).
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from astroembed.augment.image import ImageAugmenter
-from astroembed.augment.preprocess import PreprocessConfig, render_rgb
+from astroembed.preprocess.image import PreprocessConfig, render_rgb
 
 __all__ = ["draw_augmentation_grid"]
 

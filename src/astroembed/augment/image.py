@@ -38,8 +38,8 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from astroembed.augment.extinction import extinction_coefficients
-from astroembed.augment.preprocess import RGB_BANDS, median_lastdim, robust_sigma, strided_pixels
+from astroembed.preprocess.image import RGB_BANDS, median_lastdim, robust_sigma, strided_pixels
+from astroembed.config import Config
 from astroembed.data.records import InvalidDataError
 
 __all__ = [
@@ -76,7 +77,7 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))  # 2.3548 for a Gaussian
 # ---------------------------------------------------------------------------------------------------
 
 @dataclass
-class ImageAugmentConfig:
+class ImageAugmentConfig(Config):
     """Ranges and switches of the image augmentations (plain data; to_dict/from_dict for JSON).
 
     Geometry: ``rotate`` (uniform angle in [0, 360) deg), ``rot90`` and ``flip`` (exact), ``max_shift``
@@ -124,25 +125,6 @@ class ImageAugmentConfig:
         if self.noise_sigma_range is not None:
             self.noise_sigma_range = {str(b): _check_range(r, f"noise_sigma_range[{b!r}]", True)
                                       for b, r in dict(self.noise_sigma_range).items()}
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict (tuples become lists)."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, tuple):
-                out[key] = list(value)
-        if out["noise_sigma_range"] is not None:
-            out["noise_sigma_range"] = {b: list(r) for b, r in out["noise_sigma_range"].items()}
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ImageAugmentConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown ImageAugmentConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**dict(data))
 
 
 def _check_range(value, name: str, positive: bool) -> tuple[float, float]:
@@ -328,7 +310,7 @@ def estimate_noise_sigma(flux: torch.Tensor, ivar: torch.Tensor | None = None,
     With ivar: median of 1/sqrt(ivar) over pixels with ivar > 0 (documented masking: ivar = 0 is no
     information). Without, or where every ivar is 0: 1.4826 * MAD of the pixels, robust to a galaxy
     covering less than half of the cutout (it overestimates sigma for larger ones). ``max_pixels``:
-    both look at an evenly strided subset, as :func:`~astroembed.augment.preprocess.robust_sigma`.
+    both look at an evenly strided subset, as :func:`~astroembed.preprocess.image.robust_sigma`.
     """
     if ivar is None:
         return robust_sigma(flux, max_pixels)
@@ -530,7 +512,7 @@ class ImageAugmenter(nn.Module):
     """Random astrophysical views of a batch of cutouts; ``augmenter(flux, bands, ...)`` -> flux views.
 
     Output: augmented FLUX (N, B, crop, crop) in the input's units, ready for
-    :func:`astroembed.augment.preprocess.preprocess`. No learnable state; nn.Module so it moves with
+    :func:`astroembed.preprocess.image.preprocess`. No learnable state; nn.Module so it moves with
     a model and shows up in its repr.
     """
 

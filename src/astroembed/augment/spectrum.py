@@ -23,18 +23,18 @@ All draws come from ``generator``, batched in torch on the spectra's device.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import numpy as np
 import torch
+
+from astroembed.config import Config
 
 __all__ = ["SpectrumAugmentConfig", "augment_spectra", "median_snr"]
 
 
 @dataclass
-class SpectrumAugmentConfig:
+class SpectrumAugmentConfig(Config):
     """Strength of each augmentation. Plain data: ``to_dict``/``from_dict`` via JSON.
 
     Attributes:
@@ -75,18 +75,6 @@ class SpectrumAugmentConfig:
         for name in ("p_noise", "p_tilt", "p_regions"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability, got {getattr(self, name)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SpectrumAugmentConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown spectrum augmentation key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def median_snr(flux: torch.Tensor, ivar: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -3,7 +3,7 @@
 Converting such a folder to HDF5 would store 8-bit pixels as float32 (Galaxy Zoo's 424x424 cutouts:
 2.2 MB each), so training reads the JPEGs directly: each sample is decoded on demand in the DataLoader
 worker, then standardised (centre crop + resize) by the same function the exported model applies at
-embedding time, :func:`astroembed.augment.preprocess.standardize`.
+embedding time, :func:`astroembed.preprocess.image.standardize`.
 """
 
 from __future__ import annotations

@@ -87,3 +87,38 @@ def summarize(path) -> dict:
             out["labels"][name] = {"n": entry["n"], "min": entry["min"], "max": entry["max"]}
     out["invalid"] = {k: v for k, v in invalid.items()}
     return out
+
+
+def print_summary(summary: dict, console=None) -> None:
+    """Print a :func:`summarize` result as tables (what ``astroembed info`` and the main job show)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = console or Console()
+    out.print(f"[bold]{summary['path']}[/]: {summary['n_objects']} objects in {summary['n_tiles']} tiles"
+              f" ({summary['n_without_position']} without position)")
+    table = Table(title="modalities")
+    table.add_column("modality"), table.add_column("objects", justify="right"), table.add_column("details")
+    for modality, count in summary["modalities"].items():
+        details = ""
+        if modality == "image":
+            im = summary["image"]
+            details = f"bands {im['bands']}, shape {im['shape']}, {im['pixel_scale']} arcsec/pix"
+        elif modality == "spectrum":
+            sp = summary["spectrum"]
+            details = (f"{sp['wavelength_min']:.1f}-{sp['wavelength_max']:.1f} A, "
+                       f"{sp['n_pixels_min']}-{sp['n_pixels_max']} pixels")
+        table.add_row(modality, str(count), details)
+    out.print(table)
+    table = Table(title="labels")
+    table.add_column("label"), table.add_column("n", justify="right"), table.add_column("range / classes")
+    for name, entry in summary["labels"].items():
+        rng = (f"{entry['n_classes']} classes: {', '.join(map(str, entry['classes'][:6]))}"
+               if "classes" in entry else f"{entry['min']:.4g} .. {entry['max']:.4g}")
+        table.add_row(name, str(entry["n"]), rng)
+    out.print(table)
+    table = Table(title="invalid values (masked)")
+    table.add_column("what"), table.add_column("count", justify="right")
+    for name, count in summary["invalid"].items():
+        table.add_row(name, str(count))
+    out.print(table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..augment.spectrum_preprocess import interpolate_gaps, patches_to_pixels, patchify
+from ..preprocess.spectrum import interpolate_gaps, patches_to_pixels, patchify
 from ..objectives.masked import contiguous_chunk_mask, masked_reconstruction_loss
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..augment.image import ImageAugmentConfig, ImageAugmenter
-from ..augment.preprocess import PreprocessConfig, preprocess
+from ..preprocess.image import PreprocessConfig, preprocess
 from ..models.image_encoder import ImageEncoderConfig, build_image_encoder
 
 

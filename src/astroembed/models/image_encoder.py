@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
+from astroembed.config import Config
 from astroembed.models.resnet import resnet18, resnet50
 from astroembed.models.small_cnn import DEFAULT_WIDTHS, SmallCNN
 from astroembed.models.vit import vit_s8
@@ -45,7 +46,7 @@ _ARCH_OPTIONS = {"small_cnn": _CNN_OPTIONS, "resnet18": _RESNET_OPTIONS, "resnet
 
 
 @dataclass
-class ImageEncoderConfig:
+class ImageEncoderConfig(Config):
     """Architecture of an image encoder. Plain data: ``to_dict``/``from_dict`` round-trip through JSON.
 
     Attributes:
@@ -90,22 +91,6 @@ class ImageEncoderConfig:
             if name not in allowed and getattr(self, name) != defaults[name]:
                 raise ValueError(f"option {name}={getattr(self, name)!r} does not apply to arch {self.arch!r} "
                                  f"(its options: {list(allowed)})")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict of all fields (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        if d["widths"] is not None:
-            d["widths"] = list(d["widths"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ImageEncoderConfig":
-        """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown image encoder config key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def build_image_encoder(config: ImageEncoderConfig | Mapping[str, Any]) -> nn.Module:

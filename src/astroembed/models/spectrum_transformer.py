@@ -2,7 +2,7 @@
 
 The AstroCLIP spectrum encoder (Parker et al. 2024) in a form that reads top to bottom:
 
-- Input: the batch of :func:`astroembed.augment.spectrum_preprocess.prepare_batch`. Each patch token
+- Input: the batch of :func:`astroembed.preprocess.spectrum.prepare_batch`. Each patch token
   is ``Linear([normalised flux (patch_size), per-pixel validity (patch_size)])``; the validity channel
   tells the model which zeros are data and which are missing pixels.
 - Sequence: ``[CLS, scale, patch_1 ... patch_P]``; the scale token is ``Linear(log10 scale)``, so the
@@ -34,25 +34,27 @@ Example::
     model = SpectrumTransformer(SpectrumTransformerConfig.for_preprocess(pre))
     batch = prepare_batch(flux, ivar, mask, wavelength, pre)
     emb = model(batch)                                # (N, 128)
-    loss = masked_modelling_loss(model, batch)        # pre-training objective
+    loss = masked_modelling_loss(model, batch)        # pre-training (astroembed.objectives.masked)
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import torch
 from torch import nn
 
-from astroembed.augment.spectrum_preprocess import (SpectrumPreprocessConfig, interpolate_gaps, patches_to_pixels,
-                                                    patchify)
+from astroembed.preprocess.spectrum import (
+    SpectrumPreprocessConfig,
+    interpolate_gaps,
+    patches_to_pixels,
+    patchify,
+)
+from astroembed.config import Config
 from astroembed.models.vit import Block
-from astroembed.objectives.masked import contiguous_chunk_mask, masked_reconstruction_loss
 
-__all__ = ["SpectrumTransformerConfig", "SpectrumTransformer", "build_spectrum_transformer",
-           "masked_modelling_loss", "POOLINGS"]
+__all__ = ["SpectrumTransformerConfig", "SpectrumTransformer", "build_spectrum_transformer", "POOLINGS"]
 
 POOLINGS = ("cls", "mean", "bins")
 POS_INITS = ("sincos", "random")
@@ -60,7 +62,7 @@ DECODER_BASELINES = ("none", "interpolation")
 
 
 @dataclass
-class SpectrumTransformerConfig:
+class SpectrumTransformerConfig(Config):
     """Architecture of the spectrum transformer. Plain data: ``to_dict``/``from_dict`` round-trip via JSON.
 
     Attributes:
@@ -121,18 +123,6 @@ class SpectrumTransformerConfig:
         """A config whose patching matches ``pre``; ``kwargs`` set the other fields."""
         return cls(n_patches=pre.n_patches, patch_size=pre.patch_size, patch_stride=pre.patch_stride, **kwargs)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SpectrumTransformerConfig":
-        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown spectrum transformer config key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
-
 
 class SpectrumTransformer(nn.Module):
     """Patched spectra -> (N, embed_dim) embeddings; ``forward_masked`` for masked-modelling pre-training."""
@@ -174,7 +164,7 @@ class SpectrumTransformer(nn.Module):
     def _check(self, batch: Mapping[str, torch.Tensor]) -> None:
         for key in ("patch_flux", "patch_valid", "log10_scale"):
             if key not in batch:
-                raise KeyError(f"batch has no {key!r}; build it with astroembed.augment.spectrum_preprocess."
+                raise KeyError(f"batch has no {key!r}; build it with astroembed.preprocess.spectrum."
                                f"prepare_batch (keys given: {sorted(batch)})")
         shape = tuple(batch["patch_flux"].shape)
         want = (self.config.n_patches, self.config.patch_size)
@@ -301,36 +291,6 @@ def _masked_mean(tokens: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:
     """Mean of the tokens that hold data; rows with none fall back to the plain mean (no division by 0)."""
     weights = torch.where(has_data.sum(-1, keepdim=True) > 0, has_data, torch.ones_like(has_data))
     return (tokens * weights[..., None]).sum(1) / weights.sum(-1, keepdim=True)
-
-
-def masked_modelling_loss(model: SpectrumTransformer, batch: Mapping[str, torch.Tensor], mask_fraction: float = 0.3,
-                          chunk_len: int = 6, generator: torch.Generator | None = None,
-                          patch_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Masked-modelling loss of one batch: hide contiguous chunks of patches, predict their flux.
-
-    The loss is :func:`~astroembed.objectives.masked.masked_reconstruction_loss` of the predicted
-    against the normalised flux on the hidden patches, each pixel weighted by its normalised inverse
-    variance (bad and padded pixels weigh 0).
-
-    Args:
-        model: the spectrum transformer.
-        batch: from ``prepare_batch``.
-        mask_fraction: fraction of patches hidden per spectrum.
-        chunk_len: patches per hidden chunk (6 patches of 20 px at stride 10 = 70 px, 140 A on the
-            2 A grid: wider than any galaxy line, so lines must be predicted, not interpolated). The
-            pretraining stage uses 12 (130 px: 520 A on the pipeline's 4 A grid), where a straight
-            line across the gap also misses the continuum's curvature; on the built-in survey 12 gave
-            both better reconstruction and better k-NN redshift than 6 (SpectrumPretrainConfig).
-        generator: for a reproducible mask (CPU generator).
-        patch_mask: use this (N, n_patches) mask instead of drawing one.
-    """
-    n, p = batch["patch_flux"].shape[:2]
-    if patch_mask is None:
-        patch_mask = contiguous_chunk_mask(p, mask_fraction, chunk_len=chunk_len, batch=n, generator=generator,
-                                           device=batch["patch_flux"].device)
-    pred = model.forward_masked(batch, patch_mask)
-    return masked_reconstruction_loss(pred, batch["patch_flux"].to(pred.dtype), batch["patch_ivar"].to(pred.dtype),
-                                      patch_mask)
 
 
 def _register() -> None:

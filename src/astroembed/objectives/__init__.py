@@ -2,7 +2,7 @@
 
 from astroembed.objectives.byol import BYOLLoss
 from astroembed.objectives.clip import CLIPLoss, CLIPOutput
-from astroembed.objectives.masked import contiguous_chunk_mask, masked_reconstruction_loss
+from astroembed.objectives.masked import contiguous_chunk_mask, masked_modelling_loss, masked_reconstruction_loss
 from astroembed.objectives.moco import MoCoLoss, MoCoQueue, cosine_momentum, momentum_update
 from astroembed.objectives.ntxent import NTXentLoss
 
@@ -15,6 +15,7 @@ __all__ = [
     "NTXentLoss",
     "contiguous_chunk_mask",
     "cosine_momentum",
+    "masked_modelling_loss",
     "masked_reconstruction_loss",
     "momentum_update",
 ]

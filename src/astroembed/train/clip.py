@@ -19,23 +19,23 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..augment.image import ImageAugmentConfig, ImageAugmenter
-from ..augment.preprocess import PreprocessConfig, preprocess, standardize
+from ..preprocess.image import PreprocessConfig, preprocess, standardize
 from ..augment.spectrum import SpectrumAugmentConfig, augment_spectra
-from ..augment.spectrum_preprocess import SpectrumPreprocessConfig, prepare_batch
+from ..preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
 from ..data.dataset import MMUDataset
 from ..data.records import InvalidDataError
 from ..inference import fill_padded_wavelengths
 from ..models.clip_model import AlignedModel
 from ..models.io import load_model, save_model
 from ..objectives.clip import CLIPLoss
-from .common import RunConfig, cosine_with_warmup, fit_stage, save_yaml_config
+from ..config import Config, save_yaml_config
+from .common import RunConfig, cosine_with_warmup, fit_stage
 
 
 @dataclass
@@ -54,15 +54,12 @@ class LightImageAugmentConfig(ImageAugmentConfig):
 
 
 @dataclass
-class CLIPConfig:
+class CLIPConfig(Config):
     """Everything a CLIP alignment run needs; loadable from YAML.
 
     ``image_augment: null`` turns image augmentation off; ``spectrum_augment`` is off unless given
     (a mapping of :class:`~astroembed.augment.spectrum.SpectrumAugmentConfig` fields, ``{}`` = defaults).
     """
-
-    NESTED_TYPES: ClassVar[dict] = {"image_augment": LightImageAugmentConfig,
-                                    "spectrum_augment": SpectrumAugmentConfig}
 
     image_model: str = ""           # exported image encoder folder (RUN/model)
     spectrum_model: str = ""        # exported spectrum transformer folder

@@ -14,20 +14,15 @@ pickles.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
 
-import yaml
-
-T = TypeVar("T")
+from astroembed.config import Config
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Config):
     """Hardware and schedule settings shared by all stages (``device``, precision, strategy are data)."""
 
     device: str = "auto"            # "auto", "cpu", "cuda", "gpu"
@@ -58,73 +53,6 @@ class RunConfig:
         if self.precision != "auto":
             return self.precision
         return "bf16-mixed" if self.accelerator() == "gpu" else "32-true"
-
-
-def config_from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
-    """Build a (nested) config dataclass from plain data; unknown keys are an error, never evaluated."""
-    data = dict(data or {})
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(known)}")
-    kwargs = {}
-    for name, value in data.items():
-        sub = _nested_type(cls, name)
-        if sub is not None and isinstance(value, Mapping):
-            value = sub.from_dict(value) if hasattr(sub, "from_dict") else config_from_dict(sub, value)
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
-def _nested_type(cls, name):
-    explicit = getattr(cls, "NESTED_TYPES", {})  # for optional nested configs whose default is None
-    if name in explicit:
-        return explicit[name]
-    default_factory = {f.name: f for f in dataclasses.fields(cls)}[name].default_factory
-    if default_factory is dataclasses.MISSING:
-        return None
-    value = default_factory()
-    return type(value) if dataclasses.is_dataclass(value) else None
-
-
-def config_to_dict(config) -> dict:
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if hasattr(value, "to_dict"):
-            value = value.to_dict()
-        elif dataclasses.is_dataclass(value):
-            value = config_to_dict(value)
-        elif isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
-def load_yaml_config(cls: type[T], path: str | os.PathLike | None, overrides: Mapping[str, Any] | None = None) -> T:
-    """A stage config from a YAML file (safe_load: data only) with command-line overrides on top."""
-    data: dict = {}
-    if path is not None:
-        text = Path(path).read_text()
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level of the YAML config")
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        target = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target.setdefault(p, {})
-        target[leaf] = value
-    return config_from_dict(cls, data)
-
-
-def save_yaml_config(config, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
 class TimeBudget:

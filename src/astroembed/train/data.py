@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from ..augment.extinction import extinction_coefficients
-from ..augment.preprocess import LS_GRZ_SCALES, PreprocessConfig, standardize
+from ..preprocess.image import LS_GRZ_SCALES, PreprocessConfig, standardize
 from ..data.dataset import MMUDataset
 from ..data.folder_dataset import ImageFolderDataset
-from ..data.readers.image_folder import IMAGE_SUFFIXES
+from ..data.readers.image_folder import is_image_folder
 from ..data.records import InvalidDataError
 
 # Default geometry for 8-bit colour cutouts: Galaxy Zoo / SDSS cutouts frame the galaxy in the central
@@ -21,11 +21,6 @@ from ..data.records import InvalidDataError
 RGB_DEFAULT_INPUT_SIZE = 96
 RGB_DEFAULT_CROP = 64
 FIT_SAMPLE = 256
-
-
-def is_image_folder(path: Path) -> bool:
-    return path.is_dir() and not any(path.rglob("*.hdf5")) and any(
-        p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*"))
 
 
 def image_dataset(path, preprocess: PreprocessConfig | None):

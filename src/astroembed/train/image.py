@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +19,23 @@ import torch
 from torch import nn
 
 from ..augment.image import ImageAugmentConfig, ImageAugmenter
-from ..augment.preprocess import PreprocessConfig, preprocess
+from ..preprocess.image import PreprocessConfig, preprocess
 from ..models.heads import MoCoProjectionHead, SimCLRProjectionHead
 from ..models.image_encoder import ImageEncoderConfig, build_image_encoder
 from ..models.io import save_model
 from ..objectives.byol import BYOLLoss
 from ..objectives.moco import MoCoLoss, MoCoQueue, cosine_momentum, momentum_update
 from ..objectives.ntxent import NTXentLoss
-from .common import RunConfig, config_to_dict, cosine_with_warmup, fit_stage, save_yaml_config
+from ..config import Config, config_to_dict, save_yaml_config
+from .common import RunConfig, cosine_with_warmup, fit_stage
 from .data import image_dataset
 
 METHODS = ("simclr", "moco", "byol")
 
 
 @dataclass
-class ImagePretrainConfig:
+class ImagePretrainConfig(Config):
     """Everything an image pretraining run needs; loadable from YAML (see configs/)."""
-
-    NESTED_TYPES: ClassVar[dict] = {"preprocess": PreprocessConfig}
 
     data: str = ""
     out: str = "runs/image"

@@ -14,19 +14,21 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..augment.spectrum_preprocess import SpectrumPreprocessConfig
+from ..preprocess.spectrum import SpectrumPreprocessConfig
 from ..data.dataset import MMUDataset
 from ..data.records import InvalidDataError
 from ..inference import prepare_stored_spectra
 from ..models.io import save_model
-from ..models.spectrum_transformer import SpectrumTransformer, SpectrumTransformerConfig, masked_modelling_loss
-from .common import RunConfig, cosine_with_warmup, fit_stage, save_yaml_config
+from ..models.spectrum_transformer import SpectrumTransformer, SpectrumTransformerConfig
+from ..objectives.masked import masked_modelling_loss
+from ..config import Config, save_yaml_config
+from .common import RunConfig, cosine_with_warmup, fit_stage
 
 
 @dataclass
@@ -42,14 +44,13 @@ class SpectrumModelConfig(SpectrumTransformerConfig):
 
 
 @dataclass
-class SpectrumPretrainConfig:
+class SpectrumPretrainConfig(Config):
     """Everything a spectrum pretraining run needs; loadable from YAML.
 
-    ``model`` takes the transformer's width, depth, heads and pooling (default "mean"); its patching fields
+    ``model`` takes the transformer's width, depth, heads and pooling (default: binned means over 16
+    wavelength ranges, :class:`SpectrumModelConfig`); its patching fields
     (``n_patches``, ``patch_size``, ``patch_stride``) are always set from ``preprocess``.
     """
-
-    NESTED_TYPES: ClassVar[dict] = {"preprocess": SpectrumPreprocessConfig, "model": SpectrumModelConfig}
 
     data: str = ""
     out: str = "runs/spectrum"

@@ -18,7 +18,8 @@ import numpy as np
 from ..records import Galaxy, Image, InvalidDataError, check_unique_ids, labels_from_mapping
 from ._common import finish, warn
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "iter_image_folder", "read_image_folder", "read_image_file"]
+__all__ = ["IMAGE_SUFFIXES", "is_image_folder", "list_images", "iter_image_folder", "read_image_folder",
+           "read_image_file"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 RGB_BANDS = ("R", "G", "B")
@@ -34,6 +35,13 @@ def list_images(folder: str | Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) ->
     suffixes = tuple(s.lower() for s in suffixes)
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def is_image_folder(path: Path) -> bool:
+    """True for a folder of JPEG/PNG cutouts (and no MMU tiles): what training and ``convert`` stream."""
+    path = Path(path)
+    return path.is_dir() and not any(path.rglob("*.hdf5")) and any(
+        p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*"))
 
 
 def _load_rgb(path: Path) -> np.ndarray:

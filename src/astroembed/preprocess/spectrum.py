@@ -46,13 +46,13 @@ Flux unit: 1e-17 erg/s/cm^2/A (SDSS and DESI), which ``scale_floor`` assumes.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from astroembed.config import Config
 from astroembed.data.records import InvalidDataError
 
 __all__ = [
@@ -73,7 +73,7 @@ BATCH_KEYS = ("flux", "ivar", "valid", "log10_scale", "patch_flux", "patch_ivar"
 
 
 @dataclass
-class SpectrumPreprocessConfig:
+class SpectrumPreprocessConfig(Config):
     """Model wavelength grid, normalisation and patching. Plain data: ``to_dict``/``from_dict`` via JSON.
 
     The grid is ``wave_min, wave_min + wave_step, ..., wave_max`` (Angstrom, pixel centres). The DESI
@@ -133,18 +133,6 @@ class SpectrumPreprocessConfig:
     @property
     def n_patches(self) -> int:
         return -(-(self.n_pixels - self.patch_size) // self.patch_stride) + 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SpectrumPreprocessConfig":
-        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown spectrum preprocessing key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def pixel_edges(centres: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from astroembed.augment.preprocess import (PreprocessConfig, centre_crop, median_lastdim, preprocess,
+from astroembed.preprocess.image import (PreprocessConfig, centre_crop, median_lastdim, preprocess,
                                           render_rgb, robust_sigma)
 from astroembed.data.records import InvalidDataError
 
@@ -74,7 +74,7 @@ def test_rgb_mode_uint8_and_float():
 def test_config_roundtrips_json_and_rejects_bad_values():
     cfg = PreprocessConfig(band_scales={"u": 1.0, "g": 2.0}, softening=10.0, crop_size=48)
     assert PreprocessConfig.from_json(json.dumps(json.loads(cfg.to_json()))) == cfg
-    with pytest.raises(ValueError, match="unknown PreprocessConfig keys"):
+    with pytest.raises(ValueError, match=r"unknown PreprocessConfig key\(s\)"):
         PreprocessConfig.from_dict({"mode": "arcsinh", "scales": {}})
     with pytest.raises(ValueError, match="mode must be one of"):
         PreprocessConfig(mode="log")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from astroembed.augment.spectrum_preprocess import (SpectrumPreprocessConfig, interpolate_gaps, normalise,
+from astroembed.preprocess.spectrum import (SpectrumPreprocessConfig, interpolate_gaps, normalise,
                                                     patches_to_pixels, prepare_batch, prepare_spectra, resample)
 from astroembed.data.records import InvalidDataError
 

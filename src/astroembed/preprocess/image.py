@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from astroembed.config import Config
 from astroembed.data.records import InvalidDataError
 
 __all__ = [
@@ -97,7 +98,7 @@ def robust_sigma(flux: torch.Tensor, max_pixels: int | None = None) -> torch.Ten
 
 
 @dataclass
-class PreprocessConfig:
+class PreprocessConfig(Config):
     """How raw cutouts become network input.
 
     mode: "arcsinh" (survey flux) or "rgb" (8-bit colour cutouts).
@@ -136,19 +137,6 @@ class PreprocessConfig:
                 if int(value) < 1:
                     raise ValueError(f"{name} must be >= 1 or None, got {value}")
                 setattr(self, name, int(value))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown PreprocessConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**dict(data))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
