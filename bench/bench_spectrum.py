@@ -30,8 +30,8 @@ from astroembed.preprocess.spectrum import SpectrumPreprocessConfig, prepare_bat
 from astroembed.runtime import keep_freed_memory
 from astroembed.config import load_yaml_config
 from astroembed.train.common import RunConfig, cosine_with_warmup
-from astroembed.train.spectrum import (SpectrumMaskedModelling, SpectrumPretrainConfig, _lightning_module,
-                                       export_spectrum_encoder)
+from astroembed.train.lightning_module import StageModule
+from astroembed.train.spectrum import SpectrumMaskedModelling, SpectrumPretrainConfig, export_spectrum_encoder
 
 WARMUP = 3
 DESI = np.arange(3600.0, 9824.0 + 1e-6, 0.8)
@@ -104,7 +104,7 @@ def lightning_loop(args, loader, device) -> float:
 
     torch.manual_seed(0)
     cfg = config(args)
-    module = _lightning_module(SpectrumMaskedModelling(cfg), RunConfig(learning_rate=1e-3, warmup_steps=10))
+    module = StageModule(SpectrumMaskedModelling(cfg), RunConfig(learning_rate=1e-3, warmup_steps=10))
     times = {}
 
     class Clock(pl.Callback):

@@ -19,7 +19,8 @@ import torch
 from astroembed.runtime import keep_freed_memory
 from astroembed.config import load_yaml_config
 from astroembed.train.common import RunConfig, cosine_with_warmup
-from astroembed.train.image import ImagePretrainConfig, ImageSSLModule, _lightning_module
+from astroembed.train.image import ImagePretrainConfig, ImageSSLModule
+from astroembed.train.lightning_module import StageModule
 
 WARMUP = 5
 
@@ -65,7 +66,7 @@ def bare_loop(args, loader) -> float:
         loss.backward()
         optimizer.step()
         scheduler.step()
-        networks.update_target(step, args.steps)
+        networks.after_step(step, args.steps)
         if step + 1 == args.steps:
             break
     return (time.perf_counter() - t_start) / (args.steps - WARMUP)
@@ -77,7 +78,7 @@ def lightning_loop(args, loader) -> float:
     torch.manual_seed(0)
     cfg = config(args)
     networks = ImageSSLModule(cfg, ("g", "r", "z"))
-    module = _lightning_module(networks, RunConfig(learning_rate=1e-3, warmup_steps=10))
+    module = StageModule(networks, RunConfig(learning_rate=1e-3, warmup_steps=10))
     times = {}
 
     class Clock(pl.Callback):

@@ -27,9 +27,10 @@ from .preprocess.image import PreprocessConfig, preprocess, standardize
 from .preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch, prepare_spectra
 from .data.records import InvalidDataError
 from .models.io import content_hash, load_model
+from .registry import Registry
 from .runtime import keep_freed_memory
 
-__all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "register_embedder",
+__all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "EMBEDDERS",
            "fill_padded_wavelengths", "prepare_stored_spectra"]
 
 
@@ -48,7 +49,7 @@ class _Embedder:
         self.config = config
         self.device = _device(device)
         if self.device.type == "cpu":
-            keep_freed_memory()  # 1.7-2.9x faster CPU forward passes (astroembed/runtime.py)
+            keep_freed_memory()  # faster CPU forward passes: see astroembed/runtime.py and BENCHMARKS.md
         self.model = model.to(self.device).eval()
         self.embed_dim = int(config["embed_dim"])
 
@@ -339,15 +340,11 @@ class AlignedEmbedder(_Embedder):
         return a @ b.T
 
 
-_EMBEDDERS = {"image_encoder": ImageEmbedder}
-
-
-def register_embedder(model_type: str, cls) -> None:
-    _EMBEDDERS[model_type] = cls
-
-
-register_embedder("spectrum_transformer", SpectrumEmbedder)
-register_embedder("aligned", AlignedEmbedder)
+# model_type -> the class that embeds with such a model (a plugin registers its own with EMBEDDERS.register).
+EMBEDDERS = Registry("embedder")
+EMBEDDERS.register("image_encoder", ImageEmbedder)
+EMBEDDERS.register("spectrum_transformer", SpectrumEmbedder)
+EMBEDDERS.register("aligned", AlignedEmbedder)
 
 
 def load(path, device: str | torch.device | None = "cpu"):
@@ -357,7 +354,7 @@ def load(path, device: str | torch.device | None = "cpu"):
         path = path / "model"  # a run folder was given
     module, config = load_model(path)
     model_type = config["model_type"]
-    if model_type not in _EMBEDDERS:
-        raise InvalidDataError(f"model type {model_type!r} cannot embed; known: {sorted(_EMBEDDERS)}",
+    if model_type not in EMBEDDERS:
+        raise InvalidDataError(f"model type {model_type!r} cannot embed; known: {EMBEDDERS.names()}",
                                source=str(path / "config.json"), field="model_type")
-    return _EMBEDDERS[model_type](module, config, path, device=device)
+    return EMBEDDERS[model_type](module, config, path, device=device)

@@ -5,7 +5,10 @@ import json
 import pytest
 import torch
 
-from astroembed.models.image_encoder import ARCHS, ImageEncoderConfig, build_image_encoder
+from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
+from astroembed.models.registry import IMAGE_ARCHITECTURES
+
+ARCHS = IMAGE_ARCHITECTURES.names()
 
 TINY_VIT = dict(embed_dim=32, depth=1, num_heads=2)
 CONFIGS = {

@@ -13,7 +13,8 @@ from astroembed.data.records import InvalidDataError
 from astroembed.models import io as model_io
 from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
 from astroembed.models.io import (CONFIG_NAME, WEIGHTS_NAME, ModelFileError, build_from_config, content_hash,
-                                  load_model, load_state, register_model_type, save_model)
+                                  load_model, load_state, save_model)
+from astroembed.models.registry import MODEL_TYPES
 
 CONFIGS = [
     ImageEncoderConfig("small_cnn", in_channels=5, widths=(8, 16)),
@@ -151,8 +152,15 @@ class Tied(nn.Module):
         return self.out(self.embed(idx)) + self.mixing.sum()
 
 
-def test_tied_and_non_contiguous_tensors_round_trip(tmp_path, monkeypatch):
-    monkeypatch.setitem(model_io.MODEL_BUILDERS, "tied_test", lambda model_cfg: Tied(**model_cfg))
+@pytest.fixture
+def tied_model_type():
+    """Register the test model type for one test only."""
+    MODEL_TYPES.register("tied_test", lambda model_cfg: Tied(**model_cfg))
+    yield
+    MODEL_TYPES.unregister("tied_test")
+
+
+def test_tied_and_non_contiguous_tensors_round_trip(tmp_path, tied_model_type):
     torch.manual_seed(0)
     m = Tied()
     assert not m.mixing.is_contiguous()
@@ -165,17 +173,15 @@ def test_tied_and_non_contiguous_tensors_round_trip(tmp_path, monkeypatch):
     assert {"embed.weight", "out.weight", "mixing"} == set(state)
 
 
-def test_registry_is_a_lookup_not_eval(monkeypatch):
+def test_registry_is_a_lookup_not_eval(tied_model_type):
     with pytest.raises(ValueError, match=r"unknown model_type '__import__\(\"os\"\)'; registered: \["):
         build_from_config({"model_type": '__import__("os")', "model": {}})
     assert build_from_config(CONFIGS[0].to_dict()).embed_dim == 16  # a bare encoder config works too
-    monkeypatch.setattr(model_io, "MODEL_BUILDERS", dict(model_io.MODEL_BUILDERS))
-    register_model_type("tied_test", lambda cfg: Tied())
     assert isinstance(build_from_config({"model_type": "tied_test", "model": {}}), Tied)
     with pytest.raises(ValueError, match="needs a 'model' object"):
         build_from_config({"model_type": "tied_test"})
     with pytest.raises(ValueError, match="already registered"):
-        register_model_type("tied_test", lambda cfg: Tied())
+        MODEL_TYPES.register("tied_test", lambda cfg: Tied())
 
 
 def test_save_rejects_configs_that_cannot_be_reloaded(tmp_path):
@@ -189,14 +195,15 @@ def test_save_rejects_configs_that_cannot_be_reloaded(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
-def test_builtin_spectrum_model_type_is_found_without_importing_it_first(monkeypatch):
-    import importlib.util
+def test_builtin_spectrum_model_type_is_found_without_importing_it_first():
+    import subprocess
     import sys
 
-    name = "astroembed.models.spectrum_transformer"
-    if importlib.util.find_spec(name) is None:
-        pytest.skip(f"{name} not present")
-    monkeypatch.setattr(model_io, "MODEL_BUILDERS", {"image_encoder": build_image_encoder})
-    monkeypatch.delitem(sys.modules, name, raising=False)
-    model = build_from_config({"model_type": "spectrum_transformer", "model": {}})
-    assert isinstance(model, nn.Module) and "spectrum_transformer" in model_io.MODEL_BUILDERS
+    # A fresh interpreter: nothing has imported the spectrum transformer's module, which registers it.
+    script = ("import sys; from astroembed.models.io import build_from_config; "
+              "assert 'astroembed.models.spectrum_transformer' not in sys.modules; "
+              "m = build_from_config({'model_type': 'spectrum_transformer', 'model': {}}); "
+              "print(type(m).__name__)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "SpectrumTransformer"

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from astroembed.models.heads import MoCoProjectionHead
-from astroembed.models.io import MODEL_BUILDERS, build_from_config, register_model_type
+from astroembed.models.io import build_from_config
+from astroembed.models.registry import MODEL_TYPES
 
 __all__ = ["AlignedModel", "build_aligned_model", "projection_head"]
 
@@ -106,5 +107,4 @@ def build_aligned_model(config: Mapping[str, Any]) -> AlignedModel:
                         image_config=config["image"], spectrum_config=config["spectrum"])
 
 
-if "aligned" not in MODEL_BUILDERS:
-    register_model_type("aligned", build_aligned_model)
+MODEL_TYPES.register("aligned", build_aligned_model)

@@ -28,21 +28,15 @@ from typing import Any, Mapping
 from torch import nn
 
 from astroembed.config import Config
-from astroembed.models.resnet import resnet18, resnet50
-from astroembed.models.small_cnn import DEFAULT_WIDTHS, SmallCNN
-from astroembed.models.vit import vit_s8
+from astroembed.models.registry import IMAGE_ARCHITECTURES, MODEL_TYPES
 
-__all__ = ["ARCHS", "ImageEncoderConfig", "build_image_encoder"]
+__all__ = ["ImageEncoderConfig", "build_image_encoder"]
 
-ARCHS = ("small_cnn", "resnet18", "resnet50", "vit_s8")
-
-# Which optional fields each architecture understands; setting one for another arch is an error rather than
-# silently ignored, so a config always describes the model it builds.
-_RESNET_OPTIONS = ("small_input", "zero_init_residual")
-_VIT_OPTIONS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_path_rate")
-_CNN_OPTIONS = ("widths",)
-_ARCH_OPTIONS = {"small_cnn": _CNN_OPTIONS, "resnet18": _RESNET_OPTIONS, "resnet50": _RESNET_OPTIONS,
-                 "vit_s8": _VIT_OPTIONS}
+# The optional fields below belong to particular architectures (each registers the ones it understands, see
+# models/registry.py); setting one for another arch is an error rather than silently ignored, so a config
+# always describes the model it builds.
+_OPTIONAL_FIELDS = ("small_input", "zero_init_residual", "widths", "patch_size", "embed_dim", "depth", "num_heads",
+                    "mlp_ratio", "drop_path_rate")
 
 
 @dataclass
@@ -50,7 +44,7 @@ class ImageEncoderConfig(Config):
     """Architecture of an image encoder. Plain data: ``to_dict``/``from_dict`` round-trip through JSON.
 
     Attributes:
-        arch: one of ``ARCHS``.
+        arch: a registered architecture (``IMAGE_ARCHITECTURES.names()``: small_cnn, resnet18, resnet50, vit_s8).
         in_channels: number of image bands (any positive number, e.g. 5 for grizy).
         image_size: side of the training cutouts in pixels. The ViT learns positional embeddings for this
             size (other sizes are interpolated); the CNNs accept any size and only record it.
@@ -75,8 +69,8 @@ class ImageEncoderConfig(Config):
     drop_path_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown image encoder arch {self.arch!r}; choose one of {list(ARCHS)}")
+        if self.arch not in IMAGE_ARCHITECTURES:
+            raise ValueError(f"unknown image encoder arch {self.arch!r}; choose one of {IMAGE_ARCHITECTURES.names()}")
         for name in ("in_channels", "image_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -86,8 +80,8 @@ class ImageEncoderConfig(Config):
         if not 0.0 <= float(self.drop_path_rate) < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate!r}")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        allowed = _ARCH_OPTIONS[self.arch]
-        for name in _RESNET_OPTIONS + _VIT_OPTIONS + _CNN_OPTIONS:
+        allowed = IMAGE_ARCHITECTURES.info(self.arch).get("options", ())
+        for name in _OPTIONAL_FIELDS:
             if name not in allowed and getattr(self, name) != defaults[name]:
                 raise ValueError(f"option {name}={getattr(self, name)!r} does not apply to arch {self.arch!r} "
                                  f"(its options: {list(allowed)})")
@@ -103,10 +97,7 @@ def build_image_encoder(config: ImageEncoderConfig | Mapping[str, Any]) -> nn.Mo
         An ``nn.Module`` with attribute ``embed_dim``; forward maps (N, in_channels, H, W) -> (N, embed_dim).
     """
     cfg = config if isinstance(config, ImageEncoderConfig) else ImageEncoderConfig.from_dict(config)
-    if cfg.arch == "small_cnn":
-        return SmallCNN(cfg.in_channels, DEFAULT_WIDTHS if cfg.widths is None else cfg.widths)
-    if cfg.arch in ("resnet18", "resnet50"):
-        make = resnet18 if cfg.arch == "resnet18" else resnet50
-        return make(cfg.in_channels, small_input=cfg.small_input, zero_init_residual=cfg.zero_init_residual)
-    overrides = {name: getattr(cfg, name) for name in _VIT_OPTIONS[:-1] if getattr(cfg, name) is not None}
-    return vit_s8(cfg.in_channels, cfg.image_size, drop_path_rate=cfg.drop_path_rate, **overrides)
+    return IMAGE_ARCHITECTURES[cfg.arch](cfg)
+
+
+MODEL_TYPES.register("image_encoder", build_image_encoder)

@@ -7,7 +7,7 @@ the weights are read with safetensors, which cannot execute code (``torch.load``
 ``config.json`` layout::
 
     {
-      "model_type": "image_encoder",        # key into MODEL_BUILDERS
+      "model_type": "image_encoder",        # key into MODEL_TYPES (models/registry.py)
       "model": {"arch": "resnet18", ...},   # what the builder receives (ImageEncoderConfig.to_dict())
       "preprocessing": {...},               # optional extras, any JSON
       "astroembed_version": "0.1.0"         # written by save_model
@@ -23,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import tempfile
@@ -37,14 +36,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from astroembed.data.records import InvalidDataError
-from astroembed.models.image_encoder import build_image_encoder
+from astroembed.models.registry import MODEL_TYPES
 
 __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
-    "MODEL_BUILDERS",
+    "MODEL_TYPES",
     "ModelFileError",
-    "register_model_type",
     "build_from_config",
     "save_model",
     "load_state",
@@ -58,30 +56,6 @@ WEIGHTS_NAME = "model.safetensors"
 
 class ModelFileError(InvalidDataError):
     """A saved model directory whose ``config.json`` or ``model.safetensors`` cannot be used."""
-
-
-# model_type -> builder(config["model"]). A dict lookup, never eval or an import named by the file: a config can only
-# select among builders this code base registered. Other packages add theirs with register_model_type.
-MODEL_BUILDERS: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {"image_encoder": build_image_encoder}
-# Built-in model types whose module registers itself when imported; imported on first use so that loading,
-# say, a spectrum model does not depend on the caller having imported its module. A fixed table, not a
-# module name read from the config file.
-_REGISTERED_ON_IMPORT = {"spectrum_transformer": "astroembed.models.spectrum_transformer",
-                         "aligned": "astroembed.models.clip_model"}
-
-
-def register_model_type(name: str, builder: Callable[[Mapping[str, Any]], nn.Module], *,
-                        overwrite: bool = False) -> None:
-    """Make ``build_from_config`` (and ``load_model``) able to build ``model_type == name``.
-
-    Args:
-        name: the ``model_type`` string written to ``config.json``.
-        builder: called with ``config["model"]`` (a dict), returns the randomly initialised module.
-        overwrite: replace an existing registration instead of raising.
-    """
-    if not overwrite and name in MODEL_BUILDERS and MODEL_BUILDERS[name] is not builder:
-        raise ValueError(f"model_type {name!r} is already registered; pass overwrite=True to replace it")
-    MODEL_BUILDERS[name] = builder
 
 
 def _astroembed_version() -> str:
@@ -102,16 +76,15 @@ def build_from_config(config: Mapping[str, Any]) -> nn.Module:
         raise TypeError(f"config must be a mapping, got {type(config).__name__}")
     if "model_type" not in config:
         if "arch" in config:
-            return build_image_encoder(config)
+            return MODEL_TYPES["image_encoder"](config)
         raise ValueError(f"config has no 'model_type' key (keys: {sorted(config)})")
-    model_type = config["model_type"]
-    if model_type not in MODEL_BUILDERS and model_type in _REGISTERED_ON_IMPORT:
-        importlib.import_module(_REGISTERED_ON_IMPORT[model_type])  # the module registers its builder
-    if model_type not in MODEL_BUILDERS:
-        raise ValueError(f"unknown model_type {model_type!r}; registered: {sorted(MODEL_BUILDERS)}")
+    # A registry lookup, never eval or an import named by the file: a config can only select among the
+    # builders this code base (or a plugin the user imported) registered.
+    builder = MODEL_TYPES[config["model_type"]]
     if not isinstance(config.get("model"), Mapping):
-        raise ValueError(f"config for model_type {model_type!r} needs a 'model' object describing the architecture")
-    return MODEL_BUILDERS[model_type](config["model"])
+        raise ValueError(f"config for model_type {config['model_type']!r} needs a 'model' object describing "
+                         "the architecture")
+    return builder(config["model"])
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:

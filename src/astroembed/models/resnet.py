@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from astroembed.models._checks import check_images
+from astroembed.models.registry import IMAGE_ARCHITECTURES
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet50"]
 
@@ -160,3 +161,10 @@ def resnet18(in_channels: int = 3, small_input: bool = False, zero_init_residual
 def resnet50(in_channels: int = 3, small_input: bool = False, zero_init_residual: bool = False) -> ResNet:
     """ResNet-50 trunk (Bottleneck, [3, 4, 6, 3]); ``embed_dim`` = 2048, 23,508,032 parameters for 3 bands."""
     return ResNet(Bottleneck, [3, 4, 6, 3], in_channels, small_input, zero_init_residual)
+
+
+for _name, _make in (("resnet18", resnet18), ("resnet50", resnet50)):
+    IMAGE_ARCHITECTURES.register(
+        _name, lambda cfg, make=_make: make(cfg.in_channels, small_input=cfg.small_input,
+                                            zero_init_residual=cfg.zero_init_residual),
+        options=("small_input", "zero_init_residual"))

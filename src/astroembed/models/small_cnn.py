@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from astroembed.models._checks import check_images
+from astroembed.models.registry import IMAGE_ARCHITECTURES
 
 __all__ = ["SmallCNN", "DEFAULT_WIDTHS"]
 
@@ -63,3 +64,8 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.in_channels)
         return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
+
+
+IMAGE_ARCHITECTURES.register(
+    "small_cnn", lambda cfg: SmallCNN(cfg.in_channels, DEFAULT_WIDTHS if cfg.widths is None else cfg.widths),
+    options=("widths",))

@@ -52,6 +52,7 @@ from astroembed.preprocess.spectrum import (
     patchify,
 )
 from astroembed.config import Config
+from astroembed.models.registry import MODEL_TYPES
 from astroembed.models.vit import Block
 
 __all__ = ["SpectrumTransformerConfig", "SpectrumTransformer", "build_spectrum_transformer", "POOLINGS"]
@@ -293,12 +294,4 @@ def _masked_mean(tokens: torch.Tensor, has_data: torch.Tensor) -> torch.Tensor:
     return (tokens * weights[..., None]).sum(1) / weights.sum(-1, keepdim=True)
 
 
-def _register() -> None:
-    # Make load_model() able to rebuild a saved spectrum transformer ("model_type": "spectrum_transformer").
-    from astroembed.models.io import MODEL_BUILDERS, register_model_type
-
-    if "spectrum_transformer" not in MODEL_BUILDERS:
-        register_model_type("spectrum_transformer", build_spectrum_transformer)
-
-
-_register()
+MODEL_TYPES.register("spectrum_transformer", build_spectrum_transformer)

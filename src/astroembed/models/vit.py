@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from astroembed.models._checks import check_images
+from astroembed.models.registry import IMAGE_ARCHITECTURES
 
 __all__ = ["VisionTransformer", "vit_s8", "interpolate_pos_embed"]
 
@@ -185,3 +186,14 @@ def vit_s8(in_channels: int = 3, image_size: int = 224, drop_path_rate: float = 
         raise TypeError(f"unknown ViT option(s) {sorted(unknown)}; allowed: {sorted(kwargs)}")
     kwargs.update(overrides)
     return VisionTransformer(in_channels=in_channels, image_size=image_size, drop_path_rate=drop_path_rate, **kwargs)
+
+
+_VIT_SIZE_OPTIONS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio")
+
+
+def _build_vit_s8(cfg) -> VisionTransformer:
+    overrides = {name: getattr(cfg, name) for name in _VIT_SIZE_OPTIONS if getattr(cfg, name) is not None}
+    return vit_s8(cfg.in_channels, cfg.image_size, drop_path_rate=cfg.drop_path_rate, **overrides)
+
+
+IMAGE_ARCHITECTURES.register("vit_s8", _build_vit_s8, options=_VIT_SIZE_OPTIONS + ("drop_path_rate",))

@@ -35,7 +35,7 @@ from ..models.clip_model import AlignedModel
 from ..models.io import load_model, save_model
 from ..objectives.clip import CLIPLoss
 from ..config import Config, save_yaml_config
-from .common import RunConfig, cosine_with_warmup, fit_stage
+from .common import RunConfig, fit_stage
 
 
 @dataclass
@@ -157,6 +157,12 @@ class CLIPNetworks(nn.Module):
         b = self._project(m.spectrum_encoder, m.spectrum_head, self.spectra(batch), c.freeze_spectrum)
         return self.loss(a.float(), b.float(), return_details=True)
 
+    def step(self, batch, device=None) -> tuple[torch.Tensor, int, dict]:
+        out = self(batch)
+        # "negatives": candidates each row is scored against: the global batch when negatives are gathered (DDP).
+        return out.loss, len(out.logits_a), {"train_accuracy": out.accuracy, "logit_scale": out.logit_scale,
+                                             "negatives": float(out.logits_a.shape[1])}
+
     def parameter_groups(self, lr: float) -> list[dict]:
         m, c = self.model, self.config
         groups = [{"params": [*m.image_head.parameters(), *m.spectrum_head.parameters(), *self.loss.parameters()],
@@ -165,34 +171,6 @@ class CLIPNetworks(nn.Module):
         if backbones:
             groups.append({"params": backbones, "lr": lr * c.backbone_lr_scale})
         return groups
-
-
-def _lightning_module(networks: CLIPNetworks, run: RunConfig):
-    import lightning.pytorch as pl
-
-    class CLIPAlignment(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.networks = networks
-
-        def training_step(self, batch, batch_idx):
-            out = self.networks(batch)
-            n = len(out.logits_a)
-            self.log("train_loss", out.loss, prog_bar=True, batch_size=n)
-            self.log("train_accuracy", out.accuracy, batch_size=n)
-            self.log("logit_scale", out.logit_scale, batch_size=n)
-            # Candidates each row is scored against: the global batch when negatives are gathered (DDP).
-            self.log("negatives", float(out.logits_a.shape[1]), batch_size=n)
-            return out.loss
-
-        def configure_optimizers(self):
-            optimizer = torch.optim.AdamW(self.networks.parameter_groups(run.learning_rate),
-                                          weight_decay=run.weight_decay)
-            total = self.trainer.estimated_stepping_batches
-            scheduler = cosine_with_warmup(optimizer, run.warmup_steps, int(total) if np.isfinite(total) else -1)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    return CLIPAlignment()
 
 
 def build_aligned(config: CLIPConfig) -> tuple[AlignedModel, dict, dict]:
@@ -224,6 +202,8 @@ def pretrain_clip(config: CLIPConfig) -> Path:
     """Run (or resume) CLIP alignment; returns the exported aligned model folder ``RUN/model``."""
     import lightning.pytorch as pl
 
+    from .lightning_module import StageModule
+
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(config.run.seed, workers=True, verbose=False)
@@ -249,7 +229,7 @@ def pretrain_clip(config: CLIPConfig) -> Path:
     save_yaml_config(config, run_dir / "config.yaml")
 
     networks = CLIPNetworks(config, model, image_pre, spectrum_pre, bands)
-    module = _lightning_module(networks, config.run)
+    module = StageModule(networks, config.run)
     return fit_stage(module, dataset, config.run, run_dir, str(config.data),
                      lambda model_dir, extra: export_aligned_model(model, image_cfg, spectrum_cfg, model_dir, {
                          **extra, "image_model": str(config.image_model),

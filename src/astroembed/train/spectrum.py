@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,7 +27,7 @@ from ..models.io import save_model
 from ..models.spectrum_transformer import SpectrumTransformer, SpectrumTransformerConfig
 from ..objectives.masked import masked_modelling_loss
 from ..config import Config, save_yaml_config
-from .common import RunConfig, cosine_with_warmup, fit_stage
+from .common import RunConfig, fit_stage
 
 
 @dataclass
@@ -95,29 +94,9 @@ class SpectrumMaskedModelling(nn.Module):
     def training_loss(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return masked_modelling_loss(self.model, inputs, self.config.mask_fraction, self.config.chunk_len)
 
-
-def _lightning_module(networks: SpectrumMaskedModelling, run: RunConfig):
-    import lightning.pytorch as pl
-
-    class SpectrumPretraining(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.networks = networks
-
-        def training_step(self, batch, batch_idx):
-            inputs = self.networks.inputs(batch, self.device)
-            loss = self.networks.training_loss(inputs)
-            self.log("train_loss", loss, prog_bar=True, batch_size=len(inputs["flux"]), sync_dist=False)
-            return loss
-
-        def configure_optimizers(self):
-            optimizer = torch.optim.AdamW(self.networks.parameters(), lr=run.learning_rate,
-                                          weight_decay=run.weight_decay)
-            total = self.trainer.estimated_stepping_batches
-            scheduler = cosine_with_warmup(optimizer, run.warmup_steps, int(total) if np.isfinite(total) else -1)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    return SpectrumPretraining()
+    def step(self, batch: Mapping[str, Any], device=None) -> tuple[torch.Tensor, int, dict]:
+        inputs = self.inputs(batch, device)
+        return self.training_loss(inputs), len(inputs["flux"]), {}
 
 
 def export_spectrum_encoder(model: SpectrumTransformer, preprocess: SpectrumPreprocessConfig, directory: Path,
@@ -147,6 +126,8 @@ def pretrain_spectrum(config: SpectrumPretrainConfig) -> Path:
     """Run (or resume) spectrum pretraining; returns the exported model folder ``RUN/model``."""
     import lightning.pytorch as pl
 
+    from .lightning_module import StageModule
+
     config.sync_model()
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +136,7 @@ def pretrain_spectrum(config: SpectrumPretrainConfig) -> Path:
     save_yaml_config(config, run_dir / "config.yaml")
 
     networks = SpectrumMaskedModelling(config)
-    module = _lightning_module(networks, config.run)
+    module = StageModule(networks, config.run)
 
     def export(model_dir: Path, extra: dict) -> Path:
         fit_output_scaling(networks, dataset, config.run.batch_size)
