@@ -216,10 +216,13 @@ def lsf_sigma_angstrom(lsf: np.ndarray | None, wavelength: np.ndarray, conventio
     unit = conventions.lsf_sigma_unit
     if unit == "Angstrom":
         return lsf
-    if unit == "pixel" and wavelength.size > 1:
+    valid = np.asarray(wavelength) > 0  # padding (lambda -1) has no width, and must not bend its neighbours'
+    if unit == "pixel" and valid.sum() > 1:
         # np.gradient: the centred pixel width, one-sided at the ends; exact for DESI's linear 0.8 A grid
         # and for SDSS's log-linear grid to second order.
-        return (lsf * np.abs(np.gradient(wavelength.astype(np.float64)))).astype(np.float32)
+        width = np.full(lsf.shape, np.nan)
+        width[valid] = np.abs(np.gradient(np.asarray(wavelength, np.float64)[valid]))
+        return (lsf * width).astype(np.float32)
     return np.full(lsf.shape, np.nan, np.float32)
 
 
