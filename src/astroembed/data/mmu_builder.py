@@ -36,6 +36,7 @@ from datasets import Array2D, Features, Sequence, Value
 from datasets.data_files import DataFilesPatternsDict
 
 _SCHEMA = {schema}
+_VERSION = "1.0.0"
 
 
 def _text(value):
@@ -45,9 +46,9 @@ def _text(value):
 class Survey(datasets.GeneratorBasedBuilder):
     """{survey} (written by astroembed)."""
 
-    VERSION = "1.0.0"
+    VERSION = _VERSION
     BUILDER_CONFIGS = [
-        datasets.BuilderConfig(name=name, version=VERSION,
+        datasets.BuilderConfig(name=name, version=_VERSION,
                                data_files=DataFilesPatternsDict.from_patterns({{"train": [f"{{name}}/healpix=*/*.hdf5"]}}))
         for name in sorted(_SCHEMA)
     ]
