@@ -48,8 +48,9 @@ class Survey(datasets.GeneratorBasedBuilder):
 
     VERSION = _VERSION
     BUILDER_CONFIGS = [
-        datasets.BuilderConfig(name=name, version=_VERSION,
-                               data_files=DataFilesPatternsDict.from_patterns({{"train": [f"{{name}}/healpix=*/*.hdf5"]}}))
+        datasets.BuilderConfig(
+            name=name, version=_VERSION,
+            data_files=DataFilesPatternsDict.from_patterns({{"train": [f"{{name}}/healpix=*/*.hdf5"]}}))
         for name in sorted(_SCHEMA)
     ]
     DEFAULT_CONFIG_NAME = sorted(_SCHEMA)[0]

@@ -24,7 +24,7 @@ spectrum_lsf_sigma      DESI and SDSS: line-spread sigma in **pixels**; converte
                         local pixel width ``|d lambda / d pixel|``. astroembed writes Angstrom (file attribute).
 spectrum_lambda         Angstrom; padding pixels have lambda = -1 (both styles).
 padding (spectra)       MMU (SDSS): lambda -1, flux and lsf copied from the last pixel, ivar 0, mask True.
-                        astroembed < 0.2: lambda -1, flux 0, ivar 0, mask False, lsf NaN. Both are recognised
+                        older astroembed: lambda -1, flux 0, ivar 0, mask False, lsf NaN. Both are recognised
                         by lambda <= 0; astroembed now writes MMU's style.
 survey catalogue        columns under the survey's own names (FLUX_G, EBV, Z, ...) stay labels; the flux
                         columns of :data:`PARENT_SAMPLES` are also read as astroembed photometry.
