@@ -174,3 +174,16 @@ def test_join_our_survey_with_mmu_parent_samples_fills_each_modality_once(mmu, t
         assert g.labels["desi_separation_arcsec"] == pytest.approx(0.3 * np.cos(np.radians(desi["dec"][i])), rel=1e-3)
     far = joined["ours-far"]
     assert far.image is None and far.labels["spectrum_source"] == "self" and "desi_id" not in far.labels
+
+
+def test_catalogue_embedding_reads_spectrum_masks_with_the_tile_polarity(mmu, tmp_path):
+    """The embedding runner reads tiles in blocks (embed.catalog.read_rows), not through MMUDataset."""
+    from astroembed.embed.catalog import plan_tiles, read_rows
+
+    cols = raw(mmu, "sdss")
+    job = plan_tiles(mmu / "sdss", tmp_path / "emb")[0]
+    with h5py.File(job.tile, "r") as f:
+        batch = read_rows(f, job, "spectrum", 0, 3)
+    flux, ivar, wavelength, mask = batch["inputs"]
+    padding = cols["spectrum_lambda"] < 0
+    np.testing.assert_array_equal(mask, ~cols["spectrum_mask"] & ~padding & (cols["spectrum_ivar"] > 0))
