@@ -105,14 +105,19 @@ def test_legacysurvey_per_object_mask_is_broadcast_in_both_readers(mmu):
 def test_hsc_magnitudes_become_nanomaggies_and_zero_psf_is_unknown(mmu, tmp_path):
     cols = raw(mmu, "hsc")
     tile = copy_tile(mmu, "hsc", tmp_path)
-    with h5py.File(tile, "a") as f:  # what MMU's nan_to_num makes of a missing PSF moment
+    with h5py.File(tile, "a") as f:  # what MMU's nan_to_num makes of a missing PSF moment, and of var = 0
         f["image_psf_fwhm"][0, 2] = 0.0
+        f["image_ivar"][0, 1, 5, 7] = np.nan_to_num(np.float32(1) / np.float32(0))
     survey = MMUSurvey(tile)
-    g = survey.galaxy(0)
+    g, sample = survey.galaxy(0), MMUDataset(tile)[0]
     assert np.isnan(g.image.psf_fwhm[2]) and np.all(g.image.psf_fwhm[[0, 1, 3, 4]] > 0)
-    assert np.isnan(MMUDataset(tile)[0]["psf_fwhm"][2])
+    assert np.isnan(sample["psf_fwhm"][2])
+    assert g.image.ivar[1, 5, 7] == 0 == sample["image_ivar"][1, 5, 7]
+    assert not g.image.mask[1, 5, 7] and not sample["image_mask"][1, 5, 7]
     assert g.image.mask.shape == (5, 160, 160)
-    np.testing.assert_array_equal(g.image.mask, cols["image_mask"][0] & (cols["image_ivar"][0] > 0))
+    expected = cols["image_mask"][0] & (cols["image_ivar"][0] > 0)
+    expected[1, 5, 7] = False
+    np.testing.assert_array_equal(g.image.mask, expected)
     # AB magnitude m -> 10**((22.5 - m) / 2.5) nanomaggies (m = 22.5 is 1 nanomaggy).
     mags = np.array([cols[f"{b}_cmodel_mag"][0] for b in "grizy"], np.float64)
     np.testing.assert_allclose(g.photometry.flux, 10 ** ((22.5 - mags) / 2.5), rtol=1e-6)
@@ -130,6 +135,8 @@ def test_unknown_origin_needs_the_polarity_option(mmu, tmp_path):
     assert np.isnan(as_bad.spectrum.lsf_sigma).all()  # unit unknown: not guessed
     as_good = MMUSurvey(tile.parents[2], spectrum_mask="good", lsf_sigma_unit="pixel").galaxy(0)
     np.testing.assert_array_equal(as_good.spectrum.mask, stored & (raw(mmu, "desi")["spectrum_ivar"][0] > 0))
+    sample = MMUDataset(tile, modalities=("spectrum",), spectrum_mask="bad")[0]
+    np.testing.assert_array_equal(sample["spectrum_mask"], ~stored)
     with pytest.raises(ValueError, match="spectrum_mask must be one of"):
         MMUSurvey(tile, spectrum_mask=True)
 

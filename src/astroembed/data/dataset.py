@@ -25,8 +25,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .mmu import MMUSurvey
-from .mmu_conventions import (good_spectrum_mask, image_mask_per_band, lsf_sigma_angstrom, photometry_from_columns,
-                              psf_fwhm_or_unknown)
+from .mmu_conventions import (good_spectrum_mask, image_ivar_from_stored, image_mask_per_band, lsf_sigma_angstrom,
+                              photometry_from_columns, psf_fwhm_or_unknown)
 from .records import InvalidDataError, _mask_bad
 
 MODALITIES = ("image", "spectrum", "photometry")
@@ -42,12 +42,16 @@ class MMUDataset(Dataset):
         labels: label columns to include as float32 (NaN where missing).
         indices: restrict to these rows (e.g. a train/test split).
         transform: optional callable applied to each sample dict.
+        spectrum_mask, lsf_sigma_unit: for tiles whose origin does not say what their spectrum mask and
+            lsf mean (passed to :class:`~astroembed.data.mmu.MMUSurvey`).
     """
 
     def __init__(self, path, modalities: Sequence[str] = ("image",), labels: Sequence[str] = (),
                  indices: Sequence[int] | None = None, transform: Callable | None = None,
-                 survey: MMUSurvey | None = None):
-        self.survey = survey if survey is not None else MMUSurvey(path)
+                 survey: MMUSurvey | None = None, spectrum_mask: str | None = None,
+                 lsf_sigma_unit: str | None = None):
+        self.survey = survey if survey is not None else MMUSurvey(path, spectrum_mask=spectrum_mask,
+                                                                  lsf_sigma_unit=lsf_sigma_unit)
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown:
             raise ValueError(f"unknown modalities {unknown}; choose from {MODALITIES}")
@@ -107,7 +111,7 @@ class MMUDataset(Dataset):
         raw = self.survey.read_columns(index, ["image_array", "image_ivar", "image_mask", "image_psf_fwhm",
                                                "image_scale"])
         flux = raw["image_array"].astype(np.float32)
-        ivar = raw["image_ivar"].astype(np.float32)
+        ivar = image_ivar_from_stored(raw["image_ivar"])
         has_ivar = not np.all(np.isnan(ivar))
         if not has_ivar:
             ivar = np.ones_like(flux)

@@ -38,14 +38,12 @@ import numpy as np
 
 from .healpix import healpix_index
 from .mmu_builder import write_builder_script
-from .mmu_conventions import (CORE_COLUMNS, IMAGE_COLUMNS, PHOTOMETRY_COLUMNS, RESERVED, SPECTRUM_COLUMNS,
-                              TILE_FILE, conventions_attribute)
-from .mmu_read import MMUSurvey, _decode, find_tiles, open_survey
+from .mmu_conventions import RESERVED, TILE_FILE, conventions_attribute
+# The reader lives in mmu_read; its public names (and _decode, used by info.py) stay importable from here.
+from .mmu_read import MMUSurvey, _decode, find_tiles, open_survey  # noqa: F401
 from .records import Galaxy, InvalidDataError, Photometry, Spectrum
 
 __all__ = ["MMUWriter", "write_survey", "tile_path", "find_tiles", "MMUSurvey", "open_survey"]
-# Layout names kept importable from here (info.py and others use them).
-_REEXPORTED = (CORE_COLUMNS, IMAGE_COLUMNS, PHOTOMETRY_COLUMNS, RESERVED, SPECTRUM_COLUMNS, _decode)
 
 CHUNK_BYTES = 64 * 1024
 STRING = h5py.string_dtype("utf-8")

@@ -15,7 +15,8 @@ image_array             (N, bands, H, W) float32, the survey's flux unit (nanoma
 image_band              (N, bands) fixed-length UTF-8 (``des-g``, ``hsc-g``, ...).
 image_mask              True = usable pixel (maskbits clean). Legacy Surveys stores one mask per object,
                         (N, H, W): it applies to every band and is broadcast on read. HSC: (N, bands, H, W).
-image_ivar              1/variance; HSC writes ``nan_to_num(1/var)``.
+image_ivar              1/variance; HSC writes ``nan_to_num(1/var)``, so a pixel of variance 0 holds the
+                        float32 maximum: read as 0 (no information, masked).
 image_psf_fwhm          arcsec; MMU writes an unknown PSF as 0 (``nan_to_num``): 0 is read as unknown (NaN).
 spectrum_mask           **True = bad pixel** (DESI: ``(mask > 0) | (ivar < 1e-6)``; SDSS: ``and_mask |
                         (ivar <= 1e-6)``, padding True). astroembed's records use True = good, so the reader
@@ -129,7 +130,8 @@ PARENT_SAMPLES: dict[str, Conventions] = {
     "sdss": Conventions(
         "bad", "pixel", PhotometryMap("nanomaggies", tuple(BandColumn(b, "SPECTROFLUX", "SPECTROFLUX_IVAR", i)
                                                           for i, b in enumerate("ugriz"))),
-        origin="MMU parent sample sdss (spPlate WAVEDISP: dispersion in pixels)",
+        # lsf: spPlate HDU4 WAVEDISP, "Wavelength dispersion in pixels" (SDSS spPlate data model).
+        origin="MMU parent sample sdss",
         script="scripts/sdss/build_parent_sample.py"),
 }
 ASTROEMBED = Conventions("bad", "Angstrom", origin="written by astroembed (file attribute)")
@@ -232,6 +234,18 @@ def psf_fwhm_or_unknown(psf: np.ndarray | None) -> np.ndarray | None:
         return None
     psf = np.asarray(psf, dtype=np.float32)
     return np.where(psf == 0, np.float32(np.nan), psf)
+
+
+def image_ivar_from_stored(ivar: np.ndarray | None) -> np.ndarray | None:
+    """HSC stores ``nan_to_num(1/var)``: a pixel of variance 0 (no data) becomes the float32 maximum.
+
+    Such an ivar would claim infinite precision; it is read as 0 (no information), which masks the pixel.
+    """
+    if ivar is None:
+        return None
+    ivar = np.asarray(ivar, dtype=np.float32)
+    saturated = ivar >= np.finfo(np.float32).max
+    return np.where(saturated, np.float32(0), ivar) if saturated.any() else ivar
 
 
 def image_mask_per_band(mask: np.ndarray | None, n_bands: int) -> np.ndarray | None:

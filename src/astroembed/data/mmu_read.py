@@ -15,8 +15,8 @@ import h5py
 import numpy as np
 
 from .healpix import healpix_index
-from .mmu_conventions import (RESERVED, Conventions, good_spectrum_mask, image_mask_per_band, lsf_sigma_angstrom,
-                              photometry_from_columns, psf_fwhm_or_unknown, tile_conventions)
+from .mmu_conventions import (RESERVED, Conventions, good_spectrum_mask, image_ivar_from_stored, image_mask_per_band,
+                              lsf_sigma_angstrom, photometry_from_columns, psf_fwhm_or_unknown, tile_conventions)
 from .records import Galaxy, Image, InvalidDataError, Photometry, Spectrum, labels_from_mapping
 
 __all__ = ["find_tiles", "MMUSurvey", "open_survey"]
@@ -267,7 +267,7 @@ def image_from_row(raw: dict) -> Image | None:
     bands = tuple(_decode(raw["image_band"]).tolist()) if "image_band" in raw else ()
     if not any(bands):
         return None
-    ivar = raw.get("image_ivar")
+    ivar = image_ivar_from_stored(raw.get("image_ivar"))
     if ivar is not None and np.all(np.isnan(ivar)):
         ivar = None
     scale = raw.get("image_scale")
