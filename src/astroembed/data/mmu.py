@@ -298,7 +298,7 @@ class MMUWriter:
         return sorted(tile_path(self.root, self.survey, self.config, t) for t in self._tiles)
 
 
-def _finish_tile(f: h5py.File, rows_per_step: int = 4096) -> None:
+def _finish_tile(f: h5py.File, rows_per_step: int = 1024) -> None:
     """Give a complete tile MMU's dtypes and padding, and record its conventions.
 
     Strings are streamed as variable-length UTF-8 (their width is unknown until the end); MMU's writers
