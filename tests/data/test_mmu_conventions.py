@@ -142,21 +142,26 @@ def test_unknown_origin_needs_the_polarity_option(mmu, tmp_path):
 
 
 def test_tiles_written_by_astroembed_before_the_conventions_keep_their_meaning(tmp_path):
-    """An old astroembed tile: variable-length string ids, no attribute, spectrum_mask True = good."""
+    """An old astroembed tile: variable-length string ids, no attribute, spectrum_mask True = good, and its
+    padding style (lambda -1, flux 0, ivar 0, mask False, lsf NaN)."""
     tile = tmp_path / "old" / "default" / TILE
     tile.parent.mkdir(parents=True)
     good = np.array([True, False, True, True])
     with h5py.File(tile, "w") as f:
         f["object_id"] = np.array(["a"], dtype=object).astype(h5py.string_dtype())
         f["ra"], f["dec"], f["healpix"] = [10.0], [10.0], [0]
-        f["spectrum_flux"] = np.ones((1, 4), np.float32)
-        f["spectrum_ivar"] = np.ones((1, 4), np.float32)
-        f["spectrum_lambda"] = np.array([[4000.0, 4001, 4002, 4003]])
-        f["spectrum_mask"] = good[None]
-        f["spectrum_lsf_sigma"] = np.full((1, 4), 0.7, np.float32)
+        f["spectrum_flux"] = np.array([[1.0, 2, 3, 4, 0]], np.float32)
+        f["spectrum_ivar"] = np.array([[1.0, 1, 1, 1, 0]], np.float32)
+        f["spectrum_lambda"] = np.array([[4000.0, 4001, 4002, 4003, -1]])
+        f["spectrum_mask"] = np.append(good, False)[None]
+        f["spectrum_lsf_sigma"] = np.array([[0.7, 0.7, 0.7, 0.7, np.nan]], np.float32)
     g = MMUSurvey(tile).galaxy(0)
     np.testing.assert_array_equal(g.spectrum.mask, good)
     np.testing.assert_allclose(g.spectrum.lsf_sigma, 0.7)
+    np.testing.assert_array_equal(g.spectrum.flux, [1, 2, 3, 4])
+    sample = MMUDataset(tile, modalities=("spectrum",))[0]
+    np.testing.assert_array_equal(sample["spectrum_mask"], np.append(good, False))
+    assert sample["spectrum_lambda"][-1] == -1 and sample["spectrum_lsf_sigma"][-1] == 0
 
 
 def test_join_our_survey_with_mmu_parent_samples_fills_each_modality_once(mmu, tmp_path):
@@ -181,6 +186,11 @@ def test_join_our_survey_with_mmu_parent_samples_fills_each_modality_once(mmu, t
         assert g.labels["desi_separation_arcsec"] == pytest.approx(0.3 * np.cos(np.radians(desi["dec"][i])), rel=1e-3)
     far = joined["ours-far"]
     assert far.image is None and far.labels["spectrum_source"] == "self" and "desi_id" not in far.labels
+    # the multimodal records are a survey of their own
+    write_survey(joined.values(), tmp_path, "joined")
+    back = MMUSurvey(tmp_path / "joined").get("ours-1")
+    np.testing.assert_array_equal(back.spectrum.mask, ~desi["spectrum_mask"][1])
+    assert back.image.bands == ("des-g", "des-r", "des-i", "des-z") and back.labels["legacysurvey_TYPE"]
 
 
 def test_catalogue_embedding_reads_spectrum_masks_with_the_tile_polarity(mmu, tmp_path):
