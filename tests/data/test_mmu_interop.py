@@ -155,3 +155,13 @@ def test_datasets_load_dataset_reads_our_survey_with_mmu_polarity(tmp_path, monk
         np.testing.assert_allclose(row["photometry"]["flux"], g.photometry.flux)
         assert row["SPECTYPE"] == g.labels["SPECTYPE"] and row["ZWARN"] == g.labels["ZWARN"]
         assert row["Z"] == pytest.approx(g.labels["Z"])
+
+
+def test_a_loading_script_astroembed_did_not_write_is_kept(tmp_path):
+    folder = tmp_path / "desi"
+    folder.mkdir()
+    (folder / "desi.py").write_text("# MMU's own DESI loading script\n")
+    write_survey(make_galaxies(2), tmp_path, "desi")
+    assert (folder / "desi.py").read_text() == "# MMU's own DESI loading script\n"
+    write_survey(make_galaxies(2), tmp_path, "ours")
+    assert "Written by astroembed" in (tmp_path / "ours" / "ours.py").read_text()

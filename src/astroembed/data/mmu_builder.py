@@ -22,6 +22,7 @@ from .mmu_conventions import MMU_COMMIT, RESERVED, TILE_FILE
 
 __all__ = ["write_builder_script", "survey_schema"]
 
+_MARKER = "Written by astroembed in the style of the Multimodal Universe"
 _TEMPLATE = '''"""Hugging Face datasets loading script for the astroembed survey {survey!r}.
 
 Written by astroembed in the style of the Multimodal Universe's scripts/<survey>/<survey>.py
@@ -132,7 +133,10 @@ def survey_schema(tile: Path) -> dict:
 
 
 def write_builder_script(root, survey: str) -> Path:
-    """Write ``<root>/<survey>/<survey>.py`` declaring every config folder found there; returns its path."""
+    """Write ``<root>/<survey>/<survey>.py`` declaring every config folder found there; returns its path.
+
+    A script there that astroembed did not write (MMU's own, when writing into an MMU folder) is kept.
+    """
     folder = Path(root) / survey
     schema = {}
     for config in sorted(p for p in folder.iterdir() if p.is_dir()):
@@ -140,6 +144,10 @@ def write_builder_script(root, survey: str) -> Path:
         if tiles:
             schema[config.name] = survey_schema(tiles[0])
     path = folder / f"{survey}.py"
+    if path.exists() and _MARKER not in path.read_text(errors="replace"):
+        # A survey folder of MMU's own (or a user's script): its loading script knows its catalogue columns
+        # better than ours would; leave it alone.
+        return path
     text = _TEMPLATE.format(survey=survey, commit=MMU_COMMIT, schema=pprint.pformat(schema, width=100))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
