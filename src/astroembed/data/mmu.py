@@ -38,7 +38,7 @@ import numpy as np
 
 from .healpix import healpix_index
 from .mmu_builder import write_builder_script
-from .mmu_conventions import RESERVED, TILE_FILE, conventions_attribute
+from .mmu_conventions import CONVENTIONS_ATTRIBUTE, RESERVED, TILE_FILE, conventions_attribute
 # The reader lives in mmu_read; its public names (and _decode, used by info.py) stay importable from here.
 from .mmu_read import MMUSurvey, _decode, find_tiles, open_survey  # noqa: F401
 from .records import Galaxy, InvalidDataError, Photometry, Spectrum
@@ -323,7 +323,7 @@ def _finish_tile(f: h5py.File, rows_per_step: int = 1024) -> None:
         f.create_dataset(name, data=encoded.astype(h5py.string_dtype("utf-8", width)), **growable)
     if "spectrum_lambda" in f:
         _edge_pad_spectra(f, rows_per_step)
-    f.attrs["astroembed_conventions"] = conventions_attribute()
+    f.attrs[CONVENTIONS_ATTRIBUTE] = conventions_attribute()
 
 
 def _all_decimal_integers(ids: np.ndarray) -> bool:
