@@ -107,7 +107,7 @@ def test_hsc_magnitudes_become_nanomaggies_and_zero_psf_is_unknown(mmu, tmp_path
     tile = copy_tile(mmu, "hsc", tmp_path)
     with h5py.File(tile, "a") as f:  # what MMU's nan_to_num makes of a missing PSF moment, and of var = 0
         f["image_psf_fwhm"][0, 2] = 0.0
-        f["image_ivar"][0, 1, 5, 7] = np.nan_to_num(np.float32(1) / np.float32(0))
+        f["image_ivar"][0, 1, 5, 7] = np.nan_to_num(np.float32(np.inf))  # 1 / var for var = 0
     survey = MMUSurvey(tile)
     g, sample = survey.galaxy(0), MMUDataset(tile)[0]
     assert np.isnan(g.image.psf_fwhm[2]) and np.all(g.image.psf_fwhm[[0, 1, 3, 4]] > 0)
