@@ -9,7 +9,7 @@ exact for any radius smaller than a tile (3.7 deg at nside 16), while memory sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 from astropy import units as u
@@ -18,7 +18,7 @@ from astropy.coordinates import SkyCoord
 from .healpix import NSIDE, UNKNOWN_TILE, neighbouring_tiles
 from .records import Galaxy
 
-__all__ = ["CrossMatch", "crossmatch", "join_matched"]
+__all__ = ["CrossMatch", "crossmatch", "join_matched", "join_surveys"]
 
 # Half the smallest tile side at nside 16, so that "tile plus neighbours" always contains every partner.
 MAX_RADIUS_ARCSEC = 0.5 * 3.66 * 3600.0
@@ -102,3 +102,42 @@ def join_matched(a, b, match: CrossMatch) -> Iterator[Galaxy]:
             ga.labels[key if key not in ga.labels else f"b_{key}"] = value
         ga.labels["match_id"] = gb.object_id
         yield ga
+
+
+def join_surveys(a, partners: Sequence[tuple[str, object]], radius_arcsec: float = 1.0) -> Iterator[Galaxy]:
+    """Multimodal records: each object of ``a`` with the modalities of its counterparts in several surveys.
+
+    Built for the Multimodal Universe, whose parent samples hold one modality each (Legacy Surveys images,
+    DESI spectra, ...). ``partners`` is a sequence of ``(name, survey)``; each is cross-matched with ``a``
+    (:func:`crossmatch`, so pairs across tile borders are kept). A modality is filled from the first source
+    that has it, in the order ``a``, then ``partners``: nothing is overwritten. Every object of ``a`` is
+    yielded, matched or not. The partner's id goes to the label ``<name>_id``, its separation to
+    ``<name>_separation_arcsec``, the source of each modality to ``<modality>_source``, and a partner's labels
+    to ``<name>_<label>`` (MMU parent samples share catalogue names such as ``Z`` and ``EBV``).
+    """
+    names = [name for name, _ in partners]
+    if len(set(names)) != len(names):
+        raise ValueError(f"partner names must be unique, got {names}")
+    matches = []
+    for _, survey in partners:
+        m = crossmatch(a, survey, radius_arcsec)
+        matches.append({int(i): (int(j), float(sep)) for i, j, sep in zip(m.index_a, m.index_b,
+                                                                       m.separation_arcsec)})
+    for index in range(len(a.object_ids)):
+        g = a.galaxy(index)
+        for modality in g.modalities:
+            g.labels[f"{modality}_source"] = "self"
+        for (name, survey), found in zip(partners, matches):
+            if index not in found:
+                continue
+            j, separation = found[index]
+            partner = survey.galaxy(j)
+            for modality in ("image", "spectrum", "photometry"):
+                if getattr(g, modality) is None and getattr(partner, modality) is not None:
+                    setattr(g, modality, getattr(partner, modality))
+                    g.labels[f"{modality}_source"] = name
+            g.labels[f"{name}_id"] = partner.object_id
+            g.labels[f"{name}_separation_arcsec"] = separation
+            for key, value in partner.labels.items():
+                g.labels[f"{name}_{key}"] = value
+        yield g

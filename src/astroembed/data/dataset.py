@@ -9,8 +9,11 @@ Samples are dicts of numpy arrays (the default collate turns them into batched t
     one float32 entry per requested label
 
 Bad values get the documented masking of :mod:`astroembed.data.records` (non-finite -> flux 0, ivar 0,
-mask False; negative ivar -> InvalidDataError naming file, object and field). Spectra are padded to one
-length for the whole survey (lambda = -1, mask False), so tiles written with different padding batch.
+mask False; negative ivar -> InvalidDataError naming file, object and field). Columns are read with MMU's
+meaning (:mod:`astroembed.data.mmu_conventions`), as :class:`~astroembed.data.mmu.MMUSurvey` reads them: in a
+sample ``*_mask`` is True = good, ``spectrum_lsf_sigma`` is Angstrom (0 where unknown), an unknown PSF is NaN.
+Spectra are padded to one length for the whole survey (lambda = -1, mask False), so tiles written with
+different padding batch.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .mmu import MMUSurvey
+from .mmu_conventions import (good_spectrum_mask, image_ivar_from_stored, image_mask_per_band, lsf_sigma_angstrom,
+                              photometry_from_columns, psf_fwhm_or_unknown)
 from .records import InvalidDataError, _mask_bad
 
 MODALITIES = ("image", "spectrum", "photometry")
@@ -37,12 +42,16 @@ class MMUDataset(Dataset):
         labels: label columns to include as float32 (NaN where missing).
         indices: restrict to these rows (e.g. a train/test split).
         transform: optional callable applied to each sample dict.
+        spectrum_mask, lsf_sigma_unit: for tiles whose origin does not say what their spectrum mask and
+            lsf mean (passed to :class:`~astroembed.data.mmu.MMUSurvey`).
     """
 
     def __init__(self, path, modalities: Sequence[str] = ("image",), labels: Sequence[str] = (),
                  indices: Sequence[int] | None = None, transform: Callable | None = None,
-                 survey: MMUSurvey | None = None):
-        self.survey = survey if survey is not None else MMUSurvey(path)
+                 survey: MMUSurvey | None = None, spectrum_mask: str | None = None,
+                 lsf_sigma_unit: str | None = None):
+        self.survey = survey if survey is not None else MMUSurvey(path, spectrum_mask=spectrum_mask,
+                                                                  lsf_sigma_unit=lsf_sigma_unit)
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown:
             raise ValueError(f"unknown modalities {unknown}; choose from {MODALITIES}")
@@ -80,38 +89,11 @@ class MMUDataset(Dataset):
         ctx = dict(source=source, object_id=oid)
         sample: dict = {"index": index, "object_id": oid}
         if "image" in self.modalities:
-            raw = survey.read_columns(index, ["image_array", "image_ivar", "image_mask", "image_psf_fwhm",
-                                              "image_scale"])
-            flux = raw["image_array"].astype(np.float32)
-            ivar = raw["image_ivar"].astype(np.float32)
-            has_ivar = not np.all(np.isnan(ivar))
-            if not has_ivar:
-                ivar = np.ones_like(flux)
-            flux, ivar, mask, _ = _mask_bad(flux, ivar, raw["image_mask"].astype(bool), "image", ctx)
-            sample.update(image=flux, image_ivar=ivar, image_mask=mask, image_has_ivar=has_ivar,
-                          psf_fwhm=raw["image_psf_fwhm"].astype(np.float32),
-                          pixel_scale=np.float32(np.ravel(raw["image_scale"])[0]))
+            sample.update(self._image(index, ctx))
         if "spectrum" in self.modalities:
-            raw = survey.read_columns(index, ["spectrum_flux", "spectrum_ivar", "spectrum_lambda",
-                                              "spectrum_mask", "spectrum_lsf_sigma"])
-            wave = raw["spectrum_lambda"].astype(np.float64)
-            pad = wave <= 0
-            flux, ivar, mask, _ = _mask_bad(raw["spectrum_flux"].astype(np.float32),
-                                            raw["spectrum_ivar"].astype(np.float32),
-                                            raw["spectrum_mask"].astype(bool) & ~pad, "spectrum", ctx)
-            n, full = len(flux), self.spectrum_length
-            sample.update(
-                spectrum_flux=_pad(flux, full, 0.0), spectrum_ivar=_pad(ivar, full, 0.0),
-                spectrum_lambda=_pad(np.where(pad, -1.0, wave).astype(np.float32), full, -1.0),
-                spectrum_mask=_pad(mask, full, False),
-                spectrum_lsf_sigma=_pad(np.nan_to_num(raw["spectrum_lsf_sigma"].astype(np.float32)), full, 0.0))
-            assert n <= full
+            sample.update(self._spectrum(index, ctx))
         if "photometry" in self.modalities:
-            raw = survey.read_columns(index, ["photometry_flux", "photometry_ivar"])
-            flux, ivar, _, _ = _mask_bad(raw["photometry_flux"].astype(np.float32),
-                                         raw["photometry_ivar"].astype(np.float32),
-                                         np.ones(raw["photometry_flux"].shape, bool), "photometry", ctx)
-            sample.update(photometry_flux=flux, photometry_ivar=ivar)
+            sample.update(self._photometry(index, ctx))
         if self.label_names:
             raw = survey.read_columns(index, [c for c in self.label_names
                                               if c in survey._tile_columns[survey._file_index[index]]])
@@ -123,6 +105,51 @@ class MMUDataset(Dataset):
                     raise InvalidDataError(f"label {value!r} is not numeric; use it as a class through "
                                            f"MMUSurvey.labels()", field=name, **ctx) from None
         return self.transform(sample) if self.transform is not None else sample
+
+
+    def _image(self, index: int, ctx: dict) -> dict:
+        raw = self.survey.read_columns(index, ["image_array", "image_ivar", "image_mask", "image_psf_fwhm",
+                                               "image_scale"])
+        flux = raw["image_array"].astype(np.float32)
+        ivar = image_ivar_from_stored(raw["image_ivar"])
+        has_ivar = not np.all(np.isnan(ivar))
+        if not has_ivar:
+            ivar = np.ones_like(flux)
+        # MMU's Legacy Surveys tiles hold one (H, W) mask per object, for every band.
+        mask = image_mask_per_band(raw["image_mask"], flux.shape[0])
+        flux, ivar, mask, _ = _mask_bad(flux, ivar, mask, "image", ctx)
+        return dict(image=flux, image_ivar=ivar, image_mask=mask, image_has_ivar=has_ivar,
+                    psf_fwhm=psf_fwhm_or_unknown(raw["image_psf_fwhm"]),
+                    pixel_scale=np.float32(np.ravel(raw["image_scale"])[0]))
+
+    def _spectrum(self, index: int, ctx: dict) -> dict:
+        raw = self.survey.read_columns(index, ["spectrum_flux", "spectrum_ivar", "spectrum_lambda",
+                                               "spectrum_mask", "spectrum_lsf_sigma"])
+        conventions = self.survey.conventions(index)
+        wave = raw["spectrum_lambda"].astype(np.float64)
+        pad = wave <= 0
+        good = good_spectrum_mask(raw["spectrum_mask"], conventions, **ctx) & ~pad
+        flux, ivar, mask, _ = _mask_bad(raw["spectrum_flux"].astype(np.float32),
+                                        raw["spectrum_ivar"].astype(np.float32), good, "spectrum", ctx)
+        lsf = np.where(pad, 0.0, lsf_sigma_angstrom(raw["spectrum_lsf_sigma"], wave, conventions))
+        full = self.spectrum_length
+        return dict(spectrum_flux=_pad(flux, full, 0.0), spectrum_ivar=_pad(ivar, full, 0.0),
+                    spectrum_lambda=_pad(np.where(pad, -1.0, wave).astype(np.float32), full, -1.0),
+                    spectrum_mask=_pad(mask, full, False),
+                    spectrum_lsf_sigma=_pad(np.nan_to_num(lsf).astype(np.float32), full, 0.0))
+
+    def _photometry(self, index: int, ctx: dict) -> dict:
+        tile = int(self.survey._file_index[index])
+        if "photometry_flux" in self.survey._tile_columns[tile]:
+            raw = self.survey.read_columns(index, ["photometry_flux", "photometry_ivar"])
+            flux, ivar = raw["photometry_flux"].astype(np.float32), raw["photometry_ivar"].astype(np.float32)
+        else:  # the parent sample's catalogue fluxes (mmu_conventions.PARENT_SAMPLES)
+            mapping = self.survey.conventions(index).photometry
+            raw = self.survey.read_columns(index, sorted(mapping.columns() & self.survey._tile_columns[tile]))
+            _, flux, ivar = photometry_from_columns(raw, mapping)
+            ivar = np.ones_like(flux) if ivar is None else ivar
+        flux, ivar, _, _ = _mask_bad(flux, ivar, np.ones(flux.shape, bool), "photometry", ctx)
+        return dict(photometry_flux=flux, photometry_ivar=ivar)
 
 
 def _pad(array: np.ndarray, length: int, fill) -> np.ndarray:

@@ -57,7 +57,7 @@ def summarize(path) -> dict:
                     flux = f["photometry_flux"][sl]
                     counts["photometry"] += int(np.sum(np.isfinite(flux).any(axis=1)))
                 for name in f.keys():
-                    if name in RESERVED:
+                    if name in RESERVED or f[name].ndim > 1:  # MMU's array columns (image_rgb, ...) are not labels
                         continue
                     values = _decode(f[name][sl])
                     entry = labels.setdefault(name, {"n": 0, "min": np.inf, "max": -np.inf, "classes": set()})

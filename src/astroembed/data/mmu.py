@@ -1,4 +1,4 @@
-"""Read and write the Multimodal Universe (MMU) HDF5 layout.
+"""Write the Multimodal Universe (MMU) HDF5 layout, with MMU's column conventions; re-exports the reader.
 
 One HDF5 file per HEALPix tile (nside 16, NESTED), in the hive layout
 
@@ -13,10 +13,14 @@ Each file is a table of columns (one HDF5 dataset per column, first axis = objec
     photometry_flux (n, P), photometry_ivar (n, P), photometry_band (n, P)
     any further column: a label (numbers, or UTF-8 strings)
 
-Spectra of different lengths are padded SDSS-style: lambda = -1, flux = ivar = 0, mask = False. On read,
-padding pixels (lambda <= 0) are dropped from records and masked in the torch Dataset.
-An image without inverse variance is stored with ``image_ivar`` all NaN in that row ("unknown"),
-which is distinct from ivar = 0 ("no information in this pixel").
+What each column means (mask polarity, units, padding, dtypes) is MMU's, tabulated in
+:mod:`astroembed.data.mmu_conventions`: ``spectrum_mask`` is written True = bad pixel, spectra of different
+lengths are padded SDSS-style (lambda -1, flux and lsf copied from the last pixel, ivar 0, mask True),
+``object_id`` is int64 when every id is a decimal integer and fixed-length UTF-8 otherwise, band names and
+text labels are fixed-length UTF-8. Each tile carries an ``astroembed_conventions`` attribute (ignored by MMU's
+readers) and each survey folder gets a ``<survey>.py`` loading script in the style of MMU's
+(:mod:`astroembed.data.mmu_builder`), so ``datasets.load_dataset`` reads it as it reads MMU's.
+An image without inverse variance is stored with ``image_ivar`` all NaN in that row ("unknown").
 
 Writing is streaming and atomic: each tile is written to ``*.tmp`` and renamed when complete, so a
 crash never leaves a half-written file under its final name.
@@ -27,25 +31,22 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable
 
 import h5py
 import numpy as np
 
 from .healpix import healpix_index
-from .records import Galaxy, Image, InvalidDataError, Photometry, Spectrum, labels_from_mapping
+from .mmu_builder import write_builder_script
+from .mmu_conventions import CONVENTIONS_ATTRIBUTE, RESERVED, TILE_FILE, conventions_attribute
+# The reader lives in mmu_read; its public names (and _decode, used by info.py) stay importable from here.
+from .mmu_read import MMUSurvey, _decode, find_tiles, open_survey  # noqa: F401
+from .records import Galaxy, InvalidDataError, Photometry, Spectrum
 
 __all__ = ["MMUWriter", "write_survey", "tile_path", "find_tiles", "MMUSurvey", "open_survey"]
 
-TILE_FILE = "001-of-001.hdf5"
-MAX_OPEN_FILES = 64
 CHUNK_BYTES = 64 * 1024
 STRING = h5py.string_dtype("utf-8")
-IMAGE_COLUMNS = ("image_array", "image_band", "image_ivar", "image_mask", "image_psf_fwhm", "image_scale")
-SPECTRUM_COLUMNS = ("spectrum_flux", "spectrum_ivar", "spectrum_lambda", "spectrum_mask", "spectrum_lsf_sigma")
-PHOTOMETRY_COLUMNS = ("photometry_flux", "photometry_ivar", "photometry_band")
-CORE_COLUMNS = ("object_id", "ra", "dec", "healpix")
-RESERVED = set(IMAGE_COLUMNS + SPECTRUM_COLUMNS + PHOTOMETRY_COLUMNS + CORE_COLUMNS)
 
 
 def tile_path(root, survey: str, config: str, healpix: int) -> Path:
@@ -106,6 +107,7 @@ class _TileWriter:
         self.n = stop
 
     def close(self):
+        _finish_tile(self.file)
         self.file.close()
         os.replace(self.tmp, self.path)
 
@@ -248,8 +250,10 @@ class MMUWriter:
     def _rows_spectrum(galaxies, rows, kinds):
         if not any(g.spectrum is not None for g in galaxies):
             return
+        # MMU's padding (scripts/sdss/build_parent_sample.py): lambda -1, ivar 0, mask True (= bad); flux and
+        # lsf are copied from the last pixel when the tile is closed (_edge_pad_spectra).
         kinds.update({"spectrum_flux": (np.float32, 0.0), "spectrum_ivar": (np.float32, 0.0),
-                      "spectrum_lambda": (np.float64, -1.0), "spectrum_mask": (np.bool_, False),
+                      "spectrum_lambda": (np.float64, -1.0), "spectrum_mask": (np.bool_, True),
                       "spectrum_lsf_sigma": (np.float32, np.nan)})
         for g in galaxies:
             sp = g.spectrum
@@ -260,7 +264,7 @@ class MMUWriter:
             rows["spectrum_flux"].append(sp.flux)
             rows["spectrum_ivar"].append(sp.ivar)
             rows["spectrum_lambda"].append(np.asarray(sp.wavelength, np.float64))
-            rows["spectrum_mask"].append(sp.mask)
+            rows["spectrum_mask"].append(~np.asarray(sp.mask, bool))  # records: True = good; MMU: True = bad
             rows["spectrum_lsf_sigma"].append(sp.lsf_sigma)
 
     @staticmethod
@@ -285,11 +289,72 @@ class MMUWriter:
             writer.close()
             paths.append(writer.path)
         self._tiles.clear()
+        if paths:
+            write_builder_script(self.root, self.survey)
         return sorted(paths)
 
     @property
     def paths(self) -> list[Path]:
         return sorted(tile_path(self.root, self.survey, self.config, t) for t in self._tiles)
+
+
+def _finish_tile(f: h5py.File, rows_per_step: int = 1024) -> None:
+    """Give a complete tile MMU's dtypes and padding, and record its conventions.
+
+    Strings are streamed as variable-length UTF-8 (their width is unknown until the end); MMU's writers
+    store integers (DESI TARGETID, SDSS SPECOBJID) or fixed-length UTF-8 (Legacy Surveys object_id, every
+    image_band), and MMU's loading scripts call ``.decode`` on band names and ``str()`` on ids.
+    """
+    for name in list(f.keys()):
+        ds = f[name]
+        info = h5py.check_string_dtype(ds.dtype)
+        if info is None or info.length is not None:
+            continue
+        values = ds[:]
+        encoded = np.array([v if isinstance(v, bytes) else str(v).encode() for v in values.ravel()],
+                           dtype=object).reshape(values.shape)
+        chunks = ds.chunks
+        del f[name]
+        growable = {"chunks": chunks, "maxshape": (None,) * values.ndim}  # as streamed: rows can still be added
+        if name == "object_id" and _all_decimal_integers(encoded):
+            f.create_dataset(name, data=np.array([int(v) for v in encoded], np.int64), **growable)
+            continue
+        width = max([1] + [len(v) for v in encoded.ravel()])
+        f.create_dataset(name, data=encoded.astype(h5py.string_dtype("utf-8", width)), **growable)
+    if "spectrum_lambda" in f:
+        _edge_pad_spectra(f, rows_per_step)
+    f.attrs[CONVENTIONS_ATTRIBUTE] = conventions_attribute()
+
+
+def _all_decimal_integers(ids: np.ndarray) -> bool:
+    """True when every id is the canonical decimal text of an int64 (so int64 storage loses nothing)."""
+    for raw in ids:
+        text = raw.decode()
+        try:
+            value = int(text)
+        except ValueError:
+            return False
+        if str(value) != text or not -2**63 <= value < 2**63:
+            return False
+    return len(ids) > 0
+
+
+def _edge_pad_spectra(f: h5py.File, rows_per_step: int) -> None:
+    """Copy each spectrum's last pixel of flux and lsf into its padding, as MMU's SDSS writer does."""
+    lam_ds = f["spectrum_lambda"]
+    n_rows, width = lam_ds.shape
+    columns = [c for c in ("spectrum_flux", "spectrum_lsf_sigma") if c in f]
+    for start in range(0, n_rows, rows_per_step):
+        stop = min(n_rows, start + rows_per_step)
+        n_valid = (lam_ds[start:stop] > 0).sum(axis=1)
+        ragged = np.flatnonzero((n_valid > 0) & (n_valid < width))
+        if ragged.size == 0:
+            continue
+        for name in columns:
+            block = f[name][start:stop]
+            for r in ragged:
+                block[r, n_valid[r]:] = block[r, n_valid[r] - 1]
+            f[name][start:stop] = block
 
 
 def write_survey(galaxies: Iterable[Galaxy], root, survey: str, config: str = "default",
@@ -300,228 +365,3 @@ def write_survey(galaxies: Iterable[Galaxy], root, survey: str, config: str = "d
         writer.add(galaxies)
     return sorted({tile_path(root, survey, config, int(p.parent.name.split("=")[1]))
                    for p in Path(root, survey, config).glob(f"healpix=*/{TILE_FILE}")})
-
-
-# ------------------------------------------------------------------------------------------------ read
-
-def find_tiles(path) -> list[Path]:
-    """All MMU tile files at or below ``path`` (a tile file, a config folder, a survey folder, a root)."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.exists():
-        raise InvalidDataError("no such file or folder", source=str(path))
-    tiles = sorted(p for p in path.rglob("*.hdf5") if not p.name.endswith(".tmp"))
-    tiles += sorted(p for p in path.rglob("*.h5") if not p.name.endswith(".tmp"))
-    if not tiles:
-        raise InvalidDataError("no HDF5 tiles (*.hdf5) found below this folder", source=str(path))
-    return tiles
-
-
-def _decode(values) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype.kind in ("S", "O"):
-        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr.ravel()],
-                        dtype=object).reshape(arr.shape)
-    return arr
-
-
-class MMUSurvey:
-    """Random access to the objects of one or more MMU tiles, without loading the survey into memory.
-
-    Only the small per-object columns (object_id, ra, dec, healpix) are read up front. HDF5 handles are
-    opened lazily and re-opened after a fork, so an instance is safe to hand to DataLoader workers.
-    """
-
-    def __init__(self, path, tiles: Sequence[Path] | None = None):
-        self.path = Path(path)
-        self.tiles = list(tiles) if tiles is not None else find_tiles(self.path)
-        ids, ra, dec, hp, file_index, row_index = [], [], [], [], [], []
-        self._tile_columns: list[set[str]] = []
-        for i, tile in enumerate(self.tiles):
-            try:
-                with h5py.File(tile, "r") as f:
-                    missing = [c for c in ("object_id", "ra", "dec") if c not in f]
-                    if missing:
-                        raise InvalidDataError(f"missing required column(s) {missing}", source=str(tile),
-                                               field=missing[0])
-                    n = f["object_id"].shape[0]
-                    for c in f.keys():
-                        if f[c].shape[:1] != (n,):
-                            raise InvalidDataError(f"has {f[c].shape[0] if f[c].shape else 0} rows, "
-                                                   f"object_id has {n}", source=str(tile), field=c)
-                    ids.append(_decode(f["object_id"][:]).astype(str))
-                    ra.append(f["ra"][:].astype(np.float64))
-                    dec.append(f["dec"][:].astype(np.float64))
-                    hp.append(f["healpix"][:] if "healpix" in f else healpix_index(ra[-1], dec[-1]))
-                    cols = sorted(f.keys())
-            except OSError as exc:
-                raise InvalidDataError(f"cannot be read as HDF5 (empty, truncated or not HDF5: {exc})",
-                                       source=str(tile)) from None
-            self._tile_columns.append(set(cols))
-            file_index.append(np.full(n, i, dtype=np.int32))
-            row_index.append(np.arange(n, dtype=np.int64))
-        self.object_ids = np.concatenate(ids) if ids else np.array([], dtype=str)
-        self.ra = np.concatenate(ra) if ra else np.array([])
-        self.dec = np.concatenate(dec) if dec else np.array([])
-        self.healpix = np.concatenate(hp).astype(np.int64) if hp else np.array([], dtype=np.int64)
-        self._file_index = np.concatenate(file_index) if file_index else np.array([], np.int32)
-        self._row_index = np.concatenate(row_index) if row_index else np.array([], np.int64)
-        # The union: a tile may lack a modality (or a label) that others have.
-        self.columns: list[str] = sorted(set().union(*self._tile_columns)) if self.tiles else []
-        self._id_to_index: dict[str, int] | None = None
-        self._handles: dict[int, h5py.File] = {}
-        self._datasets: dict[tuple[int, str], h5py.Dataset] = {}
-        self._pid = os.getpid()
-
-    def __len__(self) -> int:
-        return len(self.object_ids)
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_handles"] = {}
-        state["_datasets"] = {}
-        return state
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        cols = set(self.columns or ())
-        return tuple(m for m in ("image", "spectrum", "photometry") if f"{m}_flux" in cols
-                     or (m == "image" and "image_array" in cols))
-
-    @property
-    def label_columns(self) -> list[str]:
-        return [c for c in (self.columns or ()) if c not in RESERVED]
-
-    def _file(self, i: int) -> h5py.File:
-        if os.getpid() != self._pid:  # forked into a DataLoader worker: never share HDF5 handles
-            self._handles, self._datasets, self._pid = {}, {}, os.getpid()
-        handle = self._handles.pop(i, None)
-        if handle is None:
-            if len(self._handles) >= MAX_OPEN_FILES:  # a survey has thousands of tiles: keep an LRU of handles
-                oldest = next(iter(self._handles))
-                self._handles.pop(oldest).close()
-                self._datasets.clear()  # their Dataset objects die with the file
-            try:
-                handle = h5py.File(self.tiles[i], "r")
-            except OSError as exc:
-                raise InvalidDataError(f"cannot be opened as HDF5 ({exc})", source=str(self.tiles[i])) from None
-        self._handles[i] = handle  # re-insert: most recently used last
-        return handle
-
-    def close(self):
-        for h in self._handles.values():
-            h.close()
-        self._handles, self._datasets = {}, {}
-
-    def index_of(self, object_id) -> int:
-        if self._id_to_index is None:
-            self._id_to_index = {oid: i for i, oid in enumerate(self.object_ids)}
-            if len(self._id_to_index) != len(self.object_ids):
-                from .records import check_unique_ids
-                check_unique_ids(self.object_ids, source=str(self.path))
-        try:
-            return self._id_to_index[str(object_id)]
-        except KeyError:
-            raise InvalidDataError("unknown object id (not in this survey)", source=str(self.path),
-                                   object_id=str(object_id), field="object_id") from None
-
-    def read_columns(self, index: int, columns: Sequence[str]) -> dict[str, np.ndarray]:
-        """Raw column values of one object (no validation): column -> array or scalar."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} objects")
-        i = int(self._file_index[index])
-        row = int(self._row_index[index])
-        out = {}
-        for c in columns:
-            if c not in self._tile_columns[i]:
-                raise InvalidDataError("column not in file", source=str(self.tiles[i]),
-                                       object_id=self.object_ids[index], field=c)
-            out[c] = self._column(i, c)[row]
-        return out
-
-    def _column(self, i: int, name: str) -> h5py.Dataset:
-        # h5py's group lookup costs more than reading a row: keep the Dataset objects of open files.
-        handle = self._file(i)
-        key = (id(handle), name)
-        ds = self._datasets.get(key)
-        if ds is None:
-            if len(self._datasets) > 64 * MAX_OPEN_FILES:
-                self._datasets.clear()
-            ds = self._datasets[key] = handle[name]
-        return ds
-
-    def galaxy(self, index: int) -> Galaxy:
-        """The validated Galaxy record of row ``index`` (padding removed, fill values read as absent)."""
-        source = str(self.tiles[self._file_index[index]])
-        cols = self._tile_columns[self._file_index[index]]
-        raw = self.read_columns(index, sorted(cols - {"healpix"}))
-        g = Galaxy(object_id=self.object_ids[index], ra=float(raw["ra"]), dec=float(raw["dec"]))
-        if "image_array" in cols:
-            bands = tuple(_decode(raw["image_band"]).tolist()) if "image_band" in raw else ()
-            if any(bands):
-                ivar = raw.get("image_ivar")
-                if ivar is not None and np.all(np.isnan(ivar)):
-                    ivar = None
-                scale = raw.get("image_scale")
-                g.image = Image(flux=raw["image_array"], bands=bands, ivar=ivar, mask=raw.get("image_mask"),
-                                psf_fwhm=raw.get("image_psf_fwhm"),
-                                pixel_scale=float(np.ravel(scale)[0]) if scale is not None else float("nan"))
-        if "spectrum_flux" in cols:
-            wave = np.asarray(raw["spectrum_lambda"], dtype=np.float64)
-            keep = wave > 0
-            if keep.any():
-                g.spectrum = Spectrum(
-                    flux=raw["spectrum_flux"][keep], wavelength=wave[keep],
-                    ivar=raw["spectrum_ivar"][keep] if "spectrum_ivar" in raw else None,
-                    mask=raw["spectrum_mask"][keep] if "spectrum_mask" in raw else None,
-                    lsf_sigma=raw["spectrum_lsf_sigma"][keep] if "spectrum_lsf_sigma" in raw else None)
-        if "photometry_flux" in cols:
-            bands = tuple(_decode(raw["photometry_band"]).tolist())
-            if any(bands) and not np.all(np.isnan(raw["photometry_flux"])):
-                g.photometry = Photometry(bands=bands, flux=raw["photometry_flux"],
-                                          ivar=raw.get("photometry_ivar"))
-        labels = {}
-        for name in self.label_columns:
-            if name not in raw:
-                continue
-            value = raw[name]
-            if isinstance(value, bytes):
-                value = value.decode()
-            labels[name] = value
-        g.labels = labels_from_mapping(labels)
-        g.validate(source)
-        return g
-
-    def __getitem__(self, index: int) -> Galaxy:
-        return self.galaxy(index)
-
-    def __iter__(self) -> Iterator[Galaxy]:
-        for i in range(len(self)):
-            yield self.galaxy(i)
-
-    def get(self, object_id) -> Galaxy:
-        """The record of ``object_id``; an unknown id raises InvalidDataError naming it."""
-        return self.galaxy(self.index_of(object_id))
-
-    def labels(self, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Whole label columns (small, read in one go per tile), in this survey's object order."""
-        columns = list(columns) if columns is not None else self.label_columns
-        out = {}
-        for c in columns:
-            if c not in (self.columns or ()):
-                raise InvalidDataError(f"no such label column; available: {self.label_columns}",
-                                       source=str(self.path), field=c)
-            parts = []
-            for i in range(len(self.tiles)):
-                n = int(np.sum(self._file_index == i))
-                if c in self._tile_columns[i]:
-                    parts.append(_decode(self._file(i)[c][:]))
-                else:  # a tile that never saw this label: missing values
-                    parts.append(np.full(n, np.nan))
-            out[c] = np.concatenate(parts)
-        return out
-
-
-def open_survey(path) -> MMUSurvey:
-    return MMUSurvey(path)

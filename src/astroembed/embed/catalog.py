@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from astroembed import __version__
 from astroembed.data.healpix import healpix_index
 from astroembed.data.mmu import find_tiles
+from astroembed.data.mmu_conventions import good_spectrum_mask, tile_conventions
 from astroembed.data.records import InvalidDataError, _mask_bad
 
 __all__ = [
@@ -350,7 +351,9 @@ def read_rows(f: h5py.File, job: TileJob, modality: str, start: int, stop: int) 
     present = (~pad).any(axis=1)
     flux = f["spectrum_flux"][start:stop].astype(np.float32)
     ivar = f["spectrum_ivar"][start:stop].astype(np.float32)
-    mask = (f["spectrum_mask"][start:stop].astype(bool) if "spectrum_mask" in f else np.ones(flux.shape, bool))
+    # True = good, whatever the tile's polarity (MMU's tiles and astroembed's store True = bad pixel).
+    mask = (good_spectrum_mask(f["spectrum_mask"][start:stop], tile_conventions(Path(job.tile), f),
+                               source=job.tile) if "spectrum_mask" in f else np.ones(flux.shape, bool))
     mask &= ~pad
     # Same masking and padding convention as MMUDataset (non-finite -> flux 0, ivar 0, masked; negative
     # ivar -> InvalidDataError naming the object), so embedding sees what training saw.
