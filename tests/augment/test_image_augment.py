@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from astroembed.augment.extinction import extinction_coefficients
-from astroembed.augment.image import (MATMUL_BLUR_MAX_SIZE, ImageAugmentConfig, ImageAugmenter, add_noise,
-                                      affine_crop, blur_to_fwhm, dihedral, estimate_noise_sigma,
-                                      gaussian_blur, redden)
+from astroembed.augment.image import ImageAugmentConfig, ImageAugmenter
+from astroembed.augment.ops import (MATMUL_BLUR_MAX_SIZE, add_noise, affine_crop, blur_to_fwhm, dihedral,
+                                    estimate_noise_sigma, gaussian_blur, redden)
 
 PIX = 0.262
 GRZ = ["g", "r", "z"]
