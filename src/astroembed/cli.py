@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 from rich.console import Console
@@ -339,6 +339,27 @@ def index(
     except (InvalidDataError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
     console.print(f"wrote {path}")
+
+
+@app.command()
+def export(
+    embeddings: Path = typer.Option(..., "--embeddings", help="Embedding catalogue folder (astroembed embed)."),
+    out: Path = typer.Option(..., "--out", help="File to write."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="fits, votable, csv or hdf5 (default: from --out)."),
+    tiles: Optional[List[int]] = typer.Option(None, "--tile", help="Only this HEALPix tile (repeatable)."),
+    cone: Optional[Tuple[float, float, float]] = typer.Option(None, "--cone", help="Only objects within RADIUS "
+                                                             "deg of RA DEC (deg): --cone RA DEC RADIUS."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+):
+    """Write an embedding catalogue (or a tile / sky-region selection) to one FITS, VOTable, CSV or HDF5 file."""
+    from .data.records import InvalidDataError
+    from .embed.export import export_catalogue
+
+    try:
+        path, n = export_catalogue(embeddings, out, fmt, tiles=tiles or None, cone=cone, overwrite=overwrite)
+    except (InvalidDataError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        _fail(exc)
+    console.print(f"wrote {n} embeddings to {path}")
 
 
 @app.command()
