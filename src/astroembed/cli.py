@@ -100,31 +100,22 @@ def print_summary(summary: dict) -> None:
 
 @app.command()
 def convert(
-    inputs: List[Path] = typer.Argument(..., help="Files or folders: SDSS/DESI spectra, Legacy Surveys "
-                                               "cutouts, JPEG/PNG folders, catalogues."),
+    inputs: List[Path] = typer.Argument(..., help="Files, folders (searched recursively) or quoted globs: "
+                                               "SDSS/DESI spectra, FITS cutouts, JPEG/PNG images, catalogues."),
     out: Path = typer.Option(..., "--out", help="Root folder of the MMU layout to write."),
     survey: str = typer.Option("converted", "--survey", help="Survey name (first level of the layout)."),
     config: str = typer.Option("default", "--config", help="Config name (second level of the layout)."),
 ):
-    """Convert files of the field's formats into the Multimodal Universe HDF5 layout."""
-    from .data.mmu import MMUWriter
-    from .data.readers import read_any
-    from .data.readers.image_folder import iter_image_folder
+    """Convert files of the field's formats into the Multimodal Universe HDF5 layout; each file's kind is
+    read from its content, and files in folders that cannot be converted are skipped and listed with why."""
+    from .data.convert import convert as convert_inputs
     from .data.records import InvalidDataError
-    from .train.data import is_image_folder
 
     try:
-        with MMUWriter(out, survey=survey, config=config) as writer:
-            for path in inputs:
-                writer.source = str(path)
-                # Image folders stream (a list of Galaxy Zoo records would hold GBs of float32 pixels).
-                writer.add(iter_image_folder(path) if is_image_folder(Path(path)) else read_any(path))
-            n = writer.n_written + sum(len(b) for b in writer._buffer.values())
-        masked = {k: v for k, v in writer.n_masked.items() if v}
+        report = convert_inputs(inputs, out, survey=survey, config=config)
     except InvalidDataError as exc:
         _fail(exc)
-    console.print(f"wrote {n} objects to {Path(out) / survey / config}"
-                  + (f"; masked non-finite values: {masked}" if masked else ""))
+    Console(stderr=True, highlight=False, soft_wrap=True).print(report.summary(), markup=False)
 
 
 pretrain_app = typer.Typer(no_args_is_help=True, help="Self-supervised pretraining stages.")
