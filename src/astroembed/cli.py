@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 from rich.console import Console
@@ -68,31 +68,22 @@ def info(path: Path = typer.Argument(..., help="An MMU tile, or a folder of tile
 
 @app.command()
 def convert(
-    inputs: List[Path] = typer.Argument(..., help="Files or folders: SDSS/DESI spectra, Legacy Surveys "
-                                               "cutouts, JPEG/PNG folders, catalogues."),
+    inputs: List[Path] = typer.Argument(..., help="Files, folders (searched recursively) or quoted globs: "
+                                               "SDSS/DESI spectra, FITS cutouts, JPEG/PNG images, catalogues."),
     out: Path = typer.Option(..., "--out", help="Root folder of the MMU layout to write."),
     survey: str = typer.Option("converted", "--survey", help="Survey name (first level of the layout)."),
     config: str = typer.Option("default", "--config", help="Config name (second level of the layout)."),
 ):
-    """Convert files of the field's formats into the Multimodal Universe HDF5 layout."""
-    from .data.mmu import MMUWriter
-    from .data.readers import read_any
-    from .data.readers.image_folder import iter_image_folder
+    """Convert files of the field's formats into the Multimodal Universe HDF5 layout; each file's kind is
+    read from its content, and files in folders that cannot be converted are skipped and listed with why."""
+    from .data.convert import convert as convert_inputs
     from .data.records import InvalidDataError
-    from .data.readers.image_folder import is_image_folder
 
     try:
-        with MMUWriter(out, survey=survey, config=config) as writer:
-            for path in inputs:
-                writer.source = str(path)
-                # Image folders stream (a list of Galaxy Zoo records would hold GBs of float32 pixels).
-                writer.add(iter_image_folder(path) if is_image_folder(Path(path)) else read_any(path))
-            n = writer.n_written + sum(len(b) for b in writer._buffer.values())
-        masked = {k: v for k, v in writer.n_masked.items() if v}
+        report = convert_inputs(inputs, out, survey=survey, config=config)
     except InvalidDataError as exc:
         _fail(exc)
-    console.print(f"wrote {n} objects to {Path(out) / survey / config}"
-                  + (f"; masked non-finite values: {masked}" if masked else ""))
+    Console(stderr=True, highlight=False, soft_wrap=True).print(report.summary(), markup=False)
 
 
 pretrain_app = typer.Typer(no_args_is_help=True, help="Self-supervised pretraining stages.")
@@ -310,6 +301,27 @@ def index(
     except (InvalidDataError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
     console.print(f"wrote {path}")
+
+
+@app.command()
+def export(
+    embeddings: Path = typer.Option(..., "--embeddings", help="Embedding catalogue folder (astroembed embed)."),
+    out: Path = typer.Option(..., "--out", help="File to write."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="fits, votable, csv or hdf5 (default: from --out)."),
+    tiles: Optional[List[int]] = typer.Option(None, "--tile", help="Only this HEALPix tile (repeatable)."),
+    cone: Optional[Tuple[float, float, float]] = typer.Option(None, "--cone", help="Only objects within RADIUS "
+                                                             "deg of RA DEC (deg): --cone RA DEC RADIUS."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+):
+    """Write an embedding catalogue (or a tile / sky-region selection) to one FITS, VOTable, CSV or HDF5 file."""
+    from .data.records import InvalidDataError
+    from .embed.export import export_catalogue
+
+    try:
+        path, n = export_catalogue(embeddings, out, fmt, tiles=tiles or None, cone=cone, overwrite=overwrite)
+    except (InvalidDataError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        _fail(exc)
+    console.print(f"wrote {n} embeddings to {path}")
 
 
 @app.command()

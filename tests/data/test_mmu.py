@@ -214,3 +214,21 @@ def test_info_counts_modalities_labels_and_invalid_values(survey_dir):
     expected_masked = sum(int((~g.image.mask).sum()) for g in galaxies)
     assert summary["invalid"]["image_mask False"] == expected_masked
     assert summary["spectrum"]["wavelength_min"] == pytest.approx(min(g.spectrum.wavelength.min() for g in galaxies))
+
+
+def test_writer_check_refuses_what_add_would_and_changes_nothing(tmp_path):
+    def galaxy(oid, size):
+        return Galaxy(oid, 150.0, 2.0, image=Image(np.ones((3, size, size), np.float32), ("g", "r", "z")))
+
+    with MMUWriter(tmp_path, survey="s", source="first.fits") as writer:
+        writer.check([galaxy("a", 8), galaxy("b", 8)])
+        writer.check([galaxy("c", 16)])  # check alone fixes no image shape: a 16-pixel survey is still possible
+        writer.add([galaxy("a", 8)])
+        with pytest.raises(InvalidDataError, match="object a.*duplicated object id"):
+            writer.check([galaxy("z", 8), galaxy("a", 8)])
+        with pytest.raises(InvalidDataError, match="object y.*image shape/bands"):
+            writer.check([galaxy("y", 16)])
+        with pytest.raises(InvalidDataError, match="object x.*duplicated object id"):
+            writer.check([galaxy("x", 8), galaxy("x", 8)])
+        writer.add([galaxy("z", 8)])  # nothing above was added
+    assert sorted(MMUSurvey(tmp_path / "s").object_ids) == ["a", "z"]

@@ -86,3 +86,24 @@ def reference_run(embed_inputs, tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+@pytest.fixture(scope="session")
+def builtin_catalogue(tmp_path_factory):
+    """(catalogue folder, model folder): `astroembed simulate` (40 galaxies of the built-in survey, 32x32
+    cutouts) embedded by `astroembed embed` with a small CNN, as a user would run both commands."""
+    from typer.testing import CliRunner
+
+    from astroembed.cli import app
+
+    root = tmp_path_factory.mktemp("builtin")
+    runner = CliRunner()
+    result = runner.invoke(app, ["simulate", "--out", str(root / "survey"), "--n", "40", "--image-size", "32",
+                                 "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    model = save_small_cnn(root / "model", seed=3)
+    data = next((root / "survey").glob("*/default"))
+    result = runner.invoke(app, ["embed", "--model", str(model), "--data", str(data), "--out", str(root / "emb"),
+                                 "--device", "cpu", "--batch-size", "16"])
+    assert result.exit_code == 0, result.output
+    return root / "emb", model

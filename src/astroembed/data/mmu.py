@@ -155,23 +155,36 @@ class MMUWriter:
                 raise InvalidDataError("duplicated object id", source=self.source,
                                        object_id=galaxy.object_id, field="object_id")
             self._seen.add(galaxy.object_id)
-            self._check_image_shape(galaxy)
+            self._image_shape = self._check_image_shape(galaxy, self._image_shape)
             tile = int(healpix_index(galaxy.ra, galaxy.dec)[0])
             self._buffer[tile].append(galaxy)
             if len(self._buffer[tile]) >= self.buffer_size:
                 self._flush(tile)
 
-    def _check_image_shape(self, galaxy: Galaxy):
+    def check(self, galaxies: Sequence[Galaxy]) -> None:
+        """Raise the InvalidDataError that :meth:`add` would raise for a duplicated object id or an image
+        of another shape, without adding anything: a caller can then skip the whole file instead of
+        writing part of it."""
+        ids, shape = set(), self._image_shape
+        for galaxy in galaxies:
+            if galaxy.object_id in self._seen or galaxy.object_id in ids:
+                raise InvalidDataError("duplicated object id", source=self.source, object_id=galaxy.object_id,
+                                       field="object_id")
+            ids.add(galaxy.object_id)
+            shape = self._check_image_shape(galaxy, shape)
+
+    def _check_image_shape(self, galaxy: Galaxy, expected: tuple | None) -> tuple | None:
+        """The survey's (shape, bands) once ``galaxy`` is in it (``expected`` until then); raises when its
+        image differs from ``expected``."""
         if galaxy.image is None:
-            return
+            return expected
         key = (galaxy.image.flux.shape, galaxy.image.bands)
-        if self._image_shape is None:
-            self._image_shape = key
-        elif key != self._image_shape:
+        if expected is not None and key != expected:
             raise InvalidDataError(
-                f"image shape/bands {key} differ from the survey's {self._image_shape}; the MMU layout keeps "
+                f"image shape/bands {key} differ from the survey's {expected}; the MMU layout keeps "
                 f"one image shape per survey config (write it under another --config)",
                 source=self.source, object_id=galaxy.object_id, field="image_array")
+        return key
 
     def _label_kind(self, name, value):
         if name in RESERVED:

@@ -4,11 +4,19 @@
     embed_catalog(config)
     ids, ra, dec, vectors = read_embeddings("emb/ls", "image")
 
-Output layout (hive partitioning, one part per input HEALPix tile, like the input)::
+Output layout (one part per input HEALPix tile, like the input)::
 
-    <out>/healpix=<N>/part-0.parquet     object_id (string), ra, dec (float64), healpix (int64),
+    <out>/healpix_<N>/part-0.parquet     object_id (string), ra, dec (float64), healpix (int64),
                                          embedding_<modality> (fixed-size list<float32>[D])
     <out>/_manifest.json                 summary of the run (rows, skipped objects per tile)
+
+The tile folders are deliberately *not* hive-style (``healpix=<N>``): pandas, pyarrow and Dask would
+then add a ``healpix`` partition key of their own type (int32, or a dictionary/category) that clashes
+with the int64 column in the files and fails to merge. With plain folder names every reader (pandas,
+pyarrow, polars, DuckDB, Dask, astropy) sees the one int64 ``healpix`` column; each part holds one
+tile, so its row-group statistics let filters on ``healpix`` skip the other parts' data, and
+:mod:`astroembed.embed.tables` selects parts by tile or sky region by their folder names alone.
+Catalogues written with the earlier hive folders are still read; embedding into one is refused.
 
 Each part's schema metadata records ``model_name``, ``model_hash`` (SHA-256 of the weights),
 ``modality``, ``embed_dim``, ``astroembed_version``, ``source_tile`` (resolved path of the input tile),
@@ -63,6 +71,8 @@ __all__ = [
     "read_embeddings",
     "read_metadata",
     "part_path",
+    "list_parts",
+    "tile_of_part",
     "plan_tiles",
     "resolve_modality",
     "embed_tile",
@@ -76,7 +86,9 @@ PART_NAME = "part-0.parquet"
 MANIFEST = "_manifest.json"
 # Hidden ('.'-prefixed) so that pyarrow.dataset ignores temporaries by default.
 _TMP_PATTERN = re.compile(r"^\.part-\d+\.parquet\.[0-9a-f]+\.tmp$")
-_HIVE = re.compile(r"^healpix=(-?\d+)$")
+_HIVE = re.compile(r"^healpix=(-?\d+)$")  # MMU input tiles (and earlier catalogues)
+TILE_FOLDER = "healpix_{}"
+_TILE_GLOB, _LEGACY_TILE_GLOB = "healpix_*", "healpix=*"
 _META_KEYS = ("model_name", "model_hash", "model_path", "modality", "embed_dim", "astroembed_version",
               "source_tile", "source_rows", "n_skipped")
 
@@ -131,8 +143,8 @@ class TileJob:
 # ------------------------------------------------------------------------------------------ planning
 
 def part_path(out, healpix: int) -> Path:
-    """``<out>/healpix=<N>/part-0.parquet``."""
-    return Path(out) / f"healpix={int(healpix)}" / PART_NAME
+    """``<out>/healpix_<N>/part-0.parquet``."""
+    return Path(out) / TILE_FOLDER.format(int(healpix)) / PART_NAME
 
 
 def _tile_healpix(tile: Path, f: h5py.File) -> int:
@@ -249,7 +261,7 @@ def part_is_done(job: TileJob, meta: dict[str, str], overwrite: bool) -> bool:
 def clean_stale_temporaries(out) -> list[Path]:
     """Remove temporary part files a killed run left behind; returns what was removed."""
     removed = []
-    for folder in Path(out).glob("healpix=*"):
+    for folder in [*Path(out).glob(_TILE_GLOB), *Path(out).glob(_LEGACY_TILE_GLOB)]:
         for tmp in folder.iterdir():
             if _TMP_PATTERN.match(tmp.name):
                 tmp.unlink(missing_ok=True)
@@ -555,6 +567,11 @@ class _Progress:
 
 def _prepare(config: EmbedConfig, embedder) -> tuple[list[TileJob], list[TileJob], str, dict[str, str]]:
     """Plan the run: all tiles, those still to do, the modality and the run metadata."""
+    legacy = sorted(Path(config.out).glob(f"{_LEGACY_TILE_GLOB}/{PART_NAME}"))
+    if legacy:
+        raise InvalidDataError(f"holds {len(legacy)} part(s) in the earlier hive layout (healpix=<N>/), which "
+                               f"pandas and pyarrow cannot open; embed into a new folder (or rename each "
+                               f"healpix=<N> folder to healpix_<N>) to resume", source=str(config.out))
     jobs = plan_tiles(config.data, config.out)
     modality = resolve_modality(embedder, config.modality, jobs)
     meta = run_metadata(embedder, modality)
@@ -606,10 +623,17 @@ def embed_catalog(config: EmbedConfig, progress: bool = True) -> Path:
 
 # ------------------------------------------------------------------------------------------- reading
 
-def _parts(out) -> list[Path]:
-    parts = sorted(Path(out).glob(f"healpix=*/{PART_NAME}"))
+def tile_of_part(part) -> int:
+    """The HEALPix tile a part holds, from its folder name (``healpix_<N>``, or the earlier ``healpix=<N>``)."""
+    return int(Path(part).parent.name[len("healpix_"):])
+
+
+def list_parts(out) -> list[Path]:
+    parts = sorted(Path(out).glob(f"{_TILE_GLOB}/{PART_NAME}"), key=tile_of_part)
+    if not parts:  # a catalogue written before the tile folders lost their '=' (see the module docstring)
+        parts = sorted(Path(out).glob(f"{_LEGACY_TILE_GLOB}/{PART_NAME}"), key=tile_of_part)
     if not parts:
-        raise InvalidDataError("no embedding parts (healpix=*/part-0.parquet) found", source=str(out))
+        raise InvalidDataError(f"no embedding parts ({_TILE_GLOB}/{PART_NAME}) found", source=str(out))
     return parts
 
 
@@ -618,7 +642,7 @@ def read_metadata(out) -> dict[str, Any]:
     ``n_parts``, ``n_skipped`` and ``source_tiles``. Raises when parts come from different models."""
     common: dict[str, Any] | None = None
     skipped, sources = 0, []
-    for part in _parts(out):
+    for part in list_parts(out):
         meta = _part_metadata(part)
         shared = {k: meta.get(k) for k in ("model_name", "model_hash", "model_path", "modality", "embed_dim",
                                            "astroembed_version")}
@@ -647,7 +671,7 @@ def read_embeddings(out, modality: str | None = None
     meta = read_metadata(out)  # also checks that all parts come from one model
     modality = modality or meta["modality"]
     column = f"embedding_{modality}"
-    dataset = ds.dataset([str(p) for p in _parts(out)], format="parquet")
+    dataset = ds.dataset([str(p) for p in list_parts(out)], format="parquet")
     if column not in dataset.schema.names:
         raise InvalidDataError(f"no column {column!r}; the parts hold {dataset.schema.names}", source=str(out),
                                field=column)

@@ -201,3 +201,11 @@ def read_image_folder(path: str | Path, labels_csv: str | Path | None = None, id
 def read_image_file(path: str | Path, pixel_scale: float = float("nan")) -> list[Galaxy]:
     """Read a single JPEG/PNG into a one-record list (object_id = file stem, position unknown)."""
     return finish([_record(Path(path), None, None, "class", pixel_scale)], str(path))
+
+
+def read_image_in_folder(path: str | Path, folder: str | Path, class_label: str = "class",
+                         pixel_scale: float = float("nan")) -> list[Galaxy]:
+    """One image of an image folder as a one-record list, labelled as :func:`read_image_folder` labels it
+    (``class_label`` = the first-level sub-folder of ``folder`` holding it): for callers that read a
+    folder file by file, e.g. to skip one bad file and go on."""
+    return finish([_record(Path(path), Path(folder), None, class_label, pixel_scale)], str(path))
