@@ -12,7 +12,7 @@ DEMO_N ?= 2000
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(TORCH) -e ".[test]"
+	$(PY) -m pip install --quiet $(TORCH) -e ".[all,test]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,7 +27,7 @@ test: check-env
 	$(PY) -m pytest -q -p no:cacheprovider
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(PY) -m pip install --quiet $(TORCH) -e ".[test,bench]"
+	$(PY) -m pip install --quiet $(TORCH) -e ".[all,test,bench]"
 	touch $@
 
 bench: $(VENV)/.bench-installed

@@ -26,8 +26,21 @@ def _process_settings() -> None:
 
 def _fail(exc: Exception) -> None:
     """Bad input ends the command with its message, not a traceback."""
-    console.print(f"[bold red]error:[/] {exc}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(str(exc))}")
     raise typer.Exit(code=2)
+
+
+def _require(*extras: str, feature: str) -> None:
+    """End the command with one line naming the extra to install when a feature's packages are missing."""
+    from .optional import MissingDependencyError, require_extra
+
+    try:
+        for extra in extras:
+            require_extra(extra, feature)
+    except MissingDependencyError as exc:
+        _fail(exc)
 
 
 @app.command()
@@ -39,6 +52,7 @@ def simulate(
     workers: int = typer.Option(2, "--workers", help="Processes used to render."),
 ):
     """Render the built-in survey: images and spectra of real SDSS galaxies (see README)."""
+    _require("survey", feature="the built-in survey")
     from .data.records import InvalidDataError
     from .data.simulate import simulate_survey
 
@@ -110,6 +124,7 @@ RUN_OPTIONS = {
 
 def _pretrain(config_cls, run_stage, config: Optional[str], overrides: dict, arguments: dict, what: str) -> None:
     """Load a stage config (YAML + command-line overrides; run settings go under ``run.``), run it, report."""
+    _require("train", feature="pretraining")
     from .data.records import InvalidDataError
     from .config import load_yaml_config
 
@@ -214,6 +229,7 @@ def augment(
     seed: int = typer.Option(0, "--seed"),
 ):
     """Draw a grid of augmented views a person can look at."""
+    _require("train", feature="augment --show")
     import numpy as np
 
     from .augment.grid import draw_augmentation_grid
@@ -258,6 +274,8 @@ def embed(
 
     if dask_address and dask_workers:
         _fail(ValueError("give --dask-address or --dask-workers, not both"))
+    if dask_address or dask_workers:
+        _require("dask", feature="distributed embedding")
     try:
         config = EmbedConfig(model=str(model), data=str(data), out=str(out), modality=modality, device=device,
                              batch_size=batch_size, num_workers=num_workers, overwrite=overwrite)
@@ -367,6 +385,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Working fo
          seed: int = typer.Option(0, "--seed"),
          minutes: float = typer.Option(3.0, "--minutes", help="Budget of each pretraining stage (CLIP: 2/3 of it).")):
     """The main job: every stage of the pipeline that exists, on the built-in survey."""
+    _require("survey", "train", "evaluate", feature="the main job (astroembed demo)")
     from .pipeline import run_demo
 
     run_demo(out=out, n=n, seed=seed, console=Console(), image_minutes=minutes, spectrum_minutes=minutes,

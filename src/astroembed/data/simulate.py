@@ -150,6 +150,9 @@ def simulate_survey(n: int, seed: int, out, image_size: int = 96, workers: int =
 
     Returns the survey's config folder, ``out/astroembed_sim/default``.
     """
+    from ..optional import require_extra
+
+    require_extra("survey", "the built-in survey")
     from .mmu import write_survey
 
     galaxies = iter_simulated_galaxies(n, seed=seed, image_size=image_size, workers=workers,

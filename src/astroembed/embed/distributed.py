@@ -83,9 +83,12 @@ def embed_catalog_dask(config: EmbedConfig, client_or_address=None, n_workers: i
     The model path and the data/output folders must be reachable under the same paths on every worker.
     Task results (per-tile row counts, worker pid, model loads in that worker) are logged at debug level.
     """
-    from distributed import Client, LocalCluster, as_completed
-
     from astroembed.inference import load
+    from astroembed.optional import require
+
+    dask_distributed = require("distributed", "dask", "distributed embedding")
+    Client, LocalCluster, as_completed = (dask_distributed.Client, dask_distributed.LocalCluster,
+                                          dask_distributed.as_completed)
 
     # The driver loads the model on the CPU only to resolve the modality and hash the weights.
     embedder = load(config.model, device="cpu")
