@@ -12,13 +12,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+from .cli_errors import ReportingGroup
+
+# ReportingGroup turns every command's expected failures into one line on stderr (cli_errors.py).
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=ReportingGroup,
                   help="Foundation-model embeddings of galaxies: data, pretraining, embedding, search.")
 console = Console(stderr=True)
 
 
 @app.callback()
-def _process_settings() -> None:
+def _process_settings(
+    debug: bool = typer.Option(False, "--debug", envvar="ASTROEMBED_DEBUG",
+                               help="Show the full traceback of any failure (for bug reports)."),
+) -> None:
     """Foundation-model embeddings of galaxies: data, pretraining, embedding, search."""
     from astroembed.runtime import keep_freed_memory
 
@@ -26,9 +32,8 @@ def _process_settings() -> None:
 
 
 def _fail(exc: Exception) -> None:
-    """Bad input ends the command with its message, not a traceback."""
-    console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=2)
+    """Bad input ends the command: ReportingGroup prints it as one line (a traceback with --debug)."""
+    raise exc
 
 
 @app.command()

@@ -26,8 +26,8 @@ import torch
 from .augment.preprocess import PreprocessConfig, preprocess, standardize
 from .augment.spectrum_preprocess import SpectrumPreprocessConfig, prepare_batch, prepare_spectra
 from .data.records import InvalidDataError
-from .models.io import content_hash, load_model
-from .runtime import keep_freed_memory
+from .models.io import ModelFileError, content_hash, load_model
+from .runtime import check_device, keep_freed_memory
 
 __all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "register_embedder",
            "fill_padded_wavelengths", "prepare_stored_spectra"]
@@ -36,6 +36,7 @@ __all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "regi
 def _device(device: str | torch.device | None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device)  # a clear DeviceUnavailableError, not torch's assertion at the first .to()
     return torch.device(device)
 
 
@@ -360,4 +361,9 @@ def load(path, device: str | torch.device | None = "cpu"):
     if model_type not in _EMBEDDERS:
         raise InvalidDataError(f"model type {model_type!r} cannot embed; known: {sorted(_EMBEDDERS)}",
                                source=str(path / "config.json"), field="model_type")
-    return _EMBEDDERS[model_type](module, config, path, device=device)
+    try:
+        return _EMBEDDERS[model_type](module, config, path, device=device)
+    except KeyError as exc:  # the embedders read config[...] directly: name the key and the file
+        raise ModelFileError(f"lacks the key {exc.args[0]!r} that a {model_type!r} model needs "
+                             f"(an incomplete or hand-edited export?)", source=str(path / "config.json"),
+                             field=str(exc.args[0])) from None
