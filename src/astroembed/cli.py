@@ -110,6 +110,9 @@ def convert(
     out: Path = typer.Option(..., "--out", help="Root folder of the MMU layout to write."),
     survey: str = typer.Option("converted", "--survey", help="Survey name (first level of the layout)."),
     config: str = typer.Option("default", "--config", help="Config name (second level of the layout)."),
+    if_exists: str = typer.Option("append", "--if-exists",
+                                  help="A survey already at --out/--survey/--config: append (new ids only) "
+                                       "or error. Nothing written before is replaced."),
 ):
     """Convert files of the field's formats into the Multimodal Universe HDF5 layout."""
     from .data.mmu import MMUWriter
@@ -119,7 +122,7 @@ def convert(
     from .train.data import is_image_folder
 
     try:
-        with MMUWriter(out, survey=survey, config=config) as writer:
+        with MMUWriter(out, survey=survey, config=config, if_exists=if_exists) as writer:
             for path in inputs:
                 writer.source = str(path)
                 # Image folders stream (a list of Galaxy Zoo records would hold GBs of float32 pixels).
