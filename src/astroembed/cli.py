@@ -39,7 +39,7 @@ def _fail(exc: Exception) -> None:
 @app.command()
 def simulate(
     out: Path = typer.Option(..., "--out", help="Root folder of the MMU layout to write."),
-    n: int = typer.Option(1000, "--n", help="Number of galaxies (1 to 10,000)."),
+    n: int = typer.Option(1000, "--n", min=1, max=10000, help="Number of galaxies (1 to 10,000)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same survey."),
     image_size: int = typer.Option(96, "--image-size", help="Cutout side in pixels."),
     workers: int = typer.Option(2, "--workers", help="Processes used to render."),
@@ -255,8 +255,8 @@ def pretrain_clip_cmd(
 def augment(
     data: Path = typer.Option(..., "--data", help="MMU survey folder, or a folder of JPEG/PNG cutouts."),
     show: Path = typer.Option(..., "--show", help="PNG to write: originals and augmented views."),
-    n: int = typer.Option(4, "--n", help="Galaxies (rows)."),
-    views: int = typer.Option(6, "--views", help="Augmented views per galaxy."),
+    n: int = typer.Option(4, "--n", min=1, help="Galaxies (rows)."),
+    views: int = typer.Option(6, "--views", min=1, help="Augmented views per galaxy."),
     seed: int = typer.Option(0, "--seed"),
 ):
     """Draw a grid of augmented views a person can look at."""

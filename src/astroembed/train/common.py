@@ -111,7 +111,10 @@ def load_yaml_config(cls: type[T], path: str | os.PathLike | None, overrides: Ma
     data: dict = {}
     if path is not None:
         text = Path(path).read_text()
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:  # the parser's message spans lines and names no file
+            raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level of the YAML config")
     for key, value in (overrides or {}).items():
