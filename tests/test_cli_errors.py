@@ -5,6 +5,7 @@ CliRunner, and a subprocess for the real stderr and --debug). Each case asserts:
 line on stderr starting with ``error:``, no traceback, and that the line names the file / field at fault.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ import typer
 from typer.testing import CliRunner
 
 from astroembed.cli import app
-from astroembed.cli_errors import EXIT_CODE, ReportingGroup
+from astroembed.cli_errors import EXIT_CODE, ReportingGroup, one_line
 from astroembed.data.mmu import write_survey
 from astroembed.embed import EmbedConfig, embed_catalog
 from astroembed.search.catalog_search import build_index
@@ -45,11 +46,11 @@ def inputs(tmp_path_factory):
     (root / "garbage.bin").write_bytes(bytes(range(256)) * 8)
     (root / "not_hdf5.hdf5").write_text("plain text, not HDF5\n")
     config = json.loads((model / "config.json").read_text())
-    for name, edit in {"no_weights": None, "no_embed_dim": "embed_dim", "bad_json": "json"}.items():
+    for name, edit in {"no_weights": None, "no_config": None, "no_embed_dim": "embed_dim", "bad_json": "json"}.items():
         folder = root / name
         folder.mkdir()
-        if name == "no_weights":
-            shutil.copy(model / "config.json", folder)
+        if name in ("no_weights", "no_config"):
+            shutil.copy(model / ("config.json" if name == "no_weights" else "model.safetensors"), folder)
             continue
         shutil.copy(model / "model.safetensors", folder)
         text = "{not json" if edit == "json" else json.dumps({k: v for k, v in config.items() if k != edit})
@@ -120,6 +121,8 @@ CASES = {
     # incomplete model folders
     "embed: model without weights": (["embed", "--model", "no_weights", "--data", SURVEY, "--out", "e1",
                                       "--device", "cpu"], ["no_weights/model.safetensors"]),
+    "embed: model without config": (["embed", "--model", "no_config", "--data", SURVEY, "--out", "e5",
+                                     "--device", "cpu"], ["no_config/config.json"]),
     "embed: config lacks a key": (["embed", "--model", "no_embed_dim", "--data", SURVEY, "--out", "e2",
                                    "--device", "cpu"], ["no_embed_dim/config.json", "field 'embed_dim'"]),
     "embed: config not JSON": (["embed", "--model", "bad_json", "--data", SURVEY, "--out", "e3", "--device", "cpu"],
@@ -210,3 +213,16 @@ def test_commands_of_any_sub_app_get_the_handling_and_bugs_keep_their_traceback(
     assert bug.exit_code == 1 and isinstance(bug.exception, KeyError)
     debug = runner.invoke(demo, ["--debug", "serve", "start", "--port", "-1"])
     assert isinstance(debug.exception, ValueError)
+
+
+@pytest.mark.parametrize("code, meaning", [
+    (errno.ENOSPC, "the disk is full"), (errno.EROFS, "the file system is read-only"),
+    (errno.EACCES, "permission denied; choose a path you may write (or read)"),
+    (errno.EIO, "I/O failed"),  # no hint of ours: the system's own words
+])
+def test_os_errors_read_as_path_and_meaning(code, meaning):
+    assert one_line(OSError(code, "I/O failed", "/data/out")) == f"/data/out: {meaning}"
+
+
+def test_multi_line_messages_become_one_line():
+    assert one_line(ValueError("first\n  second\tthird")) == "first second third"
