@@ -22,9 +22,9 @@ from __future__ import annotations
 import errno
 
 import typer
+from typer.core import TyperGroup
 
 from .runtime import DeviceUnavailableError
-from typer.core import TyperGroup
 
 __all__ = ["DeviceUnavailableError", "EXIT_CODE", "ReportingGroup", "debug_requested", "expected_failure", "one_line",
            "report"]

@@ -112,13 +112,13 @@ def test_appending_to_a_tile_of_another_writer_rebuilds_fixed_columns(tmp_path):
         f["object_id"] = np.array([b"a1", b"a2"], dtype="S2")
         f["ra"] = np.array([ra, ra + 1e-3])
         f["dec"] = np.array([dec, dec])
-        f["healpix"] = np.array([hp, hp])
-        f["z"] = np.array([0.1, 0.2])
+        f["z"] = np.array([0.1, 0.2])  # no healpix column: readers derive it from ra/dec
     newcomer = Galaxy("a-much-longer-id", ra + 2e-3, dec, photometry=Photometry(("g", "r"), [1.0, 2.0]),
                       labels={"z": 0.3})
     write_survey([newcomer], tmp_path, "foreign")
     survey = MMUSurvey(tmp_path / "foreign")
     assert survey.object_ids.tolist() == ["a1", "a2", "a-much-longer-id"]
+    assert survey.healpix.tolist() == [hp, hp, hp]
     np.testing.assert_array_equal(survey.labels(["z"])["z"], [0.1, 0.2, 0.3])
     np.testing.assert_array_equal(survey.get("a-much-longer-id").photometry.flux, [1.0, 2.0])
     assert survey.get("a1").photometry is None

@@ -22,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .healpix import healpix_index
 from .mmu import RESERVED, STRING, MMUSurvey, _decode, find_tiles
 from .records import InvalidDataError, check_unique_ids
 
@@ -105,6 +106,11 @@ def start_merged_tile(tile: Path, tmp: Path) -> tuple[h5py.File, int]:
             raise InvalidDataError("existing tile has no object_id column; cannot append to it",
                                    source=str(tile), field="object_id")
         n = handle["object_id"].shape[0]
+        if "healpix" not in handle and "ra" in handle and "dec" in handle:
+            # Readers derive a missing healpix column from ra/dec; the new rows bring one, so the old
+            # rows need theirs, or they would read as the fill value -1 ("no position").
+            tiles = healpix_index(handle["ra"][:], handle["dec"][:]).astype(np.int64)
+            handle.create_dataset("healpix", data=tiles, maxshape=(None,), chunks=(max(1, min(len(tiles), 8192)),))
         for name in list(handle.keys()):
             item = handle[name]
             if not isinstance(item, h5py.Dataset) or item.ndim == 0:
