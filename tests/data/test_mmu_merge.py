@@ -1,6 +1,7 @@
 """Writing into a survey that exists: every object kept, ids unique across the survey, atomic tile merges."""
 
 import hashlib
+import threading
 
 import h5py
 import numpy as np
@@ -153,3 +154,26 @@ def test_two_converts_into_one_output_keep_every_object(tmp_path):
 
     result = runner.invoke(app, ["convert", str(first), "--out", str(out), "--survey", "cat", "--if-exists", "error"])
     assert result.exit_code == 2 and "a survey is already here (9 objects" in result.stderr
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock is POSIX only")
+def test_concurrent_writers_take_turns_and_lose_nothing(tmp_path):
+    """Two writers into one tile at once: without the lock both copy the empty survey and the second
+    rename drops the first one's objects."""
+    galaxies = _same_tile(make_galaxies(6))
+    first = MMUWriter(tmp_path, "toy")  # holds the survey's write lock until it closes
+    first.add(galaxies[:3])
+    finished = threading.Event()
+
+    def second_writer():
+        write_survey(galaxies[3:], tmp_path, "toy")
+        finished.set()
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    assert not finished.wait(1.0)  # waiting for the lock, not copying the tile
+    first.close()
+    thread.join(60)
+    assert finished.is_set()
+    assert sorted(MMUSurvey(tmp_path / "toy").object_ids) == sorted(g.object_id for g in galaxies)
+    assert not list((tmp_path / "toy" / "default").glob(".astroembed-write.lock"))  # removed when released

@@ -146,6 +146,7 @@ class MMUWriter:
         from .mmu_merge import read_existing
 
         existing = read_existing(self.root / survey / config, if_exists)
+        self._lock = existing.lock  # held until close() or abort: other writers of this config wait
         self._existing_tile_of = existing.tile_of
         self._image_shape = existing.image_shape
         self._label_kinds.update(existing.label_kinds)
@@ -159,6 +160,7 @@ class MMUWriter:
         else:
             for writer in self._tiles.values():
                 writer.abort()
+            self._lock.release()
         return False
 
     def add(self, galaxies: Iterable[Galaxy]) -> None:
@@ -306,6 +308,7 @@ class MMUWriter:
             writer.close()
             paths.append(writer.path)
         self._tiles.clear()
+        self._lock.release()
         return sorted(paths)
 
     @property

@@ -5,6 +5,12 @@
 new objects are checked against it: an id already in the survey is an error naming the id and the tile
 that holds it, and an image shape or a label kind that differs from the survey's is an error as before.
 
+Writers of one survey config take turns: :func:`read_existing` takes an exclusive lock (``flock``) on
+``<config>/.astroembed-write.lock`` and the writer holds it until it closes, so two ``astroembed convert``
+runs into the same survey (parallel jobs of a cluster) cannot both copy a tile and let the last rename
+drop the other's objects; the second waits, then sees the first one's ids. The lock dies with its
+process, so a crash never leaves the survey locked; the file is removed when released.
+
 A tile that gains rows is merged atomically: :func:`start_merged_tile` copies the existing tile to the
 ``*.tmp`` file the writer appends to, and the writer renames it over the old tile only when every row is
 written. A crash (or a bad object) during the merge leaves the old tile as it was; the ``*.tmp`` is
@@ -15,6 +21,7 @@ then names the ids already added).
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,21 +35,61 @@ from .records import InvalidDataError, check_unique_ids
 
 __all__ = ["IF_EXISTS", "ExistingSurvey", "read_existing", "start_merged_tile"]
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; writers are not serialised there
+    fcntl = None
+
 IF_EXISTS = ("append", "error")
+LOCK_NAME = ".astroembed-write.lock"
 _ROWS_PER_COPY = 1024  # rows copied at a time when a column is rebuilt: memory stays bounded
+
+
+class WriteLock:
+    """Exclusive ``flock`` on ``<config_dir>/.astroembed-write.lock``; blocks while another writer holds it."""
+
+    def __init__(self, config_dir: Path):
+        config_dir.mkdir(parents=True, exist_ok=True)
+        self.path = config_dir / LOCK_NAME
+        while True:
+            self._file = open(self.path, "a")  # noqa: SIM115 - held open as the lock until release()
+            if fcntl is None:
+                return
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+            # The previous holder removes the file as it releases: a lock on that removed file guards
+            # nothing, so take the lock again on the file now at the path.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self._file.fileno()).st_ino:
+                    return
+            except FileNotFoundError:
+                pass
+            self._file.close()
+
+    def release(self) -> None:
+        if self._file is None:
+            return
+        if fcntl is not None:
+            self.path.unlink(missing_ok=True)  # while still held: no one can be holding a newer file
+        self._file.close()  # closing releases the flock
+        self._file = None
 
 
 @dataclass
 class ExistingSurvey:
-    """What a survey config on disk already holds, as far as new objects must agree with it."""
+    """What a survey config on disk already holds, as far as new objects must agree with it, and the
+    write lock the writer holds until it closes."""
 
     tile_of: dict[str, Path] = field(default_factory=dict)  # object id -> tile file holding it
     image_shape: tuple | None = None                       # ((bands, H, W), band names) as MMUWriter keys it
     label_kinds: dict[str, tuple] = field(default_factory=dict)  # column -> (dtype, fill) as MMUWriter's
+    lock: WriteLock | None = None
 
 
 def read_existing(config_dir: Path, if_exists: str = "append") -> ExistingSurvey:
-    """Read the ids, image shape and label kinds of the tiles under ``config_dir`` (none: empty).
+    """Lock ``config_dir`` for writing and read the ids, image shape and label kinds of its tiles.
+
+    The returned ``lock`` must be released by the caller when its writing is done (or abandoned); on an
+    error here it is released before raising.
 
     Parameters
     ----------
@@ -54,9 +101,15 @@ def read_existing(config_dir: Path, if_exists: str = "append") -> ExistingSurvey
     """
     if if_exists not in IF_EXISTS:
         raise ValueError(f"if_exists must be one of {IF_EXISTS}, got {if_exists!r}")
-    existing = ExistingSurvey()
-    if not config_dir.is_dir():
-        return existing
+    lock = WriteLock(config_dir)
+    try:
+        return _read_tiles(config_dir, if_exists, ExistingSurvey(lock=lock))
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _read_tiles(config_dir: Path, if_exists: str, existing: ExistingSurvey) -> ExistingSurvey:
     try:
         tiles = find_tiles(config_dir)
     except InvalidDataError:  # an empty folder (or one without tiles) holds nothing to keep
