@@ -176,6 +176,25 @@ def test_unwritable_output_is_one_line(inputs, tmp_path):
         locked.chmod(0o755)
 
 
+def test_unwritable_output_is_one_line_even_as_root(inputs, tmp_path, monkeypatch):
+    """The same through a stand-in for the kernel's refusal (root is never refused): every folder made
+    below ``locked`` fails with EACCES, as it would for a user without write permission."""
+    import pathlib
+
+    locked = tmp_path / "locked"
+    real_mkdir = pathlib.Path.mkdir
+
+    def refusing_mkdir(self, *args, **kwargs):
+        if str(self).startswith(str(locked)):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refusing_mkdir)
+    (inputs / "cat.csv").write_text("object_id,ra,dec\nx1,10.0,1.0\n")
+    result = CliRunner().invoke(app, ["convert", str(inputs / "cat.csv"), "--out", str(locked / "out")])
+    assert_one_line(result, str(locked / "out"), "permission denied")
+
+
 def test_real_process_prints_one_line_and_debug_shows_the_traceback(inputs):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", "astroembed"]
