@@ -195,6 +195,16 @@ def test_unwritable_output_is_one_line_even_as_root(inputs, tmp_path, monkeypatc
     assert_one_line(result, str(locked / "out"), "permission denied")
 
 
+def test_decompression_bomb_is_one_line(inputs, tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    PILImage.fromarray(np.zeros((40, 50), np.uint8)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1500)  # 2000 pixels: Pillow would only warn
+    for args in (["convert", str(tmp_path / "bomb.png"), "--out", str(tmp_path / "out")],
+                 ["search", "--index", str(inputs / "index"), "--file", str(tmp_path / "bomb.png")]):
+        assert_one_line(CliRunner().invoke(app, args), "bomb.png", "image too large", "MAX_IMAGE_PIXELS")
+
+
 def test_real_process_prints_one_line_and_debug_shows_the_traceback(inputs):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", "astroembed"]
