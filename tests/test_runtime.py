@@ -41,3 +41,24 @@ def test_forward_passes_stop_faulting_pages_in():
     # system malloc: every forward faults its ~75 MB of activations in again (~18,000 pages of 4 KiB)
     assert system["faults"] > 5000
     assert tuned["faults"] < 0.25 * system["faults"]  # (measured: 0 with 2 threads, 12 % with 1)
+
+
+def test_check_device_refuses_what_this_machine_cannot_run():
+    import torch
+
+    from astroembed.runtime import DeviceUnavailableError, check_device
+
+    for always in ("cpu", "auto", "meta"):
+        check_device(always)
+    with pytest.raises(ValueError, match="'cuda:x'.*cuda:N"):
+        check_device("cuda:x")
+    if not torch.cuda.is_available():
+        for name in ("cuda", "cuda:0", "gpu"):
+            with pytest.raises(DeviceUnavailableError, match=f"'{name}'.*no CUDA GPU.*--device cpu"):
+                check_device(name)
+    else:  # on a GPU machine: every visible device passes, the one past the last is named
+        count = torch.cuda.device_count()
+        for name in ["cuda", "gpu"] + [f"cuda:{i}" for i in range(count)]:
+            check_device(name)
+        with pytest.raises(DeviceUnavailableError, match=f"'cuda:{count}'.*has {count} CUDA device"):
+            check_device(f"cuda:{count}")

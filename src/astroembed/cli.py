@@ -11,13 +11,19 @@ from typing import List, Optional, Tuple
 import typer
 from rich.console import Console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+from .cli_errors import ReportingGroup
+
+# ReportingGroup turns every command's expected failures into one line on stderr (cli_errors.py).
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=ReportingGroup,
                   help="Foundation-model embeddings of galaxies: data, pretraining, embedding, search.")
 console = Console(stderr=True)
 
 
 @app.callback()
-def _process_settings() -> None:
+def _process_settings(
+    debug: bool = typer.Option(False, "--debug", envvar="ASTROEMBED_DEBUG",
+                               help="Show the full traceback of any failure (for bug reports)."),
+) -> None:
     """Foundation-model embeddings of galaxies: data, pretraining, embedding, search."""
     from astroembed.runtime import keep_freed_memory
 
@@ -25,11 +31,8 @@ def _process_settings() -> None:
 
 
 def _fail(exc: Exception) -> None:
-    """Bad input ends the command with its message, not a traceback."""
-    from rich.markup import escape
-
-    console.print(f"[bold red]error:[/] {escape(str(exc))}")
-    raise typer.Exit(code=2)
+    """Bad input ends the command: ReportingGroup prints it as one line (a traceback with --debug)."""
+    raise exc
 
 
 def _require(*extras: str, feature: str) -> None:
@@ -46,7 +49,7 @@ def _require(*extras: str, feature: str) -> None:
 @app.command()
 def simulate(
     out: Path = typer.Option(..., "--out", help="Root folder of the MMU layout to write."),
-    n: int = typer.Option(1000, "--n", help="Number of galaxies (1 to 10,000)."),
+    n: int = typer.Option(1000, "--n", min=1, max=10000, help="Number of galaxies (1 to 10,000)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same survey."),
     image_size: int = typer.Option(96, "--image-size", help="Cutout side in pixels."),
     workers: int = typer.Option(2, "--workers", help="Processes used to render."),
@@ -87,6 +90,9 @@ def convert(
     out: Path = typer.Option(..., "--out", help="Root folder of the MMU layout to write."),
     survey: str = typer.Option("converted", "--survey", help="Survey name (first level of the layout)."),
     config: str = typer.Option("default", "--config", help="Config name (second level of the layout)."),
+    if_exists: str = typer.Option("append", "--if-exists",
+                                  help="A survey already at --out/--survey/--config: append (new ids only) "
+                                       "or error. Nothing written before is replaced."),
 ):
     """Convert files of the field's formats into the Multimodal Universe HDF5 layout; each file's kind is
     read from its content, and files in folders that cannot be converted are skipped and listed with why."""
@@ -94,7 +100,7 @@ def convert(
     from .data.records import InvalidDataError
 
     try:
-        report = convert_inputs(inputs, out, survey=survey, config=config)
+        report = convert_inputs(inputs, out, survey=survey, config=config, if_exists=if_exists)
     except InvalidDataError as exc:
         _fail(exc)
     Console(stderr=True, highlight=False, soft_wrap=True).print(report.summary(), markup=False)
@@ -224,8 +230,8 @@ def pretrain_clip_cmd(
 def augment(
     data: Path = typer.Option(..., "--data", help="MMU survey folder, or a folder of JPEG/PNG cutouts."),
     show: Path = typer.Option(..., "--show", help="PNG to write: originals and augmented views."),
-    n: int = typer.Option(4, "--n", help="Galaxies (rows)."),
-    views: int = typer.Option(6, "--views", help="Augmented views per galaxy."),
+    n: int = typer.Option(4, "--n", min=1, help="Galaxies (rows)."),
+    views: int = typer.Option(6, "--views", min=1, help="Augmented views per galaxy."),
     seed: int = typer.Option(0, "--seed"),
 ):
     """Draw a grid of augmented views a person can look at."""

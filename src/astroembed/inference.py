@@ -26,9 +26,9 @@ import torch
 from .preprocess.image import PreprocessConfig, preprocess, standardize
 from .preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch, prepare_spectra
 from .data.records import InvalidDataError
-from .models.io import content_hash, load_model
+from .models.io import ModelFileError, content_hash, load_model
 from .registry import Registry
-from .runtime import keep_freed_memory
+from .runtime import check_device, keep_freed_memory
 
 __all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "EMBEDDERS",
            "fill_padded_wavelengths", "prepare_stored_spectra"]
@@ -37,6 +37,7 @@ __all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "EMBE
 def _device(device: str | torch.device | None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device)  # a clear DeviceUnavailableError, not torch's assertion at the first .to()
     return torch.device(device)
 
 
@@ -357,4 +358,9 @@ def load(path, device: str | torch.device | None = "cpu"):
     if model_type not in EMBEDDERS:
         raise InvalidDataError(f"model type {model_type!r} cannot embed; known: {EMBEDDERS.names()}",
                                source=str(path / "config.json"), field="model_type")
-    return EMBEDDERS[model_type](module, config, path, device=device)
+    try:
+        return EMBEDDERS[model_type](module, config, path, device=device)
+    except KeyError as exc:  # the embedders read config[...] directly: name the key and the file
+        raise ModelFileError(f"lacks the key {exc.args[0]!r} that a {model_type!r} model needs "
+                             f"(an incomplete or hand-edited export?)", source=str(path / "config.json"),
+                             field=str(exc.args[0])) from None

@@ -6,8 +6,9 @@ allocation is faulted in and zero-filled again. A CNN's activations (256 x 32 x 
 300 MB) and the augmentations' temporaries are far above that threshold: on the 2-core CI machine the
 kernel's page faults took as much time as the forward pass itself: the small CNN's bare forward ran
 at 309 cutouts/s, and at 747-888 with freed memory kept for reuse (bench/bench_embed.py with and
-without ASTROEMBED_SYSTEM_MALLOC=1; BENCHMARKS.md). PyTorch's performance-tuning guide recommends jemalloc or tcmalloc for this reason;
-neither comes from pip, so :func:`keep_freed_memory` asks glibc itself, through ``mallopt``:
+without ASTROEMBED_SYSTEM_MALLOC=1; BENCHMARKS.md). PyTorch's performance-tuning guide recommends
+jemalloc or tcmalloc for this reason; neither comes from pip, so :func:`keep_freed_memory` asks glibc
+itself, through ``mallopt``:
 
 * ``M_MMAP_THRESHOLD`` = 1 GiB: blocks below it come from the heap, so freed ones are reused;
 * ``M_TRIM_THRESHOLD`` = 1 GiB: up to that much free memory stays mapped instead of going back to
@@ -28,7 +29,7 @@ import logging
 import os
 import platform
 
-__all__ = ["keep_freed_memory", "OPT_OUT_ENV"]
+__all__ = ["keep_freed_memory", "OPT_OUT_ENV", "DeviceUnavailableError", "check_device"]
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +69,32 @@ def keep_freed_memory() -> bool:
         log.debug("mallopt refused the thresholds; the C library keeps its defaults")
     _state = ok
     return ok
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested device (``cuda``, ``cuda:N``, ``gpu``) is not usable on this machine."""
+
+
+def check_device(device) -> None:
+    """Raise :class:`DeviceUnavailableError` when ``device`` names a GPU this process cannot use.
+
+    Without this check torch fails at the first ``.to(device)`` with "Torch not compiled with CUDA
+    enabled" (an AssertionError) and Lightning with "No supported gpu backend found", deep inside the
+    library; the message here says what was asked for and what to ask for instead. ``auto`` and
+    ``cpu`` always pass.
+    """
+    import torch
+
+    name = str(device)
+    kind, _, index = name.partition(":")
+    if kind not in ("cuda", "gpu"):
+        return
+    if index and not index.isdigit():
+        raise ValueError(f"device {name!r}: expected cuda or cuda:N with N a device number")
+    if not torch.cuda.is_available():
+        raise DeviceUnavailableError(f"device {name!r} was requested but no CUDA GPU is usable here "
+                                     f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'});"
+                                     " use --device cpu or --device auto")
+    if index and int(index) >= torch.cuda.device_count():
+        raise DeviceUnavailableError(f"device {name!r} was requested but this machine has "
+                                     f"{torch.cuda.device_count()} CUDA device(s), numbered from 0")

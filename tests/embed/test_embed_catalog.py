@@ -3,6 +3,7 @@ resuming (finished parts untouched), a SIGKILLed run resumed to the same bytes, 
 
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,7 +162,9 @@ def test_changed_tile_is_an_error_not_a_silent_skip(embed_inputs, tmp_path):
     config = EmbedConfig(model=str(model), data=str(tmp_path / "s" / "blobs" / "default"), out=str(tmp_path / "emb"),
                          device="cpu")
     embed_catalog(config, progress=False)
-    # The survey is rewritten in place with fewer objects: its parts no longer describe it.
+    # The survey is rewritten in place with fewer objects: its parts no longer describe it. (Writing
+    # into an existing survey appends, so the old one is removed first.)
+    shutil.rmtree(tmp_path / "s")
     write_survey(galaxies[:-10], tmp_path / "s", "blobs")
     with pytest.raises(InvalidDataError, match="source_rows"):
         embed_catalog(config, progress=False)

@@ -145,9 +145,12 @@ def _config_name(config: str, key: tuple) -> str:
     return f"{config}_{joined}_{height}x{width}"
 
 
-def convert(inputs: Iterable[str | Path], out, survey: str = "converted", config: str = "default"
-            ) -> ConvertReport:
+def convert(inputs: Iterable[str | Path], out, survey: str = "converted", config: str = "default",
+            if_exists: str = "append") -> ConvertReport:
     """Convert every supported file of ``inputs`` (files, folders, globs) into ``out/survey/<config>``.
+
+    Into a config that already holds tiles, ``if_exists="append"`` adds the new objects (ids must stay
+    unique) and ``"error"`` refuses; nothing already written is replaced (:class:`MMUWriter`).
 
     Raises InvalidDataError (nothing written) when a file named explicitly cannot be converted, or when
     no file at all could be; see the module docstring for what is skipped and where images go.
@@ -165,7 +168,7 @@ def convert(inputs: Iterable[str | Path], out, survey: str = "converted", config
                 name = config if key is None else configs.get(key) or (
                     config if not configs else _config_name(config, key))
                 if name not in writers:
-                    writers[name] = stack.enter_context(MMUWriter(out, survey=survey, config=name))
+                    writers[name] = stack.enter_context(MMUWriter(out, survey=survey, config=name, if_exists=if_exists))
                 writers[name].source = str(path)
                 writers[name].check(galaxies)  # skip the whole file rather than write part of it
             except InvalidDataError as exc:

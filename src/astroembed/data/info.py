@@ -9,8 +9,31 @@ import h5py
 import numpy as np
 
 from .mmu import MMUSurvey, RESERVED, _decode
+from .records import InvalidDataError
 
 CHUNK = 256  # rows read at a time: memory stays bounded whatever the survey's size
+
+
+# Dimensions (object axis included) of the array columns summarize reads, and the column each must match.
+_ARRAY_COLUMNS = {"image_array": (4, None), "image_band": (2, None), "image_ivar": (4, "image_array"),
+                  "image_mask": (4, "image_array"), "image_scale": (2, "image_band"),
+                  "spectrum_flux": (2, None), "spectrum_lambda": (2, "spectrum_flux"),
+                  "spectrum_ivar": (2, "spectrum_flux"), "photometry_flux": (2, None)}
+
+
+def _check_array_columns(f: h5py.File, tile) -> None:
+    """The per-object array columns have the layout's shapes (e.g. spectrum_lambda (n, L), not (n,));
+    otherwise an InvalidDataError naming the tile and the column, before numpy fails on an axis."""
+    for name, (ndim, same_as) in _ARRAY_COLUMNS.items():
+        if name not in f:
+            continue
+        shape = f[name].shape
+        if len(shape) != ndim:
+            raise InvalidDataError(f"expected {ndim} dimensions (objects first), got shape {shape}",
+                                   source=str(tile), field=name)
+        if same_as is not None and same_as in f and f[same_as].shape != shape:
+            raise InvalidDataError(f"shape {shape} differs from {same_as}'s {f[same_as].shape}",
+                                   source=str(tile), field=name)
 
 
 def summarize(path) -> dict:
@@ -25,6 +48,7 @@ def summarize(path) -> dict:
     labels: dict[str, dict] = {}
     for tile in survey.tiles:
         with h5py.File(tile, "r") as f:
+            _check_array_columns(f, tile)
             n = f["object_id"].shape[0]
             for start in range(0, n, CHUNK):
                 sl = slice(start, min(n, start + CHUNK))

@@ -62,8 +62,13 @@ class _TileWriter:
         self.path = path
         self.tmp = path.with_name(path.name + ".tmp")
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
-        self.file = h5py.File(self.tmp, "w")
-        self.n = 0
+        if path.exists():  # appending to a tile of an existing survey: start from a copy (mmu_merge.py)
+            from .mmu_merge import start_merged_tile
+
+            self.file, self.n = start_merged_tile(path, self.tmp)
+        else:
+            self.file = h5py.File(self.tmp, "w")
+            self.n = 0
 
     def _dataset(self, name, sample: np.ndarray, dtype, fill):
         if name in self.file:
@@ -119,12 +124,17 @@ class _TileWriter:
 class MMUWriter:
     """Streams validated galaxies into MMU tiles. Use as a context manager; tiles appear on exit.
 
+    Into a survey config that already has tiles, ``if_exists="append"`` (the default) adds the new
+    objects, merging each tile atomically, and an object id already in the survey is an error naming it;
+    ``if_exists="error"`` refuses to write there. Nothing already written is ever replaced
+    (:mod:`astroembed.data.mmu_merge`).
+
     >>> with MMUWriter("out", survey="mysurvey") as writer:
     ...     writer.add(galaxies)
     """
 
     def __init__(self, root, survey: str, config: str = "default", source: str | None = None,
-                 buffer_size: int = 256):
+                 buffer_size: int = 256, if_exists: str = "append"):
         self.root, self.survey, self.config = Path(root), survey, config
         self.source = source
         self.buffer_size = buffer_size
@@ -135,6 +145,13 @@ class MMUWriter:
         self._label_kinds: dict[str, tuple] = {}
         self.n_written = 0
         self.n_masked: dict[str, int] = defaultdict(int)
+        from .mmu_merge import read_existing
+
+        existing = read_existing(self.root / survey / config, if_exists)
+        self._lock = existing.lock  # held until close() or abort: other writers of this config wait
+        self._existing_tile_of = existing.tile_of
+        self._image_shape = existing.image_shape
+        self._label_kinds.update(existing.label_kinds)
 
     def __enter__(self):
         return self
@@ -145,6 +162,7 @@ class MMUWriter:
         else:
             for writer in self._tiles.values():
                 writer.abort()
+            self._lock.release()
         return False
 
     def add(self, galaxies: Iterable[Galaxy]) -> None:
@@ -154,6 +172,11 @@ class MMUWriter:
             if galaxy.object_id in self._seen:
                 raise InvalidDataError("duplicated object id", source=self.source,
                                        object_id=galaxy.object_id, field="object_id")
+            if galaxy.object_id in self._existing_tile_of:
+                raise InvalidDataError(f"object id already in the survey being appended to (tile "
+                                       f"{self._existing_tile_of[galaxy.object_id]}); ids must be unique "
+                                       f"across a survey", source=self.source, object_id=galaxy.object_id,
+                                       field="object_id")
             self._seen.add(galaxy.object_id)
             self._image_shape = self._check_image_shape(galaxy, self._image_shape)
             tile = int(healpix_index(galaxy.ra, galaxy.dec)[0])
@@ -304,6 +327,7 @@ class MMUWriter:
         self._tiles.clear()
         if paths:
             write_builder_script(self.root, self.survey)
+        self._lock.release()
         return sorted(paths)
 
     @property
@@ -371,9 +395,10 @@ def _edge_pad_spectra(f: h5py.File, rows_per_step: int) -> None:
 
 
 def write_survey(galaxies: Iterable[Galaxy], root, survey: str, config: str = "default",
-                 source: str | None = None) -> list[Path]:
-    """Write galaxies into the MMU layout under ``root``; returns the tile files written."""
-    writer = MMUWriter(root, survey, config, source=source)
+                 source: str | None = None, if_exists: str = "append") -> list[Path]:
+    """Write galaxies into the MMU layout under ``root`` (appending to a survey already there, see
+    :class:`MMUWriter`); returns every tile file of the survey config."""
+    writer = MMUWriter(root, survey, config, source=source, if_exists=if_exists)
     with writer:
         writer.add(galaxies)
     return sorted({tile_path(root, survey, config, int(p.parent.name.split("=")[1]))

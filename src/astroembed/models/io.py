@@ -202,7 +202,13 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
         ``(module, config)``; ``config`` holds the extras saved with the model (e.g. preprocessing).
     """
     config, state = load_state(directory, device="cpu")
-    module = build_from_config(config)
+    try:
+        module = build_from_config(config)
+    except KeyError as exc:  # a builder read a key the file lacks: name it and the file, not a traceback
+        raise ModelFileError(f"lacks the key {exc.args[0]!r} its architecture needs", field=str(exc.args[0]),
+                             source=str(Path(directory) / CONFIG_NAME)) from None
+    except ValueError as exc:
+        raise ModelFileError(str(exc), source=str(Path(directory) / CONFIG_NAME)) from None
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -45,8 +45,11 @@ class RunConfig(Config):
     def accelerator(self) -> str:
         import torch
 
+        from astroembed.runtime import check_device
+
         if self.device == "auto":
             return "gpu" if torch.cuda.is_available() else "cpu"
+        check_device(self.device)  # a clear message, not Lightning's "No supported gpu backend found"
         return {"cuda": "gpu"}.get(self.device, self.device)
 
     def resolved_precision(self) -> str:

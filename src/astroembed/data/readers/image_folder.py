@@ -1,14 +1,25 @@
-"""Folders of JPEG/PNG colour cutouts (Galaxy Zoo style).
+"""Folders of JPEG/PNG/TIFF colour cutouts (Galaxy Zoo style).
 
-Each image becomes one record: flux is the 8-bit RGB values as float32, shape (3, H, W), bands
-("R", "G", "B"); object_id is the file stem; ra/dec are NaN, the documented "position unknown",
-unless a labels CSV provides them. Labels come from the sub-folder an image sits in (label
+Each image becomes one record: flux is the RGB values as float32 on the 0-255 display scale, shape
+(3, H, W), bands ("R", "G", "B"); object_id is the file stem; ra/dec are NaN, the documented "position
+unknown", unless a labels CSV provides them. Labels come from the sub-folder an image sits in (label
 ``class``) and/or from a CSV joined on the file stem.
+
+Bit depth: 8-bit images (and grey-scale, palette, RGBA ones, converted to RGB) keep their values.
+16-bit grey-scale PNG/TIFF are read at their depth: value / 257 puts 0..65535 on the same 0-255 scale
+without clipping, and float32 keeps every 16-bit step (round(flux * 257) gives the file's values back);
+the grey plane fills R, G and B. Images Pillow would cut to 8 bits per channel (16-bit colour or
+grey+alpha) and 32-bit integer or float images (no display range: these are measurements, store them
+as FITS cutouts) are refused with an InvalidDataError naming the file; so are images beyond Pillow's
+decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``; raise it for a file you trust).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -21,7 +32,7 @@ from ._common import finish, warn
 __all__ = ["IMAGE_SUFFIXES", "is_image_folder", "list_images", "iter_image_folder", "read_image_folder",
            "read_image_file"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 RGB_BANDS = ("R", "G", "B")
 CHUNK = 64
 ID_CANDIDATES = ("object_id", "galaxyid", "id", "objid", "filename", "file", "name")
@@ -42,23 +53,71 @@ def is_image_folder(path: Path) -> bool:
     path = Path(path)
     return path.is_dir() and not any(path.rglob("*.hdf5")) and any(
         p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*"))
+GREY_16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_OPEN_LOCK = threading.Lock()  # warnings.catch_warnings is process-wide: one thread at a time inside it
+
+
+def _open_image(path: Path):
+    """Open (header only) with Pillow's decompression-bomb warning raised as an error, not printed."""
+    from PIL import Image as PILImage
+
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        return PILImage.open(path)
+
+
+def _source_bits(im) -> int:
+    """Bits per sample in the file (Pillow's mode does not say: a 16-bit RGB PNG opens as 8-bit "RGB")."""
+    bits = [8]
+    tags = getattr(im, "tag_v2", None)  # TIFF BitsPerSample
+    if tags is not None and 258 in tags:
+        bits += [int(b) for b in np.ravel(tags[258])]
+    for tile in im.tile:  # the decoder's raw mode: "RGB;16B", "I;16B", "F;32F", "L;2" ...
+        rawmode = tile.args[0] if isinstance(tile.args, tuple) and tile.args else tile.args
+        found = re.search(r";(\d+)", rawmode) if isinstance(rawmode, str) else None
+        if found:
+            bits.append(int(found.group(1)))
+    return max(bits)
+
+
+def _rgb_values(im, path: Path) -> np.ndarray:
+    """(H, W, 3) float32 on the 0-255 scale, at the file's depth; InvalidDataError for what cannot be."""
+    bits = _source_bits(im)
+    if im.mode in GREY_16BIT_MODES or (im.mode == "I" and bits <= 16):
+        grey = np.asarray(im).astype(np.float32) / np.float32(257.0)  # 65535 -> 255, nothing clipped
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if im.mode in ("F", "I"):
+        raise InvalidDataError(f"{bits}-bit {'float' if im.mode == 'F' else 'integer'} image has no 0-255 "
+                               "display scale to put it on; store measurements as FITS cutouts (bands, H, W), "
+                               "which astroembed convert reads with their units", source=str(path),
+                               field="image_array")
+    if bits > 8:
+        raise InvalidDataError(f"{bits}-bit-per-channel {im.mode} image: Pillow reads it cut to 8 bits; "
+                               "save it as 8-bit RGB with the stretch you want, as 16-bit grey-scale, or as "
+                               "a FITS cutout", source=str(path), field="image_array")
+    # Grey-scale, palette and RGBA images are converted to 8-bit RGB so every record from a
+    # folder has the same bands.
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB")).astype(np.float32)
 
 
 def _load_rgb(path: Path) -> np.ndarray:
-    """Decode one image to a (3, H, W) float32 array of 0-255 values."""
+    """Decode one image to a (3, H, W) float32 array on the 0-255 scale (module docstring: bit depth)."""
     from PIL import Image as PILImage, UnidentifiedImageError
 
     try:
-        with PILImage.open(path) as im:
-            # Grey-scale, palette and RGBA images are converted to 8-bit RGB so every record from a
-            # folder has the same bands.
-            rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+        with _open_image(path) as im:
+            rgb = _rgb_values(im, path)
+    except InvalidDataError:
+        raise
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        raise InvalidDataError(f"image too large to decode safely ({exc}); if you trust the file, raise "
+                               "PIL.Image.MAX_IMAGE_PIXELS", source=str(path), field="image_array") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         # Pillow raises OSError for truncated files ("image file is truncated") and
         # UnidentifiedImageError for files that are not images at all.
         raise InvalidDataError(f"cannot decode image ({exc})", source=str(path),
                                field="image_array") from None
-    return rgb.transpose(2, 0, 1).astype(np.float32)
+    return rgb.transpose(2, 0, 1)
 
 
 def _pick(columns: Sequence[str], explicit: str | None, candidates: Sequence[str], what: str,
@@ -134,7 +193,9 @@ def iter_image_folder(path: str | Path, labels_csv: str | Path | None = None, id
         raise InvalidDataError("not a folder", source=str(folder))
     files = list_images(folder)
     if not files:
-        raise InvalidDataError(f"no {'/'.join(IMAGE_SUFFIXES)} images in the folder", source=str(folder))
+        raise InvalidDataError(f"no {'/'.join(IMAGE_SUFFIXES)} images in the folder (FITS cutouts are "
+                               "converted by naming the files, e.g. astroembed convert DIR/*.fits)",
+                               source=str(folder))
     check_unique_ids([p.stem for p in files], source=str(folder))
     csv_rows = _read_labels_csv(labels_csv, id_column, label_columns) if labels_csv else None
     if csv_rows is not None:
@@ -179,9 +240,10 @@ def _record(file: Path, folder: Path | None, csv_rows: dict | None, class_label:
 def read_image_folder(path: str | Path, labels_csv: str | Path | None = None, id_column: str | None = None,
                       label_columns: Sequence[str] | None = None, class_label: str = "class",
                       pixel_scale: float = float("nan"), workers: int | None = None) -> list[Galaxy]:
-    """Read every JPEG/PNG under ``path`` (recursively) into records.
+    """Read every JPEG/PNG/TIFF under ``path`` (recursively) into records.
 
-    - Image: bands ("R", "G", "B"), flux = the 0-255 values as float32 (3, H, W), ivar unknown,
+    - Image: bands ("R", "G", "B"), flux = the 0-255 values as float32 (3, H, W) (16-bit grey-scale:
+      value / 257, see the module docstring), ivar unknown,
       ``pixel_scale`` as given (arcsec/pixel; NaN = unknown).
     - object_id: the file stem (``100008.jpg`` -> ``"100008"``); stems must be unique.
     - labels: ``class_label`` (default ``class``) = name of the first-level sub-folder holding the
@@ -199,7 +261,7 @@ def read_image_folder(path: str | Path, labels_csv: str | Path | None = None, id
 
 
 def read_image_file(path: str | Path, pixel_scale: float = float("nan")) -> list[Galaxy]:
-    """Read a single JPEG/PNG into a one-record list (object_id = file stem, position unknown)."""
+    """Read a single JPEG/PNG/TIFF into a one-record list (object_id = file stem, position unknown)."""
     return finish([_record(Path(path), None, None, "class", pixel_scale)], str(path))
 
 
