@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..data.records import InvalidDataError, check_unique_ids
+from .inputs import as_ids, as_positions, check_k, row_label
 
 __all__ = ["VectorIndex", "SearchResult", "IndexFileError", "KINDS", "METRICS",
            "AUTO_FLAT_MAX", "AUTO_HNSW_MAX"]
@@ -158,9 +159,9 @@ class VectorIndex:
         if emb.shape[0] == 0 or emb.shape[1] == 0:
             raise ValueError(f"embeddings is empty (shape {emb.shape})")
         n, dim = emb.shape
-        ids = _as_ids(ids, n)
+        ids = as_ids(ids, n)
         check_unique_ids(ids)
-        ra, dec = _as_positions(ra, dec, ids)
+        ra, dec = as_positions(ra, dec, ids)
         metadata = dict(metadata or {})
         try:
             json.dumps(metadata)
@@ -245,14 +246,14 @@ class VectorIndex:
         x = np.array(x, dtype=np.float32, order="C", copy=True)
         bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
         if bad.size:
-            raise InvalidDataError(f"{bad.size} row(s) contain NaN or inf", object_id=_label(ids, bad[0]),
+            raise InvalidDataError(f"{bad.size} row(s) contain NaN or inf", object_id=row_label(ids, bad[0]),
                                    field=name)
         if self.metric == "cosine":
             norms = np.linalg.norm(x, axis=1)
             zero = np.flatnonzero(norms == 0)
             if zero.size:
                 raise InvalidDataError(f"{zero.size} row(s) are all zeros (no direction for cosine)",
-                                       object_id=_label(ids, zero[0]), field=name)
+                                       object_id=row_label(ids, zero[0]), field=name)
             x /= norms[:, None]
         return x
 
@@ -273,7 +274,7 @@ class VectorIndex:
         has k admissible objects (for approximate kinds: whenever the index finds them).
         """
         self._check_fitted()
-        k = _check_k(k)
+        k = check_k(k)
         q = np.asarray(queries)
         if q.ndim == 1:
             raise ValueError(f"queries must be 2-D (Q, D); reshape a single query with queries[None], "
@@ -302,7 +303,7 @@ class VectorIndex:
                 raise ValueError("exclude_within_arcsec needs an index fitted with ra and dec")
             if query_ra is None or query_dec is None:
                 raise ValueError("exclude_within_arcsec needs query_ra and query_dec")
-            qpos = _as_positions(query_ra, query_dec, None, n=n_q)
+            qpos = as_positions(query_ra, query_dec, None, n=n_q)
             qpos = tuple(np.radians(p) for p in qpos)
             radius = np.radians(exclude_within_arcsec / 3600.0)
 
@@ -427,43 +428,3 @@ class VectorIndex:
                 source=directory)
         self._apply_search_params()
         return self
-
-
-# ---------------------------------------------------------------------- input checks
-def _label(ids: np.ndarray | None, row: int) -> str:
-    """How an error names a row: its object id, or its row number for unnamed queries."""
-    return str(ids[row]) if ids is not None else f"<row {row}>"
-
-
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    return int(k)
-
-
-def _as_ids(ids, n: int) -> np.ndarray:
-    if ids is None:
-        raise ValueError("ids are required: one object id per embedding row")
-    ids = np.asarray(ids)
-    if ids.ndim != 1 or len(ids) != n:
-        raise ValueError(f"ids must be 1-D with one id per embedding row ({n}), got shape {ids.shape}")
-    return ids.astype(str)
-
-
-def _as_positions(ra, dec, ids, n: int | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(ra, dec) as float64 degrees, both or neither, finite and in range; errors name the object."""
-    if ra is None and dec is None:
-        return None, None
-    if ra is None or dec is None:
-        raise ValueError("give both ra and dec, or neither")
-    n = len(ids) if n is None else n
-    ra, dec = np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64)
-    for name, arr in (("ra", ra), ("dec", dec)):
-        if arr.shape != (n,):
-            raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
-    bad = np.flatnonzero(~np.isfinite(ra) | ~np.isfinite(dec) | (np.abs(dec) > 90))
-    if bad.size:
-        raise InvalidDataError(f"{bad.size} position(s) non-finite or |dec| > 90 "
-                               f"(ra={ra[bad[0]]}, dec={dec[bad[0]]})", object_id=_label(ids, bad[0]),
-                               field="ra/dec")
-    return ra, dec

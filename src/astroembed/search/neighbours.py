@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..data.records import check_unique_ids
-from .index import VectorIndex, _as_ids
+from .index import VectorIndex
+from .inputs import as_ids
 
 __all__ = ["neighbour_table", "write_neighbour_table", "iter_neighbour_batches", "NEIGHBOUR_SCHEMA"]
 
@@ -36,7 +37,7 @@ def iter_neighbour_batches(index: VectorIndex, embeddings: np.ndarray, ids: Sequ
     emb = np.asarray(embeddings)
     if emb.ndim != 2 or emb.shape[0] == 0:
         raise ValueError(f"embeddings must be a non-empty (N, D) array, got shape {emb.shape}")
-    ids = _as_ids(ids, len(emb))
+    ids = as_ids(ids, len(emb))
     check_unique_ids(ids)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
