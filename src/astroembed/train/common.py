@@ -14,7 +14,10 @@ pickles.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,13 +130,42 @@ def fit_stage(module, dataset, run: RunConfig, run_dir: Path, data_name: str, ex
     if len(loader) == 0:
         raise ValueError(f"{data_name}: {len(dataset)} objects is fewer than one batch of "
                          f"{run.batch_size}; lower --batch-size")
-    trainer = build_trainer(run, run_dir)
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(run_dir))
-    finish_checkpoint(trainer, run_dir)
+    with lightning_notices_off():
+        trainer = build_trainer(run, run_dir)
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(run_dir))
+        finish_checkpoint(trainer, run_dir)
     model_dir = run_dir / "model"
     if trainer.is_global_zero:
         export(model_dir, {"global_step": int(trainer.global_step), "data": data_name})
     return model_dir
+
+
+# Lightning's notices that speak to ML engineers, not to the astronomer running a stage: the hardware
+# summary, tips for cloud services, the stopping reason, a logging interval longer than a tiny epoch,
+# modules deliberately kept in eval mode (frozen backbones), a deprecation inside Lightning itself.
+_LIGHTNING_NOTICES = (r".*is smaller than the logging interval.*", r".*module\(s\) in eval mode.*",
+                      r".*isinstance\(treespec, LeafSpec\).*", r".*does not have many workers.*")
+
+
+@contextlib.contextmanager
+def lightning_notices_off():
+    """Silence Lightning's informational logging and notices (listed above) for the duration of a fit.
+
+    Our own progress bar and the stage's summary line stay; Lightning's real warnings (anything not listed)
+    still show. Logging levels are restored afterwards.
+    """
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in _LIGHTNING_NOTICES:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def finish_checkpoint(trainer, run_dir: Path) -> None:
