@@ -155,6 +155,10 @@ def convert(inputs: Iterable[str | Path], out, survey: str = "converted", config
     Raises InvalidDataError (nothing written) when a file named explicitly cannot be converted, or when
     no file at all could be; see the module docstring for what is skipped and where images go.
     """
+    from .mmu_merge import IF_EXISTS
+
+    if if_exists not in IF_EXISTS:  # before any file is read
+        raise ValueError(f"if_exists must be one of {IF_EXISTS}, got {if_exists!r}")
     inputs = list(inputs)
     files = expand_inputs(inputs)
     report = ConvertReport(out=str(Path(out) / survey))

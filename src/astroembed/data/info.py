@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .mmu import MMUSurvey, RESERVED, _decode
+from .mmu import MMUSurvey, RESERVED, decode_strings
 from .records import InvalidDataError
 
 CHUNK = 256  # rows read at a time: memory stays bounded whatever the survey's size
@@ -53,7 +53,7 @@ def summarize(path) -> dict:
             for start in range(0, n, CHUNK):
                 sl = slice(start, min(n, start + CHUNK))
                 if "image_array" in f:
-                    band_rows = _decode(f["image_band"][sl])
+                    band_rows = decode_strings(f["image_band"][sl])
                     present = np.array([any(r) for r in band_rows])
                     counts["image"] += int(present.sum())
                     for r in band_rows[present]:
@@ -83,7 +83,7 @@ def summarize(path) -> dict:
                 for name in f.keys():
                     if name in RESERVED or f[name].ndim > 1:  # MMU's array columns (image_rgb, ...) are not labels
                         continue
-                    values = _decode(f[name][sl])
+                    values = decode_strings(f[name][sl])
                     entry = labels.setdefault(name, {"n": 0, "min": np.inf, "max": -np.inf, "classes": set()})
                     if values.dtype == object:
                         present = values != ""

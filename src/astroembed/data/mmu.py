@@ -38,15 +38,14 @@ import numpy as np
 
 from .healpix import healpix_index
 from .mmu_builder import write_builder_script
-from .mmu_conventions import CONVENTIONS_ATTRIBUTE, RESERVED, TILE_FILE, conventions_attribute
-# The reader lives in mmu_read; its public names (and _decode, used by info.py) stay importable from here.
-from .mmu_read import MMUSurvey, _decode, find_tiles, open_survey  # noqa: F401
+from .mmu_conventions import CONVENTIONS_ATTRIBUTE, RESERVED, STRING, TILE_FILE, conventions_attribute
+# The reader lives in mmu_read; its public names (and decode_strings, used by info.py) stay importable from here.
+from .mmu_read import MMUSurvey, decode_strings, find_tiles, open_survey  # noqa: F401
 from .records import Galaxy, InvalidDataError, Photometry, Spectrum
 
 __all__ = ["MMUWriter", "write_survey", "tile_path", "find_tiles", "MMUSurvey", "open_survey"]
 
 CHUNK_BYTES = 64 * 1024
-STRING = h5py.string_dtype("utf-8")
 
 
 def tile_path(root, survey: str, config: str, healpix: int) -> Path:

@@ -62,6 +62,7 @@ IMAGE_COLUMNS = ("image_array", "image_band", "image_ivar", "image_mask", "image
 SPECTRUM_COLUMNS = ("spectrum_flux", "spectrum_ivar", "spectrum_lambda", "spectrum_mask", "spectrum_lsf_sigma")
 PHOTOMETRY_COLUMNS = ("photometry_flux", "photometry_ivar", "photometry_band")
 CORE_COLUMNS = ("object_id", "ra", "dec", "healpix")
+STRING = h5py.string_dtype("utf-8")  # variable-length text columns, as h5py writes Python str
 RESERVED = set(IMAGE_COLUMNS + SPECTRUM_COLUMNS + PHOTOMETRY_COLUMNS + CORE_COLUMNS)
 
 CONVENTIONS_ATTRIBUTE = "astroembed_conventions"

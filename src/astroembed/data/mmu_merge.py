@@ -30,7 +30,8 @@ import h5py
 import numpy as np
 
 from .healpix import healpix_index
-from .mmu import RESERVED, STRING, MMUSurvey, _decode, find_tiles
+from .mmu_conventions import RESERVED, STRING
+from .mmu_read import MMUSurvey, decode_strings, find_tiles
 from .records import InvalidDataError, check_unique_ids
 
 __all__ = ["IF_EXISTS", "ExistingSurvey", "read_existing", "start_merged_tile"]
@@ -125,7 +126,7 @@ def _read_tiles(config_dir: Path, if_exists: str, existing: ExistingSurvey) -> E
     for tile in tiles:
         with h5py.File(tile, "r") as f:
             if existing.image_shape is None and "image_array" in f and "image_band" in f:
-                bands = next((tuple(r) for r in _decode(f["image_band"][:]).tolist() if any(r)), None)
+                bands = next((tuple(r) for r in decode_strings(f["image_band"][:]).tolist() if any(r)), None)
                 if bands is not None:
                     existing.image_shape = (tuple(f["image_array"].shape[1:]), bands)
             for name in set(f.keys()) - RESERVED:

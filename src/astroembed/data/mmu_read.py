@@ -38,7 +38,7 @@ def find_tiles(path) -> list[Path]:
     return tiles
 
 
-def _decode(values) -> np.ndarray:
+def decode_strings(values) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype.kind in ("S", "O"):
         return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr.ravel()],
@@ -72,7 +72,7 @@ class MMUSurvey:
             try:
                 with h5py.File(tile, "r") as f:
                     n = self._check_tile(tile, f)
-                    ids.append(_decode(f["object_id"][:]).astype(str))
+                    ids.append(decode_strings(f["object_id"][:]).astype(str))
                     ra.append(f["ra"][:].astype(np.float64))
                     dec.append(f["dec"][:].astype(np.float64))
                     hp.append(f["healpix"][:] if "healpix" in f else healpix_index(ra[-1], dec[-1]))
@@ -255,7 +255,7 @@ class MMUSurvey:
             for i in range(len(self.tiles)):
                 n = int(np.sum(self._file_index == i))
                 if c in self._tile_columns[i]:
-                    parts.append(_decode(self._file(i)[c][:]))
+                    parts.append(decode_strings(self._file(i)[c][:]))
                 else:  # a tile that never saw this label: missing values
                     parts.append(np.full(n, np.nan))
             out[c] = np.concatenate(parts)
@@ -264,7 +264,7 @@ class MMUSurvey:
 
 def image_from_row(raw: dict) -> Image | None:
     """The image of one object's raw columns; None when its bands are unnamed (no image, fill values)."""
-    bands = tuple(_decode(raw["image_band"]).tolist()) if "image_band" in raw else ()
+    bands = tuple(decode_strings(raw["image_band"]).tolist()) if "image_band" in raw else ()
     if not any(bands):
         return None
     ivar = image_ivar_from_stored(raw.get("image_ivar"))
@@ -294,7 +294,7 @@ def spectrum_from_row(raw: dict, conventions: Conventions, source=None, object_i
 def photometry_from_row(raw: dict, conventions: Conventions) -> Photometry | None:
     """astroembed's photometry columns if present, else the parent sample's catalogue fluxes (nanomaggies)."""
     if "photometry_flux" in raw:
-        bands = tuple(_decode(raw["photometry_band"]).tolist())
+        bands = tuple(decode_strings(raw["photometry_band"]).tolist())
         if not any(bands) or np.all(np.isnan(raw["photometry_flux"])):
             return None
         return Photometry(bands=bands, flux=raw["photometry_flux"], ivar=raw.get("photometry_ivar"))

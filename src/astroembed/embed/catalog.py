@@ -328,7 +328,7 @@ class _TileBatches(Dataset):
         return segments
 
 
-def _decode(values: np.ndarray) -> np.ndarray:
+def decode_strings(values: np.ndarray) -> np.ndarray:
     return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()],
                     dtype=object).reshape(values.shape)
 
@@ -340,7 +340,7 @@ def read_rows(f: h5py.File, job: TileJob, modality: str, start: int, stop: int) 
     dec = f["dec"][start:stop].astype(np.float64)
     batch: dict[str, Any] = {
         "job": job.healpix, "start": start, "stop": stop,
-        "object_id": _decode(f["object_id"][start:stop]).astype(str),
+        "object_id": decode_strings(f["object_id"][start:stop]).astype(str),
         "ra": ra, "dec": dec,
         "healpix": (f["healpix"][start:stop].astype(np.int64) if "healpix" in f
                     else np.full(n, job.healpix, np.int64)),
@@ -349,7 +349,7 @@ def read_rows(f: h5py.File, job: TileJob, modality: str, start: int, stop: int) 
         if "image_array" not in f:
             batch["present"] = np.zeros(n, bool)
             return batch
-        bands = _decode(f["image_band"][start:stop]) if "image_band" in f else np.full((n, 1), "x", object)
+        bands = decode_strings(f["image_band"][start:stop]) if "image_band" in f else np.full((n, 1), "x", object)
         present = (bands != "").any(axis=1)
         batch["present"] = present
         images = f["image_array"][start:stop]
