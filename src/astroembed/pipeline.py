@@ -114,19 +114,22 @@ def embed_stage(model_dir: Path, survey_path: Path, out: Path, modality: str = "
                                      modality=modality, device="auto", batch_size=256), progress=True)
 
 
+def survey_redshifts(survey_path: Path) -> np.ndarray:
+    """The built-in survey's spectroscopic redshifts, in survey order."""
+    from .data.mmu import MMUSurvey
+
+    return MMUSurvey(survey_path).labels(["redshift"])["redshift"].astype(np.float64)
+
+
 def redshift_report(embeddings_dir: Path, survey_path: Path, seed: int = 0, modality: str | None = None) -> dict:
     """k-NN (k=16) redshift of held-out galaxies from the training galaxies' embeddings."""
-    from .data.mmu import MMUSurvey
     from .embed.catalog import read_embeddings
     from .evaluate.redshift import knn_redshift_report
 
-    ids, _, _, vectors = read_embeddings(embeddings_dir, modality)
     survey_ids, train, test = held_out_split(survey_path, seed)
-    z = MMUSurvey(survey_path).labels(["redshift"])["redshift"].astype(np.float64)
-    row = {oid: i for i, oid in enumerate(ids)}
-    tr = np.array([row[survey_ids[i]] for i in train])
-    te = np.array([row[survey_ids[i]] for i in test])
-    return knn_redshift_report(vectors[tr], z[train], vectors[te], z[test], k=16)
+    z = survey_redshifts(survey_path)
+    _, _, _, vectors = read_embeddings(embeddings_dir, modality, object_ids=survey_ids)
+    return knn_redshift_report(vectors[train], z[train], vectors[test], z[test], k=16)
 
 
 def pretrain_spectrum_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
@@ -179,33 +182,25 @@ def retrieval_stage(image_embeddings: Path, spectrum_embeddings: Path, survey_pa
     from .embed.catalog import read_embeddings
     from .evaluate.retrieval import retrieval_report
 
-    ids_i, _, _, img = read_embeddings(image_embeddings, "image")
-    ids_s, _, _, spec = read_embeddings(spectrum_embeddings, "spectrum")
     survey_ids, _, test = held_out_split(survey_path, seed)
-    held = survey_ids[test]
-    ri, rs = {o: i for i, o in enumerate(ids_i)}, {o: i for i, o in enumerate(ids_s)}
-    a = img[[ri[o] for o in held]]
-    b = spec[[rs[o] for o in held]]
-    return {"image_to_spectrum": retrieval_report(a, b), "spectrum_to_image": retrieval_report(b, a)}
+    _, _, _, images = read_embeddings(image_embeddings, "image", object_ids=survey_ids[test])
+    _, _, _, spectra = read_embeddings(spectrum_embeddings, "spectrum", object_ids=survey_ids[test])
+    return {"image_to_spectrum": retrieval_report(images, spectra),
+            "spectrum_to_image": retrieval_report(spectra, images)}
 
 
 def neighbour_stage(query_embeddings: Path, target_embeddings: Path, survey_path: Path, seed: int = 0,
                     k: int = 10) -> dict:
     """Held-out galaxies as queries against every galaxy of the target catalogue: median |dz|/(1+z) of
     query-neighbour pairs vs random pairs (in-modal, or cross-modal when the two catalogues differ)."""
-    from .data.mmu import MMUSurvey
     from .embed.catalog import read_embeddings
     from .evaluate.neighbours import neighbour_redshift_report
 
-    q_ids, _, _, q_vec = read_embeddings(query_embeddings)
-    t_ids, _, _, t_vec = read_embeddings(target_embeddings)
     survey_ids, _, test = held_out_split(survey_path, seed)
-    z_all = MMUSurvey(survey_path).labels(["redshift"])["redshift"].astype(np.float64)
-    z_of = dict(zip(survey_ids, z_all))
-    held = set(survey_ids[test])
-    qi = np.array([i for i, o in enumerate(q_ids) if o in held])
-    return neighbour_redshift_report(q_vec[qi], q_ids[qi], np.array([z_of[o] for o in q_ids[qi]]), t_vec, t_ids,
-                                     np.array([z_of[o] for o in t_ids]), k=k, seed=seed)
+    z = survey_redshifts(survey_path)
+    query_ids, _, _, queries = read_embeddings(query_embeddings, object_ids=survey_ids[test])
+    target_ids, _, _, targets = read_embeddings(target_embeddings, object_ids=survey_ids)
+    return neighbour_redshift_report(queries, query_ids, z[test], targets, target_ids, z, k=k, seed=seed)
 
 
 def index_and_search_stage(embeddings: list[Path], index_dir: Path, survey_path: Path, console: Console,

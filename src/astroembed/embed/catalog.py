@@ -659,12 +659,21 @@ def read_metadata(out) -> dict[str, Any]:
             "source_tiles": sources}
 
 
-def read_embeddings(out, modality: str | None = None
+def read_embeddings(out, modality: str | None = None, object_ids=None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All embeddings under ``out``, sorted by object_id: (object_id, ra, dec, embeddings (N, D) float32).
+    """The embeddings under ``out``: (object_id, ra, dec, embeddings (N, D) float32).
 
-    ``modality`` picks the ``embedding_<modality>`` column (default: the one the parts hold). Use
-    :func:`read_metadata` for the model that produced them.
+    Parameters
+    ----------
+    out
+        The catalogue folder written by :func:`embed_catalog`.
+    modality
+        Picks the ``embedding_<modality>`` column (default: the one the parts hold). Use
+        :func:`read_metadata` for the model that produced them.
+    object_ids
+        ``None``: every row, sorted by object_id. A sequence of ids: exactly those rows, in that order
+        (the join of a catalogue with labels or a split); an id the catalogue lacks is an
+        ``InvalidDataError`` naming it.
     """
     import pyarrow.dataset as ds
 
@@ -679,5 +688,14 @@ def read_embeddings(out, modality: str | None = None
     dim = meta["embed_dim"]
     vectors = table.column(column).combine_chunks()
     emb = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
-    return (np.asarray(table.column("object_id").to_pylist(), dtype=str),
-            table.column("ra").to_numpy(), table.column("dec").to_numpy(), emb)
+    ids = np.asarray(table.column("object_id").to_pylist(), dtype=str)
+    ra, dec = table.column("ra").to_numpy(), table.column("dec").to_numpy()
+    if object_ids is None:
+        return ids, ra, dec, emb
+    wanted = np.asarray(object_ids, dtype=str)
+    rows = np.searchsorted(ids, wanted).clip(max=max(len(ids) - 1, 0))
+    missing = wanted[(len(ids) == 0) | (ids[rows] != wanted)] if len(wanted) else wanted[:0]
+    if missing.size:
+        raise InvalidDataError(f"{missing.size} object(s) not in the embedding catalogue (first: {missing[0]!r})",
+                               source=str(out), object_id=str(missing[0]), field="object_id")
+    return wanted, ra[rows], dec[rows], emb[rows]
