@@ -8,13 +8,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .mmu import MMUSurvey, RESERVED, _decode
+from .mmu import ROW_CHECKED, MMUSurvey, RESERVED, _decode
+from .validate import check_rows
 
 CHUNK = 256  # rows read at a time: memory stays bounded whatever the survey's size
 
 
 def summarize(path) -> dict:
-    """Objects per modality, bands, image sizes, wavelength range, labels with ranges, invalid counts."""
+    """Objects per modality, bands, image sizes, wavelength range, labels with ranges, invalid counts.
+
+    Every row is checked with the rules of :mod:`astroembed.data.validate` (as ``MMUSurvey`` and ``embed``
+    check them): a malformed survey raises InvalidDataError naming file, object and field."""
     survey = MMUSurvey(path)
     out: dict = {"path": str(Path(path)), "n_objects": len(survey), "n_tiles": len(survey.tiles),
                  "n_without_position": int(np.sum(~np.isfinite(survey.ra)))}
@@ -28,6 +32,8 @@ def summarize(path) -> dict:
             n = f["object_id"].shape[0]
             for start in range(0, n, CHUNK):
                 sl = slice(start, min(n, start + CHUNK))
+                checked = {c: f[c][sl] for c in ROW_CHECKED if c in f}
+                check_rows(checked, _decode(f["object_id"][sl]).astype(str), str(tile))
                 if "image_array" in f:
                     band_rows = _decode(f["image_band"][sl])
                     present = np.array([any(r) for r in band_rows])
@@ -35,14 +41,17 @@ def summarize(path) -> dict:
                     for r in band_rows[present]:
                         bands.add(tuple(r))
                     shapes.add(tuple(f["image_array"].shape[1:]))
-                    pixel_scales.update(np.unique(np.round(f["image_scale"][sl][present], 4)).tolist())
-                    flux, ivar = f["image_array"][sl], f["image_ivar"][sl]
+                    if "image_scale" in f:  # optional columns (MMU files of other writers may lack them)
+                        pixel_scales.update(np.unique(np.round(f["image_scale"][sl][present], 4)).tolist())
+                    flux, ivar = f["image_array"][sl], checked.get("image_ivar")
                     invalid["image_array non-finite"] += int(np.sum(~np.isfinite(flux[present])))
-                    known = ~np.all(np.isnan(ivar.reshape(len(ivar), -1)), axis=1) & present
-                    invalid["image_ivar <= 0 or non-finite"] += int(np.sum(~(ivar[known] > 0)))
-                    invalid["image_mask False"] += int(np.sum(~f["image_mask"][sl][present]))
+                    if ivar is not None:
+                        known = ~np.all(np.isnan(ivar.reshape(len(ivar), -1)), axis=1) & present
+                        invalid["image_ivar <= 0 or non-finite"] += int(np.sum(~(ivar[known] > 0)))
+                    if "image_mask" in f:
+                        invalid["image_mask False"] += int(np.sum(~f["image_mask"][sl][present]))
                 if "spectrum_flux" in f:
-                    wave = f["spectrum_lambda"][sl]
+                    wave = checked["spectrum_lambda"]
                     valid = wave > 0
                     present = valid.any(axis=1)
                     counts["spectrum"] += int(present.sum())
@@ -50,7 +59,8 @@ def summarize(path) -> dict:
                         wave_min = min(wave_min, float(wave[valid].min()))
                         wave_max = max(wave_max, float(wave[valid].max()))
                         n_pix.update(valid.sum(axis=1)[present].tolist())
-                    flux, ivar = f["spectrum_flux"][sl], f["spectrum_ivar"][sl]
+                    flux = f["spectrum_flux"][sl]
+                    ivar = checked.get("spectrum_ivar", np.ones(flux.shape, np.float32))
                     invalid["spectrum_flux non-finite"] += int(np.sum(~np.isfinite(flux[valid])))
                     invalid["spectrum_ivar <= 0 or non-finite"] += int(np.sum(~(ivar[valid] > 0)))
                 if "photometry_flux" in f:

@@ -34,6 +34,7 @@ import numpy as np
 
 from .healpix import healpix_index
 from .records import Galaxy, Image, InvalidDataError, Photometry, Spectrum, labels_from_mapping
+from .validate import check_rows, check_tile, check_unique_across
 
 __all__ = ["MMUWriter", "write_survey", "tile_path", "find_tiles", "MMUSurvey", "open_survey"]
 
@@ -45,6 +46,7 @@ IMAGE_COLUMNS = ("image_array", "image_band", "image_ivar", "image_mask", "image
 SPECTRUM_COLUMNS = ("spectrum_flux", "spectrum_ivar", "spectrum_lambda", "spectrum_mask", "spectrum_lsf_sigma")
 PHOTOMETRY_COLUMNS = ("photometry_flux", "photometry_ivar", "photometry_band")
 CORE_COLUMNS = ("object_id", "ra", "dec", "healpix")
+ROW_CHECKED = ("ra", "dec", "image_band", "image_ivar", "spectrum_lambda", "spectrum_ivar", "photometry_ivar")
 RESERVED = set(IMAGE_COLUMNS + SPECTRUM_COLUMNS + PHOTOMETRY_COLUMNS + CORE_COLUMNS)
 
 
@@ -341,16 +343,8 @@ class MMUSurvey:
         for i, tile in enumerate(self.tiles):
             try:
                 with h5py.File(tile, "r") as f:
-                    missing = [c for c in ("object_id", "ra", "dec") if c not in f]
-                    if missing:
-                        raise InvalidDataError(f"missing required column(s) {missing}", source=str(tile),
-                                               field=missing[0])
-                    n = f["object_id"].shape[0]
-                    for c in f.keys():
-                        if f[c].shape[:1] != (n,):
-                            raise InvalidDataError(f"has {f[c].shape[0] if f[c].shape else 0} rows, "
-                                                   f"object_id has {n}", source=str(tile), field=c)
-                    ids.append(_decode(f["object_id"][:]).astype(str))
+                    ids.append(check_tile(f, str(tile)))  # the shared rules: astroembed.data.validate
+                    n = len(ids[-1])
                     ra.append(f["ra"][:].astype(np.float64))
                     dec.append(f["dec"][:].astype(np.float64))
                     hp.append(f["healpix"][:] if "healpix" in f else healpix_index(ra[-1], dec[-1]))
@@ -361,6 +355,7 @@ class MMUSurvey:
             self._tile_columns.append(set(cols))
             file_index.append(np.full(n, i, dtype=np.int32))
             row_index.append(np.arange(n, dtype=np.int64))
+        check_unique_across(ids, [str(t) for t in self.tiles])
         self.object_ids = np.concatenate(ids) if ids else np.array([], dtype=str)
         self.ra = np.concatenate(ra) if ra else np.array([])
         self.dec = np.concatenate(dec) if dec else np.array([])
@@ -456,6 +451,8 @@ class MMUSurvey:
         source = str(self.tiles[self._file_index[index]])
         cols = self._tile_columns[self._file_index[index]]
         raw = self.read_columns(index, sorted(cols - {"healpix"}))
+        check_rows({c: np.asarray(raw[c])[None] for c in ROW_CHECKED if c in raw}, self.object_ids[index:index + 1],
+                   source)  # the rules every read path applies (astroembed.data.validate)
         g = Galaxy(object_id=self.object_ids[index], ra=float(raw["ra"]), dec=float(raw["dec"]))
         if "image_array" in cols:
             bands = tuple(_decode(raw["image_band"]).tolist()) if "image_band" in raw else ()
