@@ -679,18 +679,39 @@ def read_embeddings(out, modality: str | None = None
     ``modality`` picks the ``embedding_<modality>`` column (default: the one the parts hold). Use
     :func:`read_metadata` for the model that produced them.
     """
-    import pyarrow.dataset as ds
-
     meta = read_metadata(out)  # also checks that all parts come from one model
     modality = modality or meta["modality"]
     column = f"embedding_{modality}"
-    dataset = ds.dataset([str(p) for p in _parts(out)], format="parquet")
-    if column not in dataset.schema.names:
-        raise InvalidDataError(f"no column {column!r}; the parts hold {dataset.schema.names}", source=str(out),
-                               field=column)
-    table = dataset.to_table(columns=["object_id", "ra", "dec", column]).sort_by("object_id")
     dim = meta["embed_dim"]
+    parts, tables = _parts(out), []
+    for part in parts:
+        try:
+            table = pq.read_table(part, columns=["object_id", "ra", "dec", column])
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise InvalidDataError(f"cannot read columns object_id, ra, dec, {column} ({exc})", source=str(part),
+                                   field=column) from None
+        _check_part(table, column, dim, str(part))
+        tables.append(table)
+    check_unique_across([t.column("object_id").to_numpy(zero_copy_only=False).astype(str) for t in tables],
+                        [str(p) for p in parts])
+    table = pa.concat_tables(tables).sort_by("object_id")
     vectors = table.column(column).combine_chunks()
     emb = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
     return (np.asarray(table.column("object_id").to_pylist(), dtype=str),
             table.column("ra").to_numpy(), table.column("dec").to_numpy(), emb)
+
+
+def _check_part(table: pa.Table, column: str, dim: int, source: str) -> None:
+    """An embedding part as the index and search read it: vectors of the run's dimension, finite, at
+    valid positions (the survey rules of :mod:`astroembed.data.validate`)."""
+    ids = table.column("object_id").to_numpy(zero_copy_only=False).astype(str)
+    check_rows({"ra": table.column("ra").to_numpy(), "dec": table.column("dec").to_numpy()}, ids, source)
+    vectors = table.column(column).combine_chunks()
+    if not pa.types.is_fixed_size_list(vectors.type) or vectors.type.list_size != dim:
+        raise InvalidDataError(f"type {vectors.type}, expected vectors of dimension {dim}", source=source,
+                               field=column)
+    emb = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        raise InvalidDataError(f"non-finite embedding ({int(bad.sum())} in this part)", source=source,
+                               object_id=str(ids[np.flatnonzero(bad)[0]]), field=column)

@@ -106,8 +106,8 @@ def embed_catalog_dask(config: EmbedConfig, client_or_address=None, n_workers: i
     try:
         if todo:
             futures = [client.submit(_tile_task, job, model, config.device, modality, config.batch_size, meta,
-                                     config.overwrite, config.bands_as, key=f"embed-tile-{job.healpix}-{uuid.uuid4().hex[:12]}",
-                                     pure=False)
+                                     config.overwrite, config.bands_as,
+                                     key=f"embed-tile-{job.healpix}-{uuid.uuid4().hex[:12]}", pure=False)
                        for job in todo]
             with _Progress(progress, len(jobs), len(jobs) - len(todo)) as bar:
                 for future in as_completed(futures):
