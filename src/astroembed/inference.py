@@ -105,7 +105,8 @@ class ImageEmbedder(_Embedder):
         return preprocess(x, self.preprocess_config, self.bands)
 
     @torch.inference_mode()
-    def embed(self, images, batch_size: int = 256, bands=None, bands_as=None) -> np.ndarray:
+    def embed(self, images, batch_size: int = 256, bands=None, bands_as=None, object_ids=None,
+              source=None) -> np.ndarray:
         """(N, D) float32 embeddings of raw cutouts (numpy or torch, any device); one cutout -> (1, D).
 
         Args:
@@ -116,8 +117,9 @@ class ImageEmbedder(_Embedder):
                 to be the model's bands, in its order (only their number is checked).
             bands_as: declare that the planes, in order, are these bands (e.g. ``("g", "r", "z")`` for
                 u,g,r cutouts through a g,r,z model); see :func:`astroembed.data.validate.band_order`.
+            object_ids, source: what the cutouts are and where they came from, for error messages.
         """
-        images = _select_planes(images, self.bands, bands, bands_as)
+        images = _select_planes(images, self.bands, bands, bands_as, object_ids, source)
         if len(images) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         out = [self.encoder(self.prepare(images[i:i + batch_size])).float().cpu().numpy()
@@ -127,7 +129,7 @@ class ImageEmbedder(_Embedder):
     __call__ = embed
 
 
-def _select_planes(images, model_bands, bands=None, bands_as=None):
+def _select_planes(images, model_bands, bands=None, bands_as=None, object_ids=None, source=None):
     """Cutouts as a tensor with an N axis, their planes in the model's band order (checked by name)."""
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
@@ -136,11 +138,14 @@ def _select_planes(images, model_bands, bands=None, bands_as=None):
     if bands is None and bands_as is None:
         return images
     data_bands, declared = (bands_as, None) if bands is None else (bands, bands_as)
+    # The band list describes every cutout of the call: an error names the first of them.
+    where = {"source": source, "object_id": str(object_ids[0]) if object_ids is not None and len(object_ids)
+             else None}
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != len(data_bands):
         raise InvalidDataError(f"{len(data_bands)} band names {list(data_bands)} for input of shape "
                                f"{tuple(getattr(images, 'shape', ()))} (expected (N, bands, H, W))",
-                               field="image_band")
-    planes = band_order(data_bands, model_bands, declared)
+                               field="image_band", **where)
+    planes = band_order(data_bands, model_bands, declared, **where)
     return images if planes is None else images[:, planes.tolist()]
 
 
@@ -369,10 +374,11 @@ class AlignedEmbedder(_Embedder):
         self.spectrum_preprocess_config = self._spectrum.preprocess_config
 
     @torch.inference_mode()
-    def embed(self, images, batch_size: int = 256, bands=None, bands_as=None) -> np.ndarray:
+    def embed(self, images, batch_size: int = 256, bands=None, bands_as=None, object_ids=None,
+              source=None) -> np.ndarray:
         """(N, D) unit vectors in the shared space from raw cutouts (as ``ImageEmbedder.embed`` takes them,
         with the same band-name checks)."""
-        images = _select_planes(images, self.bands, bands, bands_as)
+        images = _select_planes(images, self.bands, bands, bands_as, object_ids, source)
         if len(images) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         out = [self.model.embed_image(self._image.prepare(images[i:i + batch_size])).float().cpu().numpy()

@@ -140,7 +140,8 @@ class CatalogSearch:
         if modality == "image":
             if g.image is None:
                 raise InvalidDataError("holds no image", source=str(path), field="image_array")
-            vector = embedder.embed(g.image.flux[None], bands=g.image.bands, bands_as=bands_as)[0]
+            vector = embedder.embed(g.image.flux[None], bands=g.image.bands, bands_as=bands_as,
+                                    object_ids=[g.object_id], source=str(path))[0]
         else:
             if g.spectrum is None:
                 raise InvalidDataError("holds no spectrum", source=str(path), field="spectrum_flux")
