@@ -252,6 +252,7 @@ def outcome(fn, *args):
 
 # Every kind of corruption is tried (parametrised); hypothesis draws where and how much. No shrinking: an
 # example costs a second (four embedding runs), and the failure report already names kind, tile and row.
+@pytest.mark.slow  # ~100 s on 2 busy cores: 26 kinds x 2 examples x (info, 2 embeddings, index, API)
 @pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=2, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
