@@ -105,8 +105,10 @@ def test_bad_input_names_the_field(spectrum_model):
         embedder.embed_spectrum(flux, ivar)
     inner = np.tile(DESI, (2, 1))
     inner[1, 100:110] = -1  # padding only ever sits at the end
-    with pytest.raises(InvalidDataError, match="spectrum_lambda.*row 1"):
-        embedder.embed_spectrum(flux, ivar, inner)
+    with pytest.raises(InvalidDataError, match="object #1 of the input, field 'spectrum_lambda'"):
+        embedder.embed_spectrum(flux, ivar, inner, batch_size=1)  # named by its place in the input,
+    with pytest.raises(InvalidDataError, match="object b, field 'spectrum_lambda'"):  # or by its id
+        embedder.embed_spectrum(flux, ivar, inner, batch_size=1, object_ids=["a", "b"], source="q.fits")
     with pytest.raises(InvalidDataError, match="spectrum_mask"):
         embedder.embed_spectrum(flux, ivar, DESI, mask=np.ones((2, 5), bool))
 

@@ -273,6 +273,8 @@ def embed(
     overwrite: bool = typer.Option(False, "--overwrite", help="Re-embed tiles already written (e.g. by another model)."),
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Scheduler of a running Dask cluster."),
     dask_workers: Optional[int] = typer.Option(None, "--dask-workers", help="Start a local Dask cluster of N processes."),
+    bands_as: Optional[str] = typer.Option(None, "--bands-as", help="Declare the image planes, in order, to be "
+                                           "these bands (e.g. g,r,z for u,g,r cutouts through a g,r,z model)."),
 ):
     """Embed every object of a survey into Parquet beside the catalogue; a rerun resumes."""
     from .data.records import InvalidDataError
@@ -284,7 +286,8 @@ def embed(
         _require("dask", feature="distributed embedding")
     try:
         config = EmbedConfig(model=str(model), data=str(data), out=str(out), modality=modality, device=device,
-                             batch_size=batch_size, num_workers=num_workers, overwrite=overwrite)
+                             batch_size=batch_size, num_workers=num_workers, overwrite=overwrite,
+                             bands_as=bands_as.split(",") if bands_as else None)
         if dask_address or dask_workers:
             path = embed_catalog_dask(config, dask_address, n_workers=dask_workers or 2)
         else:
@@ -361,6 +364,8 @@ def search(
     exclude_within: Optional[float] = typer.Option(None, "--exclude-within",
                                                    help="Drop neighbours within this many arcsec of the query."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model for --file (default: the catalogue's)."),
+    bands_as: Optional[str] = typer.Option(None, "--bands-as", help="For --file: declare its image planes, in "
+                                           "order, to be these bands (e.g. g,r,z)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Nearest neighbours of a galaxy, within or across modalities."""
@@ -370,7 +375,8 @@ def search(
     try:
         results = CatalogSearch(index_dir).search(
             k=k, object_id=object_id, ra=ra, dec=dec, file=file, query_modality=query_modality,
-            target_modality=target_modality, exclude_within_arcsec=exclude_within, model=model)
+            target_modality=target_modality, exclude_within_arcsec=exclude_within, model=model,
+            bands_as=bands_as.split(",") if bands_as else None)
     except (InvalidDataError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
     if as_json:

@@ -26,6 +26,7 @@ import torch
 from .preprocess.image import PreprocessConfig, preprocess, standardize
 from .preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch, prepare_spectra
 from .data.records import InvalidDataError
+from .data.validate import band_order, check_spectrum_rows, check_wavelength_coverage
 from .models.io import ModelFileError, content_hash, load_model
 from .registry import Registry
 from .runtime import check_device, keep_freed_memory
@@ -106,12 +107,21 @@ class ImageEmbedder(_Embedder):
         return preprocess(x, self.preprocess_config, self.bands)
 
     @torch.inference_mode()
-    def embed(self, images, batch_size: int = 256) -> np.ndarray:
-        """(N, D) float32 embeddings of raw cutouts (numpy or torch, any device); one cutout -> (1, D)."""
-        if isinstance(images, np.ndarray):
-            images = torch.from_numpy(np.ascontiguousarray(images))
-        if isinstance(images, torch.Tensor) and images.ndim == 3:
-            images = images[None]
+    def embed(self, images, batch_size: int = 256, bands=None, bands_as=None, object_ids=None,
+              source=None) -> np.ndarray:
+        """(N, D) float32 embeddings of raw cutouts (numpy or torch, any device); one cutout -> (1, D).
+
+        Args:
+            images: (N, bands, H, W) flux or (N, H, W, 3) uint8 RGB; one cutout without the N axis.
+            batch_size: cutouts per forward pass.
+            bands: names of the input planes, checked against the model's ``bands`` (planes are
+                reordered or picked by name; a missing band is an error). ``None``: the planes are taken
+                to be the model's bands, in its order (only their number is checked).
+            bands_as: declare that the planes, in order, are these bands (e.g. ``("g", "r", "z")`` for
+                u,g,r cutouts through a g,r,z model); see :func:`astroembed.data.validate.band_order`.
+            object_ids, source: what the cutouts are and where they came from, for error messages.
+        """
+        images = _select_planes(images, self.bands, bands, bands_as, object_ids, source)
         if len(images) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         out = [self.encoder(self.prepare(images[i:i + batch_size])).float().cpu().numpy()
@@ -119,6 +129,26 @@ class ImageEmbedder(_Embedder):
         return np.concatenate(out).astype(np.float32, copy=False)
 
     __call__ = embed
+
+
+def _select_planes(images, model_bands, bands=None, bands_as=None, object_ids=None, source=None):
+    """Cutouts as a tensor with an N axis, their planes in the model's band order (checked by name)."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if isinstance(images, torch.Tensor) and images.ndim == 3:
+        images = images[None]
+    if bands is None and bands_as is None:
+        return images
+    data_bands, declared = (bands_as, None) if bands is None else (bands, bands_as)
+    # The band list describes every cutout of the call: an error names the first of them.
+    where = {"source": source, "object_id": str(object_ids[0]) if object_ids is not None and len(object_ids)
+             else None}
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != len(data_bands):
+        raise InvalidDataError(f"{len(data_bands)} band names {list(data_bands)} for input of shape "
+                               f"{tuple(getattr(images, 'shape', ()))} (expected (N, bands, H, W))",
+                               field="image_band", **where)
+    planes = band_order(data_bands, model_bands, declared, **where)
+    return images if planes is None else images[:, planes.tolist()]
 
 
 # ----------------------------------------------------------------------------------------- spectra
@@ -229,6 +259,40 @@ def _n_rows(flux) -> int:
     return 1 if _ndim(flux) == 1 else len(flux)
 
 
+def _as_numpy(x):
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _check_spectra(flux, ivar, wavelength, config: SpectrumPreprocessConfig, object_ids=None, source=None):
+    """The shared spectrum rules and the model's grid coverage, over the whole input before batching, so
+    that an error names the object (``object_ids[i]`` or its index in the input), never a batch row.
+    Inputs whose shapes do not fit are left to prepare_batch, which names the field."""
+    n = _n_rows(flux)
+    names = [str(i) for i in object_ids] if object_ids is not None else [f"#{i} of the input" for i in range(n)]
+    if len(names) != n:
+        raise InvalidDataError(f"{len(names)} object ids for {n} spectra", source=source, field="object_id")
+    grid = (config.wave_min, config.wave_max)
+    if isinstance(flux, (list, tuple)):
+        for i, item in enumerate(flux):
+            s = getattr(item, "spectrum", item)
+            if s is not None and hasattr(s, "wavelength"):
+                check_spectrum_rows(_as_numpy(s.wavelength)[None], names[i:i + 1], source)
+                check_wavelength_coverage(_as_numpy(s.wavelength), grid, names[i:i + 1], source)
+        return
+    try:
+        wave = _as_numpy(wavelength).astype(np.float64)
+        shape = tuple(np.shape(flux))
+    except (TypeError, ValueError):
+        return
+    rows = wave[None] if wave.ndim == 1 else wave
+    if wave.ndim not in (1, 2) or not shape or wave.shape[-1] != shape[-1] or (wave.ndim == 2 and len(wave) != n):
+        return
+    row_names = names if wave.ndim == 2 else ["(the shared wavelength grid)"]
+    w = _as_numpy(ivar).astype(np.float64) if ivar is not None and wave.ndim == 2 else None
+    check_spectrum_rows(rows, row_names, source, w if w is not None and w.shape == rows.shape else None)
+    check_wavelength_coverage(rows, grid, row_names, source)
+
+
 class SpectrumEmbedder(_Embedder):
     """A spectrum transformer plus its saved preprocessing (model grid, normalisation, patching)."""
 
@@ -243,8 +307,9 @@ class SpectrumEmbedder(_Embedder):
         """Spectra as stored -> the model's input batch on the model's device."""
         return prepare_stored_spectra(flux, ivar, wavelength, mask, self.preprocess_config, self.device)
 
-    def _batches(self, flux, ivar, wavelength, mask, batch_size: int):
+    def _batches(self, flux, ivar, wavelength, mask, batch_size: int, object_ids=None, source=None):
         n = _n_rows(flux)
+        _check_spectra(flux, ivar, wavelength, self.preprocess_config, object_ids, source)
         if n and not isinstance(flux, (list, tuple)) and _ndim(flux) == 1:
             yield self.prepare(flux, ivar, wavelength, mask)
             return
@@ -257,8 +322,14 @@ class SpectrumEmbedder(_Embedder):
                                _rows(wavelength, i, i + batch_size, n), _rows(mask, i, i + batch_size, n))
 
     @torch.inference_mode()
-    def embed_spectrum(self, flux, ivar=None, wavelength=None, mask=None, batch_size: int = 256) -> np.ndarray:
+    def embed_spectrum(self, flux, ivar=None, wavelength=None, mask=None, batch_size: int = 256,
+                       object_ids=None, source=None) -> np.ndarray:
         """(N, D) float32 embeddings of spectra as stored, on any wavelength grid.
+
+        Spectra are checked against the model first (:mod:`astroembed.data.validate`): wavelengths
+        finite, strictly increasing (trailing -1 padding allowed), ivar >= 0, and covering at least
+        ``MIN_GRID_COVERAGE`` of the model's grid in Angstrom (nm, micron and log10 values are named as
+        such). Errors name ``object_ids[i]`` (default: the spectrum's index in the input) and ``source``.
 
         Args:
             flux: (N, n_pix) or (n_pix,) numpy/torch, or a list of Spectrum records (different lengths).
@@ -266,10 +337,12 @@ class SpectrumEmbedder(_Embedder):
             wavelength: (n_pix,) shared or (N, n_pix) per row (SDSS log-lambda, DESI linear, MMU padded).
             mask: like flux, True = good (``None``: all good).
             batch_size: spectra per forward pass.
+            object_ids, source: names of the spectra and of their file, for error messages.
         """
         if _n_rows(flux) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
-        out = [self.model(b).float().cpu().numpy() for b in self._batches(flux, ivar, wavelength, mask, batch_size)]
+        out = [self.model(b).float().cpu().numpy()
+               for b in self._batches(flux, ivar, wavelength, mask, batch_size, object_ids, source)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
     embed = embed_spectrum
@@ -303,12 +376,11 @@ class AlignedEmbedder(_Embedder):
         self.spectrum_preprocess_config = self._spectrum.preprocess_config
 
     @torch.inference_mode()
-    def embed(self, images, batch_size: int = 256) -> np.ndarray:
-        """(N, D) unit vectors in the shared space from raw cutouts (as ``ImageEmbedder.embed`` takes them)."""
-        if isinstance(images, np.ndarray):
-            images = torch.from_numpy(np.ascontiguousarray(images))
-        if isinstance(images, torch.Tensor) and images.ndim == 3:
-            images = images[None]
+    def embed(self, images, batch_size: int = 256, bands=None, bands_as=None, object_ids=None,
+              source=None) -> np.ndarray:
+        """(N, D) unit vectors in the shared space from raw cutouts (as ``ImageEmbedder.embed`` takes them,
+        with the same band-name checks)."""
+        images = _select_planes(images, self.bands, bands, bands_as, object_ids, source)
         if len(images) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         out = [self.model.embed_image(self._image.prepare(images[i:i + batch_size])).float().cpu().numpy()
@@ -319,12 +391,13 @@ class AlignedEmbedder(_Embedder):
     __call__ = embed
 
     @torch.inference_mode()
-    def embed_spectrum(self, flux, ivar=None, wavelength=None, mask=None, batch_size: int = 256) -> np.ndarray:
+    def embed_spectrum(self, flux, ivar=None, wavelength=None, mask=None, batch_size: int = 256,
+                       object_ids=None, source=None) -> np.ndarray:
         """(N, D) unit vectors in the shared space from spectra as stored (see ``SpectrumEmbedder``)."""
         if _n_rows(flux) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         out = [self.model.embed_spectrum(b).float().cpu().numpy()
-               for b in self._spectrum._batches(flux, ivar, wavelength, mask, batch_size)]
+               for b in self._spectrum._batches(flux, ivar, wavelength, mask, batch_size, object_ids, source)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
     @staticmethod

@@ -8,36 +8,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .mmu import MMUSurvey, RESERVED, decode_strings
-from .records import InvalidDataError
+from .mmu import RESERVED, MMUSurvey
+from .mmu_read import ROW_CHECKED
+from .validate import check_rows, decode_strings
 
 CHUNK = 256  # rows read at a time: memory stays bounded whatever the survey's size
 
 
-# Dimensions (object axis included) of the array columns summarize reads, and the column each must match.
-_ARRAY_COLUMNS = {"image_array": (4, None), "image_band": (2, None), "image_ivar": (4, "image_array"),
-                  "image_mask": (4, "image_array"), "image_scale": (2, "image_band"),
-                  "spectrum_flux": (2, None), "spectrum_lambda": (2, "spectrum_flux"),
-                  "spectrum_ivar": (2, "spectrum_flux"), "photometry_flux": (2, None)}
-
-
-def _check_array_columns(f: h5py.File, tile) -> None:
-    """The per-object array columns have the layout's shapes (e.g. spectrum_lambda (n, L), not (n,));
-    otherwise an InvalidDataError naming the tile and the column, before numpy fails on an axis."""
-    for name, (ndim, same_as) in _ARRAY_COLUMNS.items():
-        if name not in f:
-            continue
-        shape = f[name].shape
-        if len(shape) != ndim:
-            raise InvalidDataError(f"expected {ndim} dimensions (objects first), got shape {shape}",
-                                   source=str(tile), field=name)
-        if same_as is not None and same_as in f and f[same_as].shape != shape:
-            raise InvalidDataError(f"shape {shape} differs from {same_as}'s {f[same_as].shape}",
-                                   source=str(tile), field=name)
-
-
 def summarize(path) -> dict:
-    """Objects per modality, bands, image sizes, wavelength range, labels with ranges, invalid counts."""
+    """Objects per modality, bands, image sizes, wavelength range, labels with ranges, invalid counts.
+
+    Every row is checked with the rules of :mod:`astroembed.data.validate` (as ``MMUSurvey`` and ``embed``
+    check them): a malformed survey raises InvalidDataError naming file, object and field."""
     survey = MMUSurvey(path)
     out: dict = {"path": str(Path(path)), "n_objects": len(survey), "n_tiles": len(survey.tiles),
                  "n_without_position": int(np.sum(~np.isfinite(survey.ra)))}
@@ -48,10 +30,11 @@ def summarize(path) -> dict:
     labels: dict[str, dict] = {}
     for tile in survey.tiles:
         with h5py.File(tile, "r") as f:
-            _check_array_columns(f, tile)
             n = f["object_id"].shape[0]
             for start in range(0, n, CHUNK):
                 sl = slice(start, min(n, start + CHUNK))
+                checked = {c: f[c][sl] for c in ROW_CHECKED if c in f}
+                check_rows(checked, decode_strings(f["object_id"][sl]).astype(str), str(tile))
                 if "image_array" in f:
                     band_rows = decode_strings(f["image_band"][sl])
                     present = np.array([any(r) for r in band_rows])
@@ -59,14 +42,17 @@ def summarize(path) -> dict:
                     for r in band_rows[present]:
                         bands.add(tuple(r))
                     shapes.add(tuple(f["image_array"].shape[1:]))
-                    pixel_scales.update(np.unique(np.round(f["image_scale"][sl][present], 4)).tolist())
-                    flux, ivar = f["image_array"][sl], f["image_ivar"][sl]
+                    if "image_scale" in f:  # optional columns (MMU files of other writers may lack them)
+                        pixel_scales.update(np.unique(np.round(f["image_scale"][sl][present], 4)).tolist())
+                    flux, ivar = f["image_array"][sl], checked.get("image_ivar")
                     invalid["image_array non-finite"] += int(np.sum(~np.isfinite(flux[present])))
-                    known = ~np.all(np.isnan(ivar.reshape(len(ivar), -1)), axis=1) & present
-                    invalid["image_ivar <= 0 or non-finite"] += int(np.sum(~(ivar[known] > 0)))
-                    invalid["image_mask False"] += int(np.sum(~f["image_mask"][sl][present]))
+                    if ivar is not None:
+                        known = ~np.all(np.isnan(ivar.reshape(len(ivar), -1)), axis=1) & present
+                        invalid["image_ivar <= 0 or non-finite"] += int(np.sum(~(ivar[known] > 0)))
+                    if "image_mask" in f:
+                        invalid["image_mask False"] += int(np.sum(~f["image_mask"][sl][present]))
                 if "spectrum_flux" in f:
-                    wave = f["spectrum_lambda"][sl]
+                    wave = checked["spectrum_lambda"]
                     valid = wave > 0
                     present = valid.any(axis=1)
                     counts["spectrum"] += int(present.sum())
@@ -74,7 +60,8 @@ def summarize(path) -> dict:
                         wave_min = min(wave_min, float(wave[valid].min()))
                         wave_max = max(wave_max, float(wave[valid].max()))
                         n_pix.update(valid.sum(axis=1)[present].tolist())
-                    flux, ivar = f["spectrum_flux"][sl], f["spectrum_ivar"][sl]
+                    flux = f["spectrum_flux"][sl]
+                    ivar = checked.get("spectrum_ivar", np.ones(flux.shape, np.float32))
                     invalid["spectrum_flux non-finite"] += int(np.sum(~np.isfinite(flux[valid])))
                     invalid["spectrum_ivar <= 0 or non-finite"] += int(np.sum(~(ivar[valid] > 0)))
                 if "photometry_flux" in f:

@@ -18,6 +18,10 @@ from .healpix import healpix_index
 from .mmu_conventions import (RESERVED, Conventions, good_spectrum_mask, image_ivar_from_stored, image_mask_per_band,
                               lsf_sigma_angstrom, photometry_from_columns, psf_fwhm_or_unknown, tile_conventions)
 from .records import Galaxy, Image, InvalidDataError, Photometry, Spectrum, labels_from_mapping
+from .validate import check_rows, check_tile, check_unique_across, decode_strings
+
+# Columns whose values every read checks (positions in range, ivar >= 0, band names, wavelengths).
+ROW_CHECKED = ("ra", "dec", "image_band", "image_ivar", "spectrum_lambda", "spectrum_ivar", "photometry_ivar")
 
 __all__ = ["find_tiles", "MMUSurvey", "open_survey"]
 
@@ -36,14 +40,6 @@ def find_tiles(path) -> list[Path]:
     if not tiles:
         raise InvalidDataError("no HDF5 tiles (*.hdf5) found below this folder", source=str(path))
     return tiles
-
-
-def decode_strings(values) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype.kind in ("S", "O"):
-        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr.ravel()],
-                        dtype=object).reshape(arr.shape)
-    return arr
 
 
 class MMUSurvey:
@@ -71,8 +67,8 @@ class MMUSurvey:
         for i, tile in enumerate(self.tiles):
             try:
                 with h5py.File(tile, "r") as f:
-                    n = self._check_tile(tile, f)
-                    ids.append(decode_strings(f["object_id"][:]).astype(str))
+                    ids.append(check_tile(f, str(tile)))  # the shared rules: astroembed.data.validate
+                    n = len(ids[-1])
                     ra.append(f["ra"][:].astype(np.float64))
                     dec.append(f["dec"][:].astype(np.float64))
                     hp.append(f["healpix"][:] if "healpix" in f else healpix_index(ra[-1], dec[-1]))
@@ -85,6 +81,7 @@ class MMUSurvey:
             self._tile_columns.append(set(cols))
             file_index.append(np.full(n, i, dtype=np.int32))
             row_index.append(np.arange(n, dtype=np.int64))
+        check_unique_across(ids, [str(t) for t in self.tiles])
         self.object_ids = np.concatenate(ids) if ids else np.array([], dtype=str)
         self.ra = np.concatenate(ra) if ra else np.array([])
         self.dec = np.concatenate(dec) if dec else np.array([])
@@ -97,18 +94,6 @@ class MMUSurvey:
         self._handles: dict[int, h5py.File] = {}
         self._datasets: dict[tuple[int, str], h5py.Dataset] = {}
         self._pid = os.getpid()
-
-    @staticmethod
-    def _check_tile(tile: Path, f: h5py.File) -> int:
-        missing = [c for c in ("object_id", "ra", "dec") if c not in f]
-        if missing:
-            raise InvalidDataError(f"missing required column(s) {missing}", source=str(tile), field=missing[0])
-        n = f["object_id"].shape[0]
-        for c in f.keys():
-            if f[c].shape[:1] != (n,):
-                raise InvalidDataError(f"has {f[c].shape[0] if f[c].shape else 0} rows, object_id has {n}",
-                                       source=str(tile), field=c)
-        return n
 
     def __len__(self) -> int:
         return len(self.object_ids)
@@ -216,6 +201,8 @@ class MMUSurvey:
             wanted |= conventions.photometry.columns() & cols
         raw = self.read_columns(index, sorted(wanted))
         oid = str(self.object_ids[index])
+        check_rows({c: np.asarray(raw[c])[None] for c in ROW_CHECKED if c in raw}, self.object_ids[index:index + 1],
+                   source)  # the rules every read path applies (astroembed.data.validate)
         g = Galaxy(object_id=oid, ra=float(raw["ra"]), dec=float(raw["dec"]))
         if "image_array" in cols:
             g.image = image_from_row(raw)

@@ -273,19 +273,16 @@ class Galaxy:
             raise InvalidDataError("object_id is empty", source=source, field="object_id")
         self.object_id = oid
         ctx = _where(source, oid)
-        for name, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
+        for name in ("ra", "dec"):
             try:
-                value = float(getattr(self, name))
+                setattr(self, name, float(getattr(self, name)))
             except (TypeError, ValueError):
                 raise InvalidDataError(f"not a number: {getattr(self, name)!r}", field=name, **ctx) from None
-            # NaN is the documented "position unknown" (e.g. Galaxy Zoo JPEGs): such objects live in
-            # HEALPix tile -1 and never cross-match. Infinite or out-of-range values are errors.
-            if not np.isnan(value) and not (np.isfinite(value) and lo <= value <= hi):
-                raise InvalidDataError(f"{value} is outside [{lo}, {hi}] degrees", field=name, **ctx)
-            setattr(self, name, value)
-        if np.isnan(self.ra) != np.isnan(self.dec):
-            raise InvalidDataError("ra and dec must both be known or both be NaN (position unknown)",
-                                   field="ra" if np.isnan(self.ra) else "dec", **ctx)
+        # The position rule every read path shares (NaN in both = position unknown, e.g. Galaxy Zoo JPEGs:
+        # HEALPix tile -1, never cross-matched; infinite or out-of-range values are errors).
+        from .validate import check_positions
+
+        check_positions([self.ra], [self.dec], [oid], source)
         masked = {}
         for modality in self.modalities:
             masked[modality] = getattr(self, modality).validate(source, oid)

@@ -63,6 +63,7 @@ from astroembed.data.healpix import healpix_index
 from astroembed.data.mmu import find_tiles
 from astroembed.data.mmu_conventions import good_spectrum_mask, tile_conventions
 from astroembed.data.records import InvalidDataError, _mask_bad
+from astroembed.data.validate import ModelInputs, check_rows, check_tile, check_unique_across, decode_strings
 
 __all__ = [
     "EmbedConfig",
@@ -107,6 +108,9 @@ class EmbedConfig:
         batch_size: objects per forward pass (and per read).
         num_workers: DataLoader processes reading tiles (0 reads in the main process).
         overwrite: re-embed tiles whose part exists instead of skipping them (or failing on a mismatch).
+        bands_as: declare that the survey's image planes, in order, are these bands (e.g. ``("g", "r",
+            "z")`` for u,g,r cutouts through a g,r,z model); by default the ``image_band`` names must
+            name the model's bands (planes are reordered or picked by name).
     """
 
     model: str
@@ -117,9 +121,12 @@ class EmbedConfig:
     batch_size: int = 256
     num_workers: int = 0
     overwrite: bool = False
+    bands_as: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.model, self.data, self.out = str(self.model), str(self.data), str(self.out)
+        if self.bands_as is not None:
+            self.bands_as = tuple(str(b).strip() for b in self.bands_as)
         if self.modality not in MODALITIES + ("auto",):
             raise ValueError(f"modality must be one of {MODALITIES + ('auto',)}, got {self.modality!r}")
         if int(self.batch_size) < 1:
@@ -164,21 +171,26 @@ def _tile_healpix(tile: Path, f: h5py.File) -> int:
 
 
 def plan_tiles(data, out) -> list[TileJob]:
-    """Every input tile, its row count and columns, and its output part (sorted by HEALPix index)."""
+    """Every input tile, its row count and columns, and its output part (sorted by HEALPix index).
+
+    Each tile's structure is checked (:func:`astroembed.data.validate.check_tile`) and object ids must be
+    unique over the whole survey."""
     jobs: dict[int, TileJob] = {}
+    all_ids, sources = [], []
     for tile in find_tiles(data):
         try:
             with h5py.File(tile, "r") as f:
-                if "object_id" not in f:
-                    raise InvalidDataError("missing required column 'object_id'", source=str(tile),
-                                           field="object_id")
-                n, hp, columns = int(f["object_id"].shape[0]), _tile_healpix(tile, f), frozenset(f.keys())
+                ids = check_tile(f, str(tile))
+                n, hp, columns = len(ids), _tile_healpix(tile, f), frozenset(f.keys())
         except OSError as exc:
             raise InvalidDataError(f"cannot be read as HDF5 ({exc})", source=str(tile)) from None
+        all_ids.append(ids)
+        sources.append(str(tile))
         if hp in jobs:
             raise InvalidDataError(f"HEALPix tile {hp} appears twice (also {jobs[hp].tile}); point the data "
                                    f"path at one survey config folder", source=str(tile))
         jobs[hp] = TileJob(hp, str(Path(tile).resolve()), n, str(part_path(out, hp)), columns)
+    check_unique_across(all_ids, sources)
     return [jobs[k] for k in sorted(jobs)]
 
 
@@ -282,8 +294,9 @@ class _TileBatches(Dataset):
     model on batches of a few objects. Safe in DataLoader workers: handles are opened per process.
     """
 
-    def __init__(self, jobs: Sequence[TileJob], modality: str, batch_size: int):
-        self.jobs, self.modality = list(jobs), modality
+    def __init__(self, jobs: Sequence[TileJob], modality: str, batch_size: int,
+                 inputs: ModelInputs | None = None):
+        self.jobs, self.modality, self.inputs = list(jobs), modality, inputs
         self.items: list[list[tuple[int, int, int]]] = []
         current: list[tuple[int, int, int]] = []
         filled = 0
@@ -317,7 +330,7 @@ class _TileBatches(Dataset):
         return {**self.__dict__, "_handle": None}
 
     def __getitem__(self, k: int) -> list[dict[str, Any]]:
-        segments = [read_rows(self._file(j), self.jobs[j], self.modality, start, stop)
+        segments = [read_rows(self._file(j), self.jobs[j], self.modality, start, stop, self.inputs)
                     for j, start, stop in self.items[k]]
         if torch.utils.data.get_worker_info() is not None:
             # In a reader process the batch travels to the main process: as tensors it goes through
@@ -328,53 +341,80 @@ class _TileBatches(Dataset):
         return segments
 
 
-def decode_strings(values: np.ndarray) -> np.ndarray:
-    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()],
-                    dtype=object).reshape(values.shape)
+def read_rows(f: h5py.File, job: TileJob, modality: str, start: int, stop: int,
+              inputs: ModelInputs | None = None) -> dict[str, Any]:
+    """Rows ``start:stop`` of a tile: identifiers, positions, which rows have the modality, its inputs.
 
-
-def read_rows(f: h5py.File, job: TileJob, modality: str, start: int, stop: int) -> dict[str, Any]:
-    """Rows ``start:stop`` of a tile: identifiers, positions, which rows have the modality, its inputs."""
+    The rows are checked with the survey rules of :mod:`astroembed.data.validate` and, given the model's
+    ``inputs``, against the model: image planes are picked by band name, spectra must cover its grid.
+    """
     n = stop - start
+    ids = decode_strings(f["object_id"][start:stop]).astype(str)
     ra = f["ra"][start:stop].astype(np.float64)
     dec = f["dec"][start:stop].astype(np.float64)
     batch: dict[str, Any] = {
-        "job": job.healpix, "start": start, "stop": stop,
-        "object_id": decode_strings(f["object_id"][start:stop]).astype(str),
-        "ra": ra, "dec": dec,
+        "job": job.healpix, "start": start, "stop": stop, "object_id": ids, "ra": ra, "dec": dec,
         "healpix": (f["healpix"][start:stop].astype(np.int64) if "healpix" in f
                     else np.full(n, job.healpix, np.int64)),
     }
+    check_rows({"ra": ra, "dec": dec}, ids, job.tile)
+    inputs = inputs or ModelInputs()
     if modality == "image":
-        if "image_array" not in f:
-            batch["present"] = np.zeros(n, bool)
-            return batch
-        bands = decode_strings(f["image_band"][start:stop]) if "image_band" in f else np.full((n, 1), "x", object)
-        present = (bands != "").any(axis=1)
-        batch["present"] = present
-        images = f["image_array"][start:stop]
-        batch["inputs"] = (images if present.all() else images[present],)  # (no copy when all present)
-        return batch
+        return _read_images(f, job, batch, inputs, start, stop)
     if "spectrum_flux" not in f:
         batch["present"] = np.zeros(n, bool)
         return batch
     wave = f["spectrum_lambda"][start:stop].astype(np.float64)
+    flux = f["spectrum_flux"][start:stop].astype(np.float32)
+    ivar = (f["spectrum_ivar"][start:stop].astype(np.float32) if "spectrum_ivar" in f
+            else np.ones(flux.shape, np.float32))
+    check_rows({"spectrum_lambda": wave, "spectrum_ivar": ivar}, ids, job.tile)
     pad = wave <= 0
     present = (~pad).any(axis=1)
-    flux = f["spectrum_flux"][start:stop].astype(np.float32)
-    ivar = f["spectrum_ivar"][start:stop].astype(np.float32)
+    inputs.check_spectra(wave[present], ids[present], job.tile)
     # True = good, whatever the tile's polarity (MMU's tiles and astroembed's store True = bad pixel).
     mask = (good_spectrum_mask(f["spectrum_mask"][start:stop], tile_conventions(Path(job.tile), f),
                                source=job.tile) if "spectrum_mask" in f else np.ones(flux.shape, bool))
     mask &= ~pad
-    # Same masking and padding convention as MMUDataset (non-finite -> flux 0, ivar 0, masked; negative
-    # ivar -> InvalidDataError naming the object), so embedding sees what training saw.
+    # Same masking and padding convention as MMUDataset (non-finite -> flux 0, ivar 0, masked), so
+    # embedding sees what training saw.
     for i in np.flatnonzero(present):
         flux[i], ivar[i], mask[i], _ = _mask_bad(flux[i], ivar[i], mask[i], "spectrum",
-                                                 {"source": job.tile, "object_id": batch["object_id"][i]})
+                                                 {"source": job.tile, "object_id": ids[i]})
     wavelength = np.where(pad, -1.0, wave).astype(np.float32)
     batch["present"] = present
     batch["inputs"] = (flux[present], ivar[present], wavelength[present], mask[present])
+    return batch
+
+
+def _read_images(f: h5py.File, job: TileJob, batch: dict[str, Any], inputs: ModelInputs, start: int,
+                 stop: int) -> dict[str, Any]:
+    """The image part of :func:`read_rows`: checked rows, planes in the model's band order."""
+    ids = batch["object_id"]
+    if "image_array" not in f:
+        batch["present"] = np.zeros(len(ids), bool)
+        return batch
+    bands = decode_strings(f["image_band"][start:stop])
+    # ivar is read only to enforce ivar >= 0 (the image model does not use it): a negative variance
+    # means a broken file, whose pixels should not be embedded as if they were fine.
+    ivar = f["image_ivar"][start:stop] if "image_ivar" in f else None
+    check_rows({"image_band": bands, "image_ivar": ivar}, ids, job.tile)
+    present = (bands != "").any(axis=1)
+    batch["present"] = present
+    images = f["image_array"][start:stop]
+    images = images if present.all() else images[present]  # (no copy when all present)
+    rows = [tuple(r) for r in bands[present]]
+    if rows:
+        # One band list per survey config (the MMU writer enforces it), so one plane order per batch.
+        other = next((k for k, r in enumerate(rows) if r != rows[0]), None)
+        if other is not None:
+            raise InvalidDataError(f"band names {list(rows[other])} differ from those of other rows of this "
+                                   f"tile ({list(rows[0])})", source=job.tile, object_id=ids[present][other],
+                                   field="image_band")
+        planes = inputs.image_planes(rows[0], job.tile, ids[present][0])
+        if planes is not None:
+            images = images[:, planes]
+    batch["inputs"] = (images,)
     return batch
 
 
@@ -513,7 +553,7 @@ def _run_batches(embedder, modality: str, jobs: Sequence[TileJob], batches: Iter
 
 
 def embed_tile(embedder, job: TileJob, modality: str, batch_size: int, meta: dict[str, str],
-               overwrite: bool = False) -> tuple[int, int]:
+               overwrite: bool = False, bands_as: Sequence[str] | None = None) -> tuple[int, int]:
     """Embed one tile in the calling process and write its part; returns (rows written, rows skipped).
 
     A part already written by the same model is left alone (returns its counts), so a task that is run
@@ -524,7 +564,7 @@ def embed_tile(embedder, job: TileJob, modality: str, batch_size: int, meta: dic
         skipped = int(have.get("n_skipped", 0))
         return job.n_rows - skipped, skipped
     counts = []
-    dataset = _TileBatches([job], modality, batch_size)
+    dataset = _TileBatches([job], modality, batch_size, ModelInputs.of(embedder, bands_as))
     _run_batches(embedder, modality, [job], (dataset[k] for k in range(len(dataset))), meta,
                  on_tile=lambda _, n, s: counts.append((n, s)))
     return counts[0]
@@ -611,7 +651,7 @@ def embed_catalog(config: EmbedConfig, progress: bool = True) -> Path:
     jobs, todo, modality, meta = _prepare(config, embedder)
     out = Path(config.out)
     if todo:
-        dataset = _TileBatches(todo, modality, config.batch_size)
+        dataset = _TileBatches(todo, modality, config.batch_size, ModelInputs.of(embedder, config.bands_as))
         # batch_size=None: items are already batches; in-order delivery keeps each tile's rows in order.
         loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=config.num_workers,
                             collate_fn=_first, prefetch_factor=2 if config.num_workers else None)
@@ -675,17 +715,22 @@ def read_embeddings(out, modality: str | None = None, object_ids=None
         (the join of a catalogue with labels or a split); an id the catalogue lacks is an
         ``InvalidDataError`` naming it.
     """
-    import pyarrow.dataset as ds
-
     meta = read_metadata(out)  # also checks that all parts come from one model
     modality = modality or meta["modality"]
     column = f"embedding_{modality}"
-    dataset = ds.dataset([str(p) for p in list_parts(out)], format="parquet")
-    if column not in dataset.schema.names:
-        raise InvalidDataError(f"no column {column!r}; the parts hold {dataset.schema.names}", source=str(out),
-                               field=column)
-    table = dataset.to_table(columns=["object_id", "ra", "dec", column]).sort_by("object_id")
     dim = meta["embed_dim"]
+    parts, tables = list_parts(out), []
+    for part in parts:
+        try:
+            table = pq.read_table(part, columns=["object_id", "ra", "dec", column])
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise InvalidDataError(f"cannot read columns object_id, ra, dec, {column} ({exc})", source=str(part),
+                                   field=column) from None
+        _check_part(table, column, dim, str(part))
+        tables.append(table)
+    check_unique_across([t.column("object_id").to_numpy(zero_copy_only=False).astype(str) for t in tables],
+                        [str(p) for p in parts])
+    table = pa.concat_tables(tables).sort_by("object_id")
     vectors = table.column(column).combine_chunks()
     emb = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
     ids = np.asarray(table.column("object_id").to_pylist(), dtype=str)
@@ -699,3 +744,19 @@ def read_embeddings(out, modality: str | None = None, object_ids=None
         raise InvalidDataError(f"{missing.size} object(s) not in the embedding catalogue (first: {missing[0]!r})",
                                source=str(out), object_id=str(missing[0]), field="object_id")
     return wanted, ra[rows], dec[rows], emb[rows]
+
+
+def _check_part(table: pa.Table, column: str, dim: int, source: str) -> None:
+    """An embedding part as the index and search read it: vectors of the run's dimension, finite, at
+    valid positions (the survey rules of :mod:`astroembed.data.validate`)."""
+    ids = table.column("object_id").to_numpy(zero_copy_only=False).astype(str)
+    check_rows({"ra": table.column("ra").to_numpy(), "dec": table.column("dec").to_numpy()}, ids, source)
+    vectors = table.column(column).combine_chunks()
+    if not pa.types.is_fixed_size_list(vectors.type) or vectors.type.list_size != dim:
+        raise InvalidDataError(f"type {vectors.type}, expected vectors of dimension {dim}", source=source,
+                               field=column)
+    emb = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        raise InvalidDataError(f"non-finite embedding ({int(bad.sum())} in this part)", source=source,
+                               object_id=str(ids[np.flatnonzero(bad)[0]]), field=column)

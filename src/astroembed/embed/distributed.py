@@ -59,11 +59,11 @@ def worker_model_loads() -> dict[tuple[str, str, str], int]:
 
 
 def _tile_task(job: TileJob, model: str, device: str, modality: str, batch_size: int, meta: dict[str, str],
-               overwrite: bool) -> dict[str, Any]:
+               overwrite: bool, bands_as: tuple[str, ...] | None = None) -> dict[str, Any]:
     key = (model, meta["model_hash"], device)
     embedder = worker_embedder(*key)
     torch.set_num_threads(1)  # another library in the worker may have changed it
-    rows, skipped = embed_tile(embedder, job, modality, batch_size, meta, overwrite=overwrite)
+    rows, skipped = embed_tile(embedder, job, modality, batch_size, meta, overwrite=overwrite, bands_as=bands_as)
     return {"healpix": job.healpix, "rows": rows, "skipped": skipped, "pid": os.getpid(),
             "model_loads": _LOADS[key]}
 
@@ -109,8 +109,8 @@ def embed_catalog_dask(config: EmbedConfig, client_or_address=None, n_workers: i
     try:
         if todo:
             futures = [client.submit(_tile_task, job, model, config.device, modality, config.batch_size, meta,
-                                     config.overwrite, key=f"embed-tile-{job.healpix}-{uuid.uuid4().hex[:12]}",
-                                     pure=False)
+                                     config.overwrite, config.bands_as,
+                                     key=f"embed-tile-{job.healpix}-{uuid.uuid4().hex[:12]}", pure=False)
                        for job in todo]
             with _Progress(progress, len(jobs), len(jobs) - len(todo)) as bar:
                 for future in as_completed(futures):

@@ -118,8 +118,12 @@ class CatalogSearch:
                                    f"(ra {ra}, dec {dec})", source=str(self.root), field="ra")
         return str(ids[i])
 
-    def embed_file(self, path, modality: str, model=None) -> tuple[np.ndarray, float, float]:
-        """Embed a cutout or spectrum file with the catalogue's model (or ``model``)."""
+    def embed_file(self, path, modality: str, model=None, bands_as=None) -> tuple[np.ndarray, float, float]:
+        """Embed a cutout or spectrum file with the catalogue's model (or ``model``).
+
+        The file is read and validated by :func:`astroembed.data.readers.read_any`; its image's band
+        names must name the model's bands (``bands_as`` declares others as intended) and its spectrum
+        must cover the model's wavelength grid, as for ``astroembed embed``."""
         from ..data.readers import read_any
         from ..inference import load
 
@@ -136,17 +140,19 @@ class CatalogSearch:
         if modality == "image":
             if g.image is None:
                 raise InvalidDataError("holds no image", source=str(path), field="image_array")
-            vector = embedder.embed(g.image.flux[None])[0]
+            vector = embedder.embed(g.image.flux[None], bands=g.image.bands, bands_as=bands_as,
+                                    object_ids=[g.object_id], source=str(path))[0]
         else:
             if g.spectrum is None:
                 raise InvalidDataError("holds no spectrum", source=str(path), field="spectrum_flux")
-            vector = embedder.embed_spectrum([g.spectrum])[0]
+            vector = embedder.embed_spectrum([g.spectrum], object_ids=[g.object_id], source=str(path))[0]
         return vector, g.ra, g.dec
 
     def search(self, k: int = 10, object_id: str | None = None, ra: float | None = None, dec: float | None = None,
                file=None, query_modality: str | None = None, target_modality: str | None = None,
-               exclude_within_arcsec: float | None = None, model=None) -> list[Neighbour]:
-        """Top-k neighbours of one query (exactly one of object_id, (ra, dec), file)."""
+               exclude_within_arcsec: float | None = None, model=None, bands_as=None) -> list[Neighbour]:
+        """Top-k neighbours of one query (exactly one of object_id, (ra, dec), file); ``bands_as``: see
+        :meth:`embed_file`."""
         given = [object_id is not None, ra is not None or dec is not None, file is not None]
         if sum(given) != 1:
             raise ValueError("give exactly one query: an object id, a position (ra and dec), or a file")
@@ -158,7 +164,7 @@ class CatalogSearch:
                                    "come from different models", source=str(self.root), field="modality")
         exclude_id = None
         if file is not None:
-            vector, q_ra, q_dec = self.embed_file(file, query_modality, model)
+            vector, q_ra, q_dec = self.embed_file(file, query_modality, model, bands_as)
         else:
             self._check_modality(query_modality)
             if object_id is None:
