@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import astroembed
-from astroembed.augment.preprocess import PreprocessConfig
-from astroembed.augment.spectrum_preprocess import SpectrumPreprocessConfig
+from astroembed.preprocess.image import PreprocessConfig
+from astroembed.preprocess.spectrum import SpectrumPreprocessConfig
 from astroembed.data.info import summarize
 from astroembed.data.mmu import MMUSurvey, find_tiles, write_survey
 from astroembed.data.records import Galaxy, Image, InvalidDataError, Spectrum

@@ -28,7 +28,6 @@ crash never leaves a half-written file under its final name.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -36,9 +35,17 @@ from typing import Iterable, Sequence
 import h5py
 import numpy as np
 
+from ..files import commit
 from .healpix import healpix_index
 from .mmu_builder import write_builder_script
-from .mmu_conventions import CONVENTIONS_ATTRIBUTE, RESERVED, STRING, TILE_FILE, conventions_attribute
+from .mmu_conventions import (
+    CONVENTIONS_ATTRIBUTE,
+    RESERVED,
+    STRING,
+    TILE_FILE,
+    conventions_attribute,
+)
+
 # The reader lives in mmu_read; its public names (and decode_strings, used by info.py) stay importable from here.
 from .mmu_read import MMUSurvey, decode_strings, find_tiles, open_survey  # noqa: F401
 from .records import Galaxy, InvalidDataError, Photometry, Spectrum
@@ -113,7 +120,7 @@ class _TileWriter:
     def close(self):
         _finish_tile(self.file)
         self.file.close()
-        os.replace(self.tmp, self.path)
+        commit(self.tmp, self.path)
 
     def abort(self):
         self.file.close()

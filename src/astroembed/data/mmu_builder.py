@@ -18,6 +18,7 @@ from pathlib import Path
 
 import h5py
 
+from ..files import atomic_write_text
 from .mmu_conventions import MMU_COMMIT, RESERVED, TILE_FILE
 
 __all__ = ["write_builder_script", "survey_schema"]
@@ -149,7 +150,4 @@ def write_builder_script(root, survey: str) -> Path:
         # better than ours would; leave it alone.
         return path
     text = _TEMPLATE.format(survey=survey, commit=MMU_COMMIT, schema=pprint.pformat(schema, width=100))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, text)

@@ -4,7 +4,12 @@
 cluster and writes the same parts. :func:`read_embeddings` reads them back in object_id order.
 """
 
-from astroembed.embed.catalog import EmbedConfig, embed_catalog, read_embeddings, read_metadata
+from astroembed.embed.catalog import (
+    EmbedConfig,
+    embed_catalog,
+    read_embeddings,
+    read_metadata,
+)
 
 __all__ = ["EmbedConfig", "embed_catalog", "embed_catalog_dask", "read_embeddings", "read_metadata"]
 

@@ -46,7 +46,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -63,7 +62,14 @@ from astroembed.data.healpix import healpix_index
 from astroembed.data.mmu import find_tiles
 from astroembed.data.mmu_conventions import good_spectrum_mask, tile_conventions
 from astroembed.data.records import InvalidDataError, _mask_bad
-from astroembed.data.validate import ModelInputs, check_rows, check_tile, check_unique_across, decode_strings
+from astroembed.data.validate import (
+    ModelInputs,
+    check_rows,
+    check_tile,
+    check_unique_across,
+    decode_strings,
+)
+from astroembed.files import atomic_path, atomic_write_text
 
 __all__ = [
     "EmbedConfig",
@@ -478,28 +484,10 @@ class _TileAccumulator:
 
 
 def write_part_atomic(table: pa.Table, path) -> Path:
-    """Write ``table`` to ``path`` so that ``path`` only ever holds a complete file.
-
-    Written to a hidden temporary name in the same folder (same file system, so the rename is atomic),
-    fsynced, renamed over ``path``, and the folder fsynced so the rename survives a power cut.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    """Write ``table`` to ``path`` so that ``path`` only ever holds a complete file (astroembed.files)."""
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    return Path(path)
 
 
 def _embed_segments(fn, segments: Sequence[dict[str, Any]], embed_dim: int) -> list[np.ndarray]:
@@ -579,8 +567,14 @@ class _Progress:
         self.objects, self.start = 0, time.perf_counter()
         self.bar = None
         if enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(TextColumn("[bold]embedding tiles"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn())
@@ -632,11 +626,7 @@ def write_manifest(out, jobs: Sequence[TileJob], meta: dict[str, str]) -> Path:
     manifest = {**meta, "embed_dim": int(meta["embed_dim"]), "n_tiles": len(tiles),
                 "n_rows": sum(t["rows"] for t in tiles.values()),
                 "n_skipped": sum(t["skipped"] for t in tiles.values()), "tiles": tiles}
-    path = Path(out) / MANIFEST
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(Path(out) / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
 def embed_catalog(config: EmbedConfig, progress: bool = True) -> Path:

@@ -25,7 +25,14 @@ from typing import Any
 
 import torch
 
-from astroembed.embed.catalog import EmbedConfig, TileJob, _prepare, _Progress, embed_tile, write_manifest
+from astroembed.embed.catalog import (
+    EmbedConfig,
+    TileJob,
+    _prepare,
+    _Progress,
+    embed_tile,
+    write_manifest,
+)
 
 __all__ = ["embed_catalog_dask", "worker_embedder", "worker_model_loads"]
 

@@ -23,14 +23,13 @@ The selection is held in memory: about N x D x 4 bytes (1 GB for 2 million 128-d
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from astroembed.embed.catalog import read_metadata
 from astroembed.embed.tables import read_table
+from astroembed.files import atomic_path
 
 __all__ = ["FORMATS", "export_catalogue", "format_from_suffix"]
 
@@ -145,11 +144,6 @@ def export_catalogue(embeddings, out, fmt: str | None = None, tiles=None, cone=N
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     table, run = _astropy_table(embeddings, tiles, cone)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         _WRITERS[fmt](table, run, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out, len(table)

@@ -25,10 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -36,6 +35,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from astroembed.data.records import InvalidDataError
+from astroembed.files import atomic_path, atomic_write_text
 from astroembed.models.registry import MODEL_TYPES
 
 __all__ = [
@@ -87,18 +87,6 @@ def build_from_config(config: Mapping[str, Any]) -> nn.Module:
     return builder(config["model"])
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write via a temporary file + rename, so an interrupted save never leaves a half-written file in place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _independent_copies(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Contiguous CPU copies that share no memory, as safetensors requires.
 
@@ -148,8 +136,9 @@ def save_model(module: nn.Module, config: Mapping[str, Any], directory: str | os
     directory.mkdir(parents=True, exist_ok=True)
     tensors = _independent_copies(module.state_dict())
     # One metadata key only: see _independent_copies for why (reproducible content_hash).
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(directory / CONFIG_NAME, text + "\n")
     return directory
 
 
