@@ -318,7 +318,7 @@ def index(
             info = search.manifest["modalities"][modality]
             console.print(f"{modality}: {info['count']} vectors of dim {info['dim']} in a {info['kind']} index")
             if neighbours:
-                from .embed.catalog import read_embeddings
+                from .embed.store import read_embeddings
                 from .search.neighbours import write_neighbour_table
 
                 ids, ra, dec, vectors = read_embeddings(info["embeddings"], modality)

@@ -123,7 +123,7 @@ def survey_redshifts(survey_path: Path) -> np.ndarray:
 
 def redshift_report(embeddings_dir: Path, survey_path: Path, seed: int = 0, modality: str | None = None) -> dict:
     """k-NN (k=16) redshift of held-out galaxies from the training galaxies' embeddings."""
-    from .embed.catalog import read_embeddings
+    from .embed.store import read_embeddings
     from .evaluate.redshift import knn_redshift_report
 
     survey_ids, train, test = held_out_split(survey_path, seed)
@@ -179,7 +179,7 @@ def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0,
 
 def retrieval_stage(image_embeddings: Path, spectrum_embeddings: Path, survey_path: Path, seed: int = 0) -> dict:
     """Held-out galaxies: find each one's spectrum from its image and the reverse, in the shared space."""
-    from .embed.catalog import read_embeddings
+    from .embed.store import read_embeddings
     from .evaluate.retrieval import retrieval_report
 
     survey_ids, _, test = held_out_split(survey_path, seed)
@@ -193,7 +193,7 @@ def neighbour_stage(query_embeddings: Path, target_embeddings: Path, survey_path
                     k: int = 10) -> dict:
     """Held-out galaxies as queries against every galaxy of the target catalogue: median |dz|/(1+z) of
     query-neighbour pairs vs random pairs (in-modal, or cross-modal when the two catalogues differ)."""
-    from .embed.catalog import read_embeddings
+    from .embed.store import read_embeddings
     from .evaluate.neighbours import neighbour_redshift_report
 
     survey_ids, _, test = held_out_split(survey_path, seed)

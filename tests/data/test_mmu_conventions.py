@@ -194,8 +194,9 @@ def test_join_our_survey_with_mmu_parent_samples_fills_each_modality_once(mmu, t
 
 
 def test_catalogue_embedding_reads_spectrum_masks_with_the_tile_polarity(mmu, tmp_path):
-    """The embedding runner reads tiles in blocks (embed.catalog.read_rows), not through MMUDataset."""
-    from astroembed.embed.catalog import plan_tiles, read_rows
+    """The embedding runner reads tiles in blocks (embed.tile_reader.read_rows), not through MMUDataset."""
+    from astroembed.embed.plan import plan_tiles
+    from astroembed.embed.tile_reader import read_rows
 
     cols = raw(mmu, "sdss")
     job = plan_tiles(mmu / "sdss", tmp_path / "emb")[0]

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from astroembed.preprocess.image import PreprocessConfig
 from astroembed.data.mmu import write_survey
 from astroembed.data.records import Galaxy, Image, Photometry
 from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
 from astroembed.models.io import save_model
+from astroembed.preprocess.image import PreprocessConfig
 
 N_GALAXIES = 120
 NO_IMAGE_EVERY = 17  # every 17th object has photometry only: it must be skipped and counted

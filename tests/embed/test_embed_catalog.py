@@ -20,7 +20,8 @@ from astroembed.data.healpix import healpix_index
 from astroembed.data.mmu import write_survey
 from astroembed.data.records import Galaxy, InvalidDataError, Photometry, Spectrum
 from astroembed.embed import EmbedConfig, embed_catalog, read_embeddings, read_metadata
-from astroembed.embed.catalog import embed_tile, plan_tiles, run_metadata, resolve_modality
+from astroembed.embed.catalog import embed_tile, resolve_modality, run_metadata
+from astroembed.embed.plan import plan_tiles
 from astroembed.inference import load
 from astroembed.models.io import content_hash
 
@@ -232,8 +233,8 @@ def test_real_spectrum_model_matches_embedding_each_spectrum_alone(tmp_path):
     """With the exported spectrum transformer (when present), padded MMU rows embed like the unpadded
     record embedded on its own, and spectrum-less rows are skipped."""
     spectrum_training = pytest.importorskip("astroembed.train.spectrum")
-    from astroembed.preprocess.spectrum import SpectrumPreprocessConfig
     from astroembed.models.spectrum_transformer import SpectrumTransformer
+    from astroembed.preprocess.spectrum import SpectrumPreprocessConfig
 
     rng = np.random.default_rng(0)
     galaxies = []

@@ -8,12 +8,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from astroembed.preprocess.image import PreprocessConfig
 from astroembed.cli import app
 from astroembed.data.records import InvalidDataError
-from astroembed.embed.catalog import EmbedConfig, embed_catalog, read_embeddings, write_part_atomic
+from astroembed.embed.catalog import EmbedConfig, embed_catalog
+from astroembed.embed.store import read_embeddings, write_part_atomic
 from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
 from astroembed.models.io import save_model
+from astroembed.preprocess.image import PreprocessConfig
 from astroembed.search.catalog_search import CatalogSearch, build_index
 
 

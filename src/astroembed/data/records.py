@@ -21,6 +21,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .errors import InvalidDataError
+
 __all__ = [
     "InvalidDataError",
     "Image",
@@ -29,23 +31,6 @@ __all__ = [
     "Galaxy",
     "check_unique_ids",
 ]
-
-
-class InvalidDataError(ValueError):
-    """Bad input data; the message names the file, the object and the field."""
-
-    def __init__(self, message: str, *, source: str | None = None, object_id: str | None = None,
-                 field: str | None = None):
-        self.source, self.object_id, self.field = source, object_id, field
-        where = []
-        if source is not None:
-            where.append(f"file {source!s}")
-        if object_id is not None:
-            where.append(f"object {object_id!s}")
-        if field is not None:
-            where.append(f"field '{field}'")
-        prefix = (", ".join(where) + ": ") if where else ""
-        super().__init__(prefix + message)
 
 
 def _where(source, object_id):

@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .records import InvalidDataError
+from .errors import InvalidDataError
 
 __all__ = ["check_tile", "check_unique_across", "check_positions", "check_rows", "check_image_rows",
            "check_spectrum_rows", "band_order", "check_wavelength_coverage", "ModelInputs",

@@ -1,15 +1,13 @@
 """Catalogue embedding: stream a survey through an exported model into Parquet beside the catalogue.
 
-:func:`embed_catalog` runs in one process; :func:`embed_catalog_dask` runs one task per tile on a Dask
-cluster and writes the same parts. :func:`read_embeddings` reads them back in object_id order.
+:func:`embed_catalog` runs in one process (the runner: ``catalog``, ``plan``, ``tile_reader``);
+:func:`embed_catalog_dask` runs one task per tile on a Dask cluster and writes the same parts. The
+format both write and every reader shares (layout, schema, atomic part writes, :func:`read_embeddings`)
+is ``store``; ``tables`` and ``export`` open it for others.
 """
 
-from astroembed.embed.catalog import (
-    EmbedConfig,
-    embed_catalog,
-    read_embeddings,
-    read_metadata,
-)
+from astroembed.embed.catalog import EmbedConfig, embed_catalog
+from astroembed.embed.store import read_embeddings, read_metadata
 
 __all__ = ["EmbedConfig", "embed_catalog", "embed_catalog_dask", "read_embeddings", "read_metadata"]
 

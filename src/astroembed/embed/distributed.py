@@ -25,14 +25,9 @@ from typing import Any
 
 import torch
 
-from astroembed.embed.catalog import (
-    EmbedConfig,
-    TileJob,
-    _prepare,
-    _Progress,
-    embed_tile,
-    write_manifest,
-)
+from astroembed.embed.catalog import Progress, embed_tile, prepare_run
+from astroembed.embed.plan import EmbedConfig, TileJob
+from astroembed.embed.store import write_manifest
 
 __all__ = ["embed_catalog_dask", "worker_embedder", "worker_model_loads"]
 
@@ -99,7 +94,7 @@ def embed_catalog_dask(config: EmbedConfig, client_or_address=None, n_workers: i
 
     # The driver loads the model on the CPU only to resolve the modality and hash the weights.
     embedder = load(config.model, device="cpu")
-    jobs, todo, modality, meta = _prepare(config, embedder)
+    jobs, todo, modality, meta = prepare_run(config, embedder)
     del embedder
     model = str(Path(config.model).resolve())
     out = Path(config.out)
@@ -119,7 +114,7 @@ def embed_catalog_dask(config: EmbedConfig, client_or_address=None, n_workers: i
                                      config.overwrite, config.bands_as,
                                      key=f"embed-tile-{job.healpix}-{uuid.uuid4().hex[:12]}", pure=False)
                        for job in todo]
-            with _Progress(progress, len(jobs), len(jobs) - len(todo)) as bar:
+            with Progress(progress, len(jobs), len(jobs) - len(todo)) as bar:
                 for future in as_completed(futures):
                     result = future.result()  # re-raises a task's error here, naming its tile
                     log.debug("tile %s: %s", result["healpix"], result)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astroembed.embed.catalog import read_metadata
+from astroembed.embed.store import read_metadata
 from astroembed.embed.tables import read_table
 from astroembed.files import atomic_path
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from astroembed.data.healpix import NSIDE
 from astroembed.data.records import InvalidDataError
-from astroembed.embed.catalog import list_parts, tile_of_part
+from astroembed.embed.store import list_parts, tile_of_part
 
 __all__ = ["tiles_in_cone", "select_parts", "read_table", "angular_separation_deg"]
 

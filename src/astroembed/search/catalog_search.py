@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.records import InvalidDataError
-from ..embed.catalog import read_embeddings, read_metadata
+from ..embed.store import read_embeddings, read_metadata
 from .index import VectorIndex
 
 MANIFEST = "manifest.json"

@@ -1,0 +1,113 @@
+"""What an embedding run is asked to do (:class:`EmbedConfig`) and its plan: one job per input tile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from astroembed.data.healpix import healpix_index
+from astroembed.data.mmu import find_tiles
+from astroembed.data.records import InvalidDataError
+from astroembed.data.validate import (
+    check_tile,
+    check_unique_across,
+)
+from astroembed.embed.store import _HIVE, MODALITIES, part_path
+
+__all__ = ["EmbedConfig", "TileJob", "plan_tiles"]
+
+
+@dataclass
+class EmbedConfig:
+    """What to embed, with which model, where to.
+
+    Attributes:
+        model: exported model folder (``config.json`` + ``model.safetensors``) or its run folder.
+        data: MMU survey: a tile file or a folder of ``healpix=<N>/*.hdf5`` tiles (one survey config).
+        out: output folder for the Parquet dataset.
+        modality: "image", "spectrum", or "auto" (the one the model embeds; for a model embedding both,
+            the one the survey has).
+        device: "cpu", "cuda", "cuda:1", or "auto" (CUDA when available).
+        batch_size: objects per forward pass (and per read).
+        num_workers: DataLoader processes reading tiles (0 reads in the main process).
+        overwrite: re-embed tiles whose part exists instead of skipping them (or failing on a mismatch).
+        bands_as: declare that the survey's image planes, in order, are these bands (e.g. ``("g", "r",
+            "z")`` for u,g,r cutouts through a g,r,z model); by default the ``image_band`` names must
+            name the model's bands (planes are reordered or picked by name).
+    """
+
+    model: str
+    data: str
+    out: str
+    modality: str = "auto"
+    device: str = "auto"
+    batch_size: int = 256
+    num_workers: int = 0
+    overwrite: bool = False
+    bands_as: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self.model, self.data, self.out = str(self.model), str(self.data), str(self.out)
+        if self.bands_as is not None:
+            self.bands_as = tuple(str(b).strip() for b in self.bands_as)
+        if self.modality not in MODALITIES + ("auto",):
+            raise ValueError(f"modality must be one of {MODALITIES + ('auto',)}, got {self.modality!r}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if int(self.num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        self.batch_size, self.num_workers = int(self.batch_size), int(self.num_workers)
+
+
+@dataclass
+class TileJob:
+    """One input tile and the part it becomes."""
+
+    healpix: int
+    tile: str
+    n_rows: int
+    part: str
+    columns: frozenset = field(default_factory=frozenset)
+
+
+def _tile_healpix(tile: Path, f: h5py.File) -> int:
+    match = _HIVE.match(tile.parent.name)
+    if match:
+        return int(match.group(1))
+    # Not in the hive layout: the tile must hold a single HEALPix pixel to map onto one part.
+    if "healpix" in f:
+        values = np.unique(f["healpix"][:])
+    else:
+        values = np.unique(healpix_index(f["ra"][:], f["dec"][:]))
+    if len(values) != 1:
+        raise InvalidDataError(f"holds objects of {len(values)} HEALPix pixels and is not in a "
+                               f"'healpix=<N>' folder; write it with astroembed's MMU writer first",
+                               source=str(tile), field="healpix")
+    return int(values[0])
+
+
+def plan_tiles(data, out) -> list[TileJob]:
+    """Every input tile, its row count and columns, and its output part (sorted by HEALPix index).
+
+    Each tile's structure is checked (:func:`astroembed.data.validate.check_tile`) and object ids must be
+    unique over the whole survey."""
+    jobs: dict[int, TileJob] = {}
+    all_ids, sources = [], []
+    for tile in find_tiles(data):
+        try:
+            with h5py.File(tile, "r") as f:
+                ids = check_tile(f, str(tile))
+                n, hp, columns = len(ids), _tile_healpix(tile, f), frozenset(f.keys())
+        except OSError as exc:
+            raise InvalidDataError(f"cannot be read as HDF5 ({exc})", source=str(tile)) from None
+        all_ids.append(ids)
+        sources.append(str(tile))
+        if hp in jobs:
+            raise InvalidDataError(f"HEALPix tile {hp} appears twice (also {jobs[hp].tile}); point the data "
+                                   f"path at one survey config folder", source=str(tile))
+        jobs[hp] = TileJob(hp, str(Path(tile).resolve()), n, str(part_path(out, hp)), columns)
+    check_unique_across(all_ids, sources)
+    return [jobs[k] for k in sorted(jobs)]
