@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from .mmu import MMUSurvey
 from .mmu_conventions import (good_spectrum_mask, image_ivar_from_stored, image_mask_per_band, lsf_sigma_angstrom,
                               photometry_from_columns, psf_fwhm_or_unknown)
-from .records import InvalidDataError, _mask_bad
+from .records import InvalidDataError, mask_bad_values
 
 MODALITIES = ("image", "spectrum", "photometry")
 
@@ -117,7 +117,7 @@ class MMUDataset(Dataset):
             ivar = np.ones_like(flux)
         # MMU's Legacy Surveys tiles hold one (H, W) mask per object, for every band.
         mask = image_mask_per_band(raw["image_mask"], flux.shape[0])
-        flux, ivar, mask, _ = _mask_bad(flux, ivar, mask, "image", ctx)
+        flux, ivar, mask, _ = mask_bad_values(flux, ivar, mask, "image", ctx)
         return dict(image=flux, image_ivar=ivar, image_mask=mask, image_has_ivar=has_ivar,
                     psf_fwhm=psf_fwhm_or_unknown(raw["image_psf_fwhm"]),
                     pixel_scale=np.float32(np.ravel(raw["image_scale"])[0]))
@@ -129,7 +129,7 @@ class MMUDataset(Dataset):
         wave = raw["spectrum_lambda"].astype(np.float64)
         pad = wave <= 0
         good = good_spectrum_mask(raw["spectrum_mask"], conventions, **ctx) & ~pad
-        flux, ivar, mask, _ = _mask_bad(raw["spectrum_flux"].astype(np.float32),
+        flux, ivar, mask, _ = mask_bad_values(raw["spectrum_flux"].astype(np.float32),
                                         raw["spectrum_ivar"].astype(np.float32), good, "spectrum", ctx)
         lsf = np.where(pad, 0.0, lsf_sigma_angstrom(raw["spectrum_lsf_sigma"], wave, conventions))
         full = self.spectrum_length
@@ -148,7 +148,7 @@ class MMUDataset(Dataset):
             raw = self.survey.read_columns(index, sorted(mapping.columns() & self.survey._tile_columns[tile]))
             _, flux, ivar = photometry_from_columns(raw, mapping)
             ivar = np.ones_like(flux) if ivar is None else ivar
-        flux, ivar, _, _ = _mask_bad(flux, ivar, np.ones(flux.shape, bool), "photometry", ctx)
+        flux, ivar, _, _ = mask_bad_values(flux, ivar, np.ones(flux.shape, bool), "photometry", ctx)
         return dict(photometry_flux=flux, photometry_ivar=ivar)
 
 

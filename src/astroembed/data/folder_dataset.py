@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .readers.image_folder import _load_rgb, list_images
+from .readers.image_folder import load_rgb, list_images
 from .records import InvalidDataError, check_unique_ids
 
 
@@ -52,7 +52,7 @@ class ImageFolderDataset(Dataset):
     def _image(self, i: int) -> torch.Tensor:
         if self._cache is not None and i in self._cache:
             return self._cache[i].float()
-        image = torch.from_numpy(_load_rgb(self.files[i]))
+        image = torch.from_numpy(load_rgb(self.files[i]))
         if self.standardize is not None:
             image = self.standardize(image[None])[0]
         # Back to 8-bit, as astroembed.load(...).embed does for uint8 input: identical pixels either way.

@@ -30,6 +30,7 @@ __all__ = [
     "Photometry",
     "Galaxy",
     "check_unique_ids",
+    "mask_bad_values",
 ]
 
 
@@ -55,8 +56,13 @@ def _check_same_shape(arr, ref, name, ref_name, ctx):
                                field=name, **ctx)
 
 
-def _mask_bad(flux, ivar, mask, prefix, ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Apply the documented masking; return the cleaned arrays and how many values were masked."""
+def mask_bad_values(flux, ivar, mask, prefix, ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Apply the documented masking; return the cleaned arrays and how many values were masked.
+
+    NaN or inf flux or ivar -> flux 0, ivar 0, mask False; ivar = 0 -> mask False; negative ivar is an
+    ``InvalidDataError`` (``ctx`` gives its source and object_id; ``prefix`` the modality). Shared by
+    every reader of stored arrays (records, ``MMUDataset``, the embedding runner).
+    """
     if np.isfinite(flux).all() and np.isfinite(ivar).all() and not (ivar < 0).any():
         return flux, ivar, mask & (ivar > 0), 0  # the common clean case, without boolean-index copies
     finite_ivar = np.isfinite(ivar)
@@ -122,7 +128,7 @@ class Image:
         else:
             mask = np.asarray(self.mask).astype(bool)
             _check_same_shape(mask, self.flux, "image_mask", "image_array", ctx)
-        flux, ivar, mask, n_bad = _mask_bad(self.flux, ivar, mask, "image", ctx)
+        flux, ivar, mask, n_bad = mask_bad_values(self.flux, ivar, mask, "image", ctx)
         self.flux, self.mask = flux, mask
         self.ivar = ivar if known_ivar else None
         if self.psf_fwhm is None:
@@ -196,7 +202,7 @@ class Spectrum:
         else:
             mask = np.asarray(self.mask).astype(bool)
             _check_same_shape(mask, self.flux, "spectrum_mask", "spectrum_flux", ctx)
-        self.flux, self.ivar, self.mask, n_bad = _mask_bad(self.flux, ivar, mask, "spectrum", ctx)
+        self.flux, self.ivar, self.mask, n_bad = mask_bad_values(self.flux, ivar, mask, "spectrum", ctx)
         if self.lsf_sigma is None:
             self.lsf_sigma = np.full(self.flux.shape, np.nan, dtype=np.float32)
         else:
@@ -226,7 +232,7 @@ class Photometry:
         ivar = np.ones_like(self.flux) if self.ivar is None else _as_float_array(
             self.ivar, "photometry_ivar", 1, ctx)
         _check_same_shape(ivar, self.flux, "photometry_ivar", "photometry_flux", ctx)
-        self.flux, self.ivar, _, n_bad = _mask_bad(self.flux, ivar, np.ones(self.flux.shape, bool),
+        self.flux, self.ivar, _, n_bad = mask_bad_values(self.flux, ivar, np.ones(self.flux.shape, bool),
                                                     "photometry", ctx)
         return n_bad
 

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from astroembed.data.mmu_conventions import good_spectrum_mask, tile_conventions
-from astroembed.data.records import InvalidDataError, _mask_bad
+from astroembed.data.records import InvalidDataError, mask_bad_values
 from astroembed.data.validate import (
     ModelInputs,
     check_rows,
@@ -121,7 +121,7 @@ def read_rows(f: h5py.File, job: TileJob, modality: str, start: int, stop: int,
     # Same masking and padding convention as MMUDataset (non-finite -> flux 0, ivar 0, masked), so
     # embedding sees what training saw.
     for i in np.flatnonzero(present):
-        flux[i], ivar[i], mask[i], _ = _mask_bad(flux[i], ivar[i], mask[i], "spectrum",
+        flux[i], ivar[i], mask[i], _ = mask_bad_values(flux[i], ivar[i], mask[i], "spectrum",
                                                  {"source": job.tile, "object_id": ids[i]})
     wavelength = np.where(pad, -1.0, wave).astype(np.float32)
     batch["present"] = present

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image as PILImage
 
 from astroembed.data.readers import InvalidDataError, iter_image_folder, read_any
-from astroembed.data.readers.image_folder import _load_rgb
+from astroembed.data.readers.image_folder import load_rgb
 
 # A 16-bit ramp with a hot core: the faint ramp (< 4096) is what 8-bit clipping destroyed.
 RAMP = (np.arange(48 * 40, dtype=np.uint32).reshape(48, 40) * 2).astype(np.uint16)
@@ -38,7 +38,7 @@ def _png16(path, planes: np.ndarray, color_type: int):
 def test_16bit_greyscale_is_read_at_its_depth(tmp_path, suffix):
     path = tmp_path / f"ramp{suffix}"
     PILImage.fromarray(RAMP).save(path)
-    flux = _load_rgb(path)
+    flux = load_rgb(path)
     assert flux.shape == (3, 48, 40) and flux.dtype == np.float32
     # Every 16-bit step survives: the file's values come back exactly from the 0-255 scale.
     np.testing.assert_array_equal(np.round(flux * 257).astype(np.int64), np.broadcast_to(RAMP, (3, 48, 40)))
@@ -59,8 +59,8 @@ def test_8bit_images_keep_their_values(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
     PILImage.fromarray(rgb).save(tmp_path / "rgb.png")
     PILImage.fromarray(rgb[..., 0]).save(tmp_path / "grey.tif")
-    np.testing.assert_array_equal(_load_rgb(tmp_path / "rgb.png"), rgb.transpose(2, 0, 1))
-    np.testing.assert_array_equal(_load_rgb(tmp_path / "grey.tif"), np.repeat(rgb[None, ..., 0], 3, 0))
+    np.testing.assert_array_equal(load_rgb(tmp_path / "rgb.png"), rgb.transpose(2, 0, 1))
+    np.testing.assert_array_equal(load_rgb(tmp_path / "grey.tif"), np.repeat(rgb[None, ..., 0], 3, 0))
 
 
 @pytest.mark.parametrize("color_type, channels", [(2, 3), (6, 4), (4, 2)])  # RGB, RGBA, grey + alpha
@@ -68,7 +68,7 @@ def test_16bit_colour_png_is_refused_not_cut_to_8_bits(tmp_path, color_type, cha
     path = _png16(tmp_path / "colour16.png", np.stack([RAMP] * channels, axis=-1), color_type)
     assert PILImage.open(path).getextrema()[0][1] <= 255  # what Pillow alone would hand back
     with pytest.raises(InvalidDataError, match=r"colour16.png, field 'image_array': 16-bit-per-channel"):
-        _load_rgb(path)
+        load_rgb(path)
     with pytest.raises(InvalidDataError, match="colour16.png"):  # the CLI's path to the reader
         read_any(path)
 
@@ -78,7 +78,7 @@ def test_32bit_float_and_integer_images_are_refused(tmp_path, array):
     path = tmp_path / "measurement.tif"
     PILImage.fromarray(array).save(path)
     with pytest.raises(InvalidDataError, match=r"measurement.tif.*32-bit .* no 0-255 display scale.*FITS"):
-        _load_rgb(path)
+        load_rgb(path)
 
 
 @pytest.mark.parametrize("limit", [500, 1500])  # 1920 pixels: > 2x limit raises in Pillow, > limit warns
@@ -90,7 +90,7 @@ def test_decompression_bomb_is_an_error_naming_the_file(tmp_path, monkeypatch, l
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # a warning Pillow printed instead of the error would be recorded
         with pytest.raises(InvalidDataError, match=r"bomb.png, field 'image_array': image too large.*MAX_IMAGE_PIXELS"):
-            _load_rgb(path)
+            load_rgb(path)
     assert not caught
     assert warnings.filters == filters  # the reader's own filter did not leak into the process
 

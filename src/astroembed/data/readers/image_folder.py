@@ -29,7 +29,7 @@ import numpy as np
 from ..records import Galaxy, Image, InvalidDataError, check_unique_ids, labels_from_mapping
 from ._common import finish, warn
 
-__all__ = ["IMAGE_SUFFIXES", "is_image_folder", "list_images", "iter_image_folder", "read_image_folder",
+__all__ = ["IMAGE_SUFFIXES", "is_image_folder", "list_images", "load_rgb", "iter_image_folder", "read_image_folder",
            "read_image_file"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -100,7 +100,7 @@ def _rgb_values(im, path: Path) -> np.ndarray:
     return np.asarray(im if im.mode == "RGB" else im.convert("RGB")).astype(np.float32)
 
 
-def _load_rgb(path: Path) -> np.ndarray:
+def load_rgb(path: Path) -> np.ndarray:
     """Decode one image to a (3, H, W) float32 array on the 0-255 scale (module docstring: bit depth)."""
     from PIL import Image as PILImage, UnidentifiedImageError
 
@@ -231,7 +231,7 @@ def _record(file: Path, folder: Path | None, csv_rows: dict | None, class_label:
         row = dict(row)
         ra, dec = row.pop("__ra", ra), row.pop("__dec", dec)
         labels.update(labels_from_mapping(row))
-    image = Image(flux=_load_rgb(file), bands=RGB_BANDS, pixel_scale=pixel_scale)
+    image = Image(flux=load_rgb(file), bands=RGB_BANDS, pixel_scale=pixel_scale)
     galaxy = Galaxy(file.stem, ra, dec, image=image, labels=labels)
     galaxy.validate(source=str(file))
     return galaxy
