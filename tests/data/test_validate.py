@@ -46,7 +46,7 @@ def test_a_valid_tile_returns_its_ids(tmp_path):
     ({"image_array": np.zeros((3, 2, 4, 4))}, "image_band", "missing beside image_array"),
     ({"image_array": np.zeros((3, 2, 4, 4)), "image_band": np.array([[b"g", b"r"]] * 3),
       "image_ivar": np.ones((3, 2, 4, 5))}, "image_ivar", "does not match image_array"),
-    ({"spectrum_flux": np.zeros((3, 5)), "spectrum_lambda": np.arange(3.0)}, "spectrum_lambda", "does not match"),
+    ({"spectrum_flux": np.zeros((3, 5)), "spectrum_lambda": np.arange(3.0)}, "spectrum_lambda", "expected 2 dimensions"),
     ({"spectrum_flux": np.zeros(3), "spectrum_lambda": np.zeros(3)}, "spectrum_flux", "expected 2 dimensions"),
     ({"object_id": np.array([b"a", b"b", b"a"])}, "object_id", "duplicated object id"),
     ({"object_id": np.array([b"a", b"", b"c"])}, "object_id", "empty object id"),

@@ -46,7 +46,8 @@ _SAME_SHAPE = {"image_ivar": "image_array", "image_mask": "image_array", "spectr
                "spectrum_lambda": "spectrum_flux", "spectrum_mask": "spectrum_flux",
                "spectrum_lsf_sigma": "spectrum_flux", "photometry_ivar": "photometry_flux",
                "photometry_band": "photometry_flux"}
-_NDIM = {"image_array": 4, "spectrum_flux": 2, "photometry_flux": 2, "image_band": 2}
+_NDIM = {"image_array": 4, "image_band": 2, "spectrum_flux": 2, "spectrum_lambda": 2, "spectrum_ivar": 2,
+         "photometry_flux": 2}
 _REQUIRED_WITH = {"image_array": ("image_band",), "spectrum_flux": ("spectrum_lambda",),
                   "photometry_flux": ("photometry_band",)}
 
