@@ -17,7 +17,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from ..data.records import InvalidDataError
-from .explorer import MAX_K, Explorer, NotFoundError, hits_as_dicts
+from .explorer import MAX_CONE_ARCSEC, MAX_K, Explorer, NotFoundError, hits_as_dicts
 from .queries import MAX_QUERY_CHARS, resolve
 from .render import spectrum_png, spectrum_series, thumbnail_png
 from .uploads import UploadTooLargeError, parse_upload
@@ -46,7 +46,8 @@ def catalogue(request: Request) -> dict:
 @router.get("/objects", summary="Cone search: catalogue objects near a sky position, nearest first")
 def cone_search(request: Request, ra: float = Query(..., ge=0, lt=360, description="degrees"),
                 dec: float = Query(..., ge=-90, le=90, description="degrees"),
-                radius_arcsec: float = Query(60.0, gt=0, le=3600), limit: int = Query(100, ge=1, le=1000)) -> dict:
+                radius_arcsec: float = Query(60.0, gt=0, le=MAX_CONE_ARCSEC),
+                limit: int = Query(100, ge=1, le=1000)) -> dict:
     objects = _explorer(request).cone(ra, dec, radius_arcsec, limit)
     return {"ra": ra, "dec": dec, "radius_arcsec": radius_arcsec, "objects": objects}
 

@@ -25,7 +25,7 @@ __all__ = ["Explorer", "NotFoundError", "Hit", "MODALITY_CHOICES", "MAX_K", "MAX
 
 MODALITY_CHOICES = ("image", "spectrum", "both")
 MAX_K = 100
-MAX_CONE_ARCSEC = 3600.0  # one degree: a cone search is for finding an object, not for bulk export
+MAX_CONE_ARCSEC = 180 * 3600.0  # the whole sky: the cost is O(N) whatever the radius; `limit` bounds the answer
 _CANDIDATE_FACTOR = 4  # "both" targets: candidates fetched from each index per neighbour wanted
 
 
@@ -229,15 +229,26 @@ class Explorer:
         if modality not in ("image", "spectrum"):
             raise InvalidDataError(f"an upload is an image or a spectrum, got {modality!r}", field="modality")
         model = self.embedder(modality)
-        with self._embed_lock:  # one forward pass at a time: torch already uses every core
-            if modality == "image":
-                if galaxy.image is None:
-                    raise InvalidDataError("the file holds no image", field="image_array")
-                vector = model.embed(galaxy.image.flux[None])[0]
-            else:
-                if galaxy.spectrum is None:
-                    raise InvalidDataError("the file holds no spectrum", field="spectrum_flux")
-                vector = model.embed_spectrum([galaxy.spectrum])[0]
+        if modality == "image" and galaxy.image is not None:
+            bands, wanted = tuple(galaxy.image.bands), tuple(getattr(model, "bands", ()))
+            rgb_model = getattr(model, "preprocess_config", None) is not None and model.preprocess_config.mode == "rgb"
+            if wanted and bands != wanted and not rgb_model:
+                # Same band count is not enough: R,G,B pixel values read as g,r,z flux would embed as garbage.
+                raise InvalidDataError(f"the catalogue's model takes bands {list(wanted)}; the file has "
+                                       f"{list(bands)}", field="image_band")
+        try:
+            with self._embed_lock:  # one forward pass at a time: torch already uses every core
+                if modality == "image":
+                    if galaxy.image is None:
+                        raise InvalidDataError("the file holds no image", field="image_array")
+                    vector = model.embed(galaxy.image.flux[None])[0]
+                else:
+                    if galaxy.spectrum is None:
+                        raise InvalidDataError("the file holds no spectrum", field="spectrum_flux")
+                    vector = model.embed_spectrum([galaxy.spectrum])[0]
+        except RuntimeError as exc:  # a shape the network cannot take: say so, not a torch traceback
+            raise InvalidDataError(f"the model cannot embed this {modality} ({str(exc).splitlines()[0]})",
+                                   field="image_array" if modality == "image" else "spectrum_flux") from None
         return _unit(vector)
 
     def image_preprocessing(self):
