@@ -133,16 +133,18 @@ function searchParams(form, query) {
   return params;
 }
 
-function neighbourCard(n, targetModality) {
+function neighbourCard(n) {
   const card = el("div", { class: "card", "data-object-id": n.object_id });
   const link = el("a", { href: objectUrl(n.object_id), class: "neighbour-link" });
   const id = encodeURIComponent(n.object_id);
-  if (targetModality !== "spectrum") {
-    link.append(el("img", { class: "thumb", loading: "lazy", alt: `image of ${n.object_id}`, src: `/api/thumbnails/${id}` }));
-  }
-  if (targetModality !== "image") {
-    link.append(el("img", { class: "spectrum", loading: "lazy", alt: `spectrum of ${n.object_id}`,
-      src: `/api/spectra/${id}?format=png` }));
+  // Both pictures whatever the target modality: an image match is judged by its spectrum too.
+  const pictures = [
+    el("img", { class: "thumb", loading: "lazy", alt: `image of ${n.object_id}`, src: `/api/thumbnails/${id}` }),
+    el("img", { class: "spectrum", loading: "lazy", alt: `spectrum of ${n.object_id}`, src: `/api/spectra/${id}?format=png` }),
+  ];
+  for (const picture of pictures) {
+    picture.addEventListener("error", () => picture.remove());  // the survey lacks this modality
+    link.append(picture);
   }
   link.append(el("div", { class: "caption" }, `${n.rank}. ${n.object_id}`));
   card.append(link, el("div", { class: "muted" }, `similarity ${n.similarity.toFixed(3)}` +
@@ -176,7 +178,7 @@ function initSearchPanel(query, pageUrl) {
     grid.dataset.state = "loading";
     try {
       const result = await api(`/api/search?${params}`);
-      grid.replaceChildren(...result.neighbours.map((n) => neighbourCard(n, form.tm.value)));
+      grid.replaceChildren(...result.neighbours.map(neighbourCard));
       $("#result-summary").textContent = `${result.neighbours.length} neighbours, ${form.qm.value} → ${form.tm.value}`;
       grid.dataset.state = "done";
     } catch (error) {
