@@ -405,7 +405,10 @@ def serve(
     from .app import missing_requirements
 
     if missing_requirements():
-        _fail(RuntimeError(f"`astroembed serve` needs {missing_requirements()}: pip install 'astroembed[app]'"))
+        from rich.markup import escape
+
+        _fail(RuntimeError(escape(f"`astroembed serve` needs {missing_requirements()}: "
+                                  "pip install 'astroembed[app]'")))
     from .app.server import serve as run_server
     from .data.records import InvalidDataError
 

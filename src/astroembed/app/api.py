@@ -20,7 +20,7 @@ from ..data.records import InvalidDataError
 from .explorer import MAX_CONE_ARCSEC, MAX_K, Explorer, NotFoundError, hits_as_dicts
 from .queries import MAX_QUERY_CHARS, resolve
 from .render import spectrum_png, spectrum_series, thumbnail_png
-from .uploads import UploadTooLargeError, parse_upload
+from .uploads import UploadTooLargeError, parse_upload, safe_name
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -146,7 +146,12 @@ def upload_search(request: Request, file: UploadFile = File(..., description="FI
     if modality == "auto":
         modality = "image" if parsed.galaxy.image is not None else "spectrum"
     explorer.check_modalities(modality, target_modality)
-    vector = explorer.embed_galaxy(parsed.galaxy, modality)
+    try:
+        vector = explorer.embed_galaxy(parsed.galaxy, modality)
+    except InvalidDataError as exc:  # name the file the user sent, as the readers do
+        named = InvalidDataError(str(exc), source=safe_name(file.filename))
+        named.field = exc.field
+        raise named from None
     g = parsed.galaxy
     _save_upload(request, parsed.sha256, modality, vector, g.ra, g.dec)
     hits = explorer.neighbours(vector, target_modality, k, g.ra, g.dec, exclude_within_arcsec=exclude_within_arcsec)
