@@ -70,6 +70,7 @@ class Explorer:
         self._survey_lock = threading.Lock()  # h5py handles and the survey's LRU are not thread-safe
         self._embed_lock = threading.Lock()
         self._embedders: dict[str, object] = {}
+        self._rows_by_modality: dict[str, dict[str, int]] = {self.modalities[0]: self._row}
 
     # ------------------------------------------------------------------ objects
     def __len__(self) -> int:
@@ -95,10 +96,12 @@ class Explorer:
         return info
 
     def _index_rows(self, modality: str) -> dict[str, int]:
-        index = self.search_engine.index(modality)
-        if not hasattr(index, "_app_rows"):
-            index._app_rows = {oid: i for i, oid in enumerate(index.ids_.tolist())}
-        return index._app_rows
+        """object id -> row of ``modality``'s index (built once per modality)."""
+        rows = self._rows_by_modality.get(modality)
+        if rows is None:
+            ids = self.search_engine.index(modality).ids_.tolist()
+            rows = self._rows_by_modality[modality] = {oid: i for i, oid in enumerate(ids)}
+        return rows
 
     def galaxy(self, object_id: str):
         """The survey record of ``object_id`` (validated), or None without a survey or when it lacks it."""
