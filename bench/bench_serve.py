@@ -9,7 +9,10 @@
 2. Starts ``python -m astroembed serve`` on 127.0.0.1 in a subprocess and waits for /healthz.
 3. Reference, same run: the search alone, in this process, one query at a time
    (``Explorer.search_object``, what the route calls), so the HTTP and server overhead is visible.
-4. For each ``--clients`` count: that many httpx async clients send GET /api/search?object_id=<random
+4. One client, requests one after another: wall latency and the server process's CPU time per request
+   (from /proc/<pid>/stat), the machine-independent cost of a request: on a quiet machine with C cores
+   the server can answer about C / (CPU per request) requests per second.
+5. For each ``--clients`` count: that many keep-alive connections (asyncio) send GET /api/search?object_id=<random
    catalogue id>&k=10 back to back for ``--seconds`` (after ``--warmup`` seconds not counted). A request
    is an error unless it is a 200 with exactly k neighbours. Prints p50 / p99 latency, requests/s, errors.
 
@@ -87,9 +90,23 @@ def _summary(latencies: np.ndarray, n: int, errors: int, seconds: float) -> dict
             "rps": n / seconds, "requests": n, "errors": errors}
 
 
-async def load(url: str, ids: np.ndarray, clients: int, k: int, seconds: float, warmup: float) -> dict:
-    import httpx
+async def _get(reader, writer, path: str) -> tuple[int, bytes]:
+    """One HTTP/1.1 keep-alive GET on an open connection: (status, body)."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return status, await reader.readexactly(length)
 
+
+async def load(url: str, ids: np.ndarray, clients: int, k: int, seconds: float, warmup: float) -> dict:
+    """``clients`` concurrent keep-alive connections sending searches back to back.
+
+    A bare asyncio HTTP/1.1 client rather than httpx: httpx's async client spent ~5 ms of CPU per
+    request here, more than the server, so on a 2-core machine the clients measured themselves."""
+    host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
     errors = 0
     counted = 0
@@ -99,24 +116,54 @@ async def load(url: str, ids: np.ndarray, clients: int, k: int, seconds: float, 
     async def worker(seed: int):
         nonlocal errors, counted
         rng = np.random.default_rng(seed)
-        while (now := time.perf_counter()) < stop:
-            oid = str(ids[rng.integers(len(ids))])
-            t0 = time.perf_counter()
-            try:
-                response = await http.get(f"{url}/api/search", params={"object_id": oid, "k": k})
-                ok = response.status_code == 200 and len(response.json()["neighbours"]) == k
-            except httpx.HTTPError:
-                ok = False
-            t1 = time.perf_counter()
-            if now >= measure_from and t1 <= stop:
-                counted += 1
-                latencies.append(t1 - t0)
-                errors += not ok
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while (now := time.perf_counter()) < stop:
+                oid = str(ids[rng.integers(len(ids))])
+                t0 = time.perf_counter()
+                try:
+                    status, body = await _get(reader, writer, f"/api/search?object_id={oid}&k={k}")
+                    ok = status == 200 and body.count(b'"rank"') == k
+                except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
+                    ok = False
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                t1 = time.perf_counter()
+                if now >= measure_from and t1 <= stop:
+                    counted += 1
+                    latencies.append(t1 - t0)
+                    errors += not ok
+        finally:
+            writer.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=60.0) as http:
-        await asyncio.gather(*(worker(i) for i in range(clients)))
-    return _summary(np.array(latencies), counted, errors, seconds)
+    cpu0 = time.process_time()
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    total = time.perf_counter() - start
+    return {**_summary(np.array(latencies), counted, errors, seconds),
+            "client_cpu": (time.process_time() - cpu0) / total}
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sequential(url: str, pid: int, ids: np.ndarray, k: int, n: int) -> dict:
+    """One client, one request at a time: wall latency and server CPU per request."""
+    import httpx
+
+    rng = np.random.default_rng(2)
+    times = []
+    with httpx.Client(timeout=60) as http:
+        cpu0 = server_cpu_seconds(pid)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            response = http.get(f"{url}/api/search", params={"object_id": str(ids[rng.integers(len(ids))]), "k": k})
+            times.append(time.perf_counter() - t0)
+            assert response.status_code == 200, response.text
+        cpu = (server_cpu_seconds(pid) - cpu0) / n
+    return {**_summary(np.array(times), n, 0, float(np.sum(times))), "cpu_ms": 1000 * cpu, "load": os.getloadavg()[0]}
 
 
 def start_server(index_dir: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
@@ -171,13 +218,16 @@ def main() -> None:
         import httpx
 
         httpx.get(f"{url}/api/search", params={"object_id": str(ids[0]), "k": args.k}, timeout=600)  # warm
+        seq = sequential(url, server.pid, ids, args.k, 500)
+        print(f"1 client, sequential: p50 {seq['p50_ms']:.2f} ms, p99 {seq['p99_ms']:.2f} ms; server CPU "
+              f"{seq['cpu_ms']:.2f} ms per request (load average {seq['load']:.1f})", flush=True)
         rows = []
         for clients in args.clients:
             r = asyncio.run(load(url, ids, clients, args.k, args.seconds, args.warmup))
             rows.append((clients, r))
             r["load"] = os.getloadavg()[0]
             print(f"{clients} clients (machine load average {r['load']:.1f}): p50 {r['p50_ms']:.1f} ms, "
-                  f"p99 {r['p99_ms']:.1f} ms, {r['rps']:.0f} req/s, "
+                  f"p99 {r['p99_ms']:.1f} ms, {r['rps']:.0f} req/s, client CPU {r['client_cpu']:.2f} cores, "
                   f"{r['requests']} requests, {r['errors']} errors", flush=True)
     finally:
         server.terminate()
@@ -187,6 +237,8 @@ def main() -> None:
     label = f"{args.n:,} x {args.dim} {args.kind}" + (f" + {refine}" if refine else "") + f", nprobe {args.nprobe}"
     print(f"| {label} | in-process, 1 | {ref['p50_ms']:.2f} | {ref['p99_ms']:.2f} | {ref['rps']:.0f} | "
           f"{ref['requests']} | 0 | {ref['load']:.1f} |")
+    print(f"| {label} | 1, sequential (server CPU {seq['cpu_ms']:.2f} ms/request) | {seq['p50_ms']:.2f} | "
+          f"{seq['p99_ms']:.2f} | {seq['rps']:.0f} | {seq['requests']} | 0 | {seq['load']:.1f} |")
     for clients, r in rows:
         print(f"| {label} | {clients} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['rps']:.0f} | {r['requests']} | "
               f"{r['errors']} | {r['load']:.1f} |")
