@@ -266,3 +266,14 @@ def test_security_headers_and_cors_off_by_default(client, app_catalogue, tmp_pat
     app = create_app(app_catalogue["index"], cache_dir=tmp_path, cors_origins=["https://lab.example"])
     allowed = TestClient(app).get("/api/catalogue", headers={"Origin": "https://lab.example"})
     assert allowed.headers["access-control-allow-origin"] == "https://lab.example"
+
+
+def test_asking_for_more_neighbours_than_there_are(client, app_catalogue):
+    g = app_catalogue["galaxies"][1]
+    for target in ("image", "both"):
+        got = client.get("/api/search", params={"object_id": g.object_id, "k": 100, "target_modality": target})
+        assert got.status_code == 200
+        ids = [n["object_id"] for n in got.json()["neighbours"]]
+        assert len(ids) == 39 and g.object_id not in ids and len(set(ids)) == 39  # all the others, once
+    nobody = client.get("/api/search", params={"object_id": g.object_id, "exclude_within_arcsec": 1e9})
+    assert nobody.status_code == 200 and nobody.json()["neighbours"] == []

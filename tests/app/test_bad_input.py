@@ -152,3 +152,14 @@ def test_the_app_never_writes_into_the_index_or_the_survey(client, app_catalogue
         assert client.get(url).status_code == 200
     assert _upload(client, "c.fits", write_cutout(tmp_path / "c.fits", g).read_bytes()).status_code == 200
     assert snapshot() == before
+
+
+def test_spectra_the_model_cannot_see_are_refused(client, app_catalogue, tmp_path):
+    far = copy.deepcopy(app_catalogue["galaxies"][1])
+    far.spectrum.wavelength = far.spectrum.wavelength * 5  # 19,000-46,000 A; the model covers 3,800-9,800 A
+    _check(_upload(client, "far.fits", write_sdss_spectrum(tmp_path / "far.fits", far).read_bytes()), 422,
+           "far.fits: field 'spectrum_lambda': the spectrum's valid pixels (18948-46022 A) cover 0%")
+    dead = copy.deepcopy(app_catalogue["galaxies"][1])
+    dead.spectrum.ivar[:] = 0  # every pixel masked
+    _check(_upload(client, "dead.fits", write_sdss_spectrum(tmp_path / "dead.fits", dead).read_bytes()), 422,
+           "no valid pixel")

@@ -17,7 +17,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from ..data.records import InvalidDataError
-from .explorer import MAX_CONE_ARCSEC, MAX_K, Explorer, NotFoundError, hits_as_dicts
+from .explorer import MAX_CONE_ARCSEC, MAX_K, Explorer, NotFoundError, check_k, hits_as_dicts
 from .queries import MAX_QUERY_CHARS, resolve
 from .render import spectrum_png, spectrum_series, thumbnail_png
 from .uploads import UploadTooLargeError, parse_upload, safe_name
@@ -116,7 +116,7 @@ def search(request: Request, object_id: Optional[str] = Query(None, max_length=2
     if upload is not None:
         vector, q_ra, q_dec = _load_upload(request, upload, query_modality)
         explorer.check_modalities(query_modality, target_modality)
-        hits = explorer.neighbours(vector, target_modality, k, q_ra, q_dec,
+        hits = explorer.neighbours(vector, target_modality, check_k(k), q_ra, q_dec,
                                    exclude_within_arcsec=exclude_within_arcsec)
         query["upload"] = upload
     else:
@@ -154,7 +154,8 @@ def upload_search(request: Request, file: UploadFile = File(..., description="FI
         raise named from None
     g = parsed.galaxy
     _save_upload(request, parsed.sha256, modality, vector, g.ra, g.dec)
-    hits = explorer.neighbours(vector, target_modality, k, g.ra, g.dec, exclude_within_arcsec=exclude_within_arcsec)
+    hits = explorer.neighbours(vector, target_modality, check_k(k), g.ra, g.dec,
+                               exclude_within_arcsec=exclude_within_arcsec)
     permalink = (f"/uploads/{parsed.sha256}?qm={modality}&tm={target_modality}&k={k}"
                  + (f"&exclude={exclude_within_arcsec:g}" if exclude_within_arcsec else ""))
     return {"query": {"upload": parsed.sha256, "query_modality": modality, "target_modality": target_modality,

@@ -21,12 +21,14 @@ import numpy as np
 from ..data.records import InvalidDataError
 from ..search.catalog_search import CatalogSearch, _separation_arcsec
 
-__all__ = ["Explorer", "NotFoundError", "Hit", "MODALITY_CHOICES", "MAX_K", "MAX_CONE_ARCSEC"]
+__all__ = ["Explorer", "NotFoundError", "Hit", "MODALITY_CHOICES", "MAX_K", "MAX_CONE_ARCSEC", "check_k",
+           "check_spectrum_coverage"]
 
 MODALITY_CHOICES = ("image", "spectrum", "both")
 MAX_K = 100
 MAX_CONE_ARCSEC = 180 * 3600.0  # the whole sky: the cost is O(N) whatever the radius; `limit` bounds the answer
 _CANDIDATE_FACTOR = 4  # "both" targets: candidates fetched from each index per neighbour wanted
+MIN_COVERAGE = 0.25  # uploaded spectra: least fraction of the model's wavelength range with valid pixels
 
 
 class NotFoundError(InvalidDataError):
@@ -160,8 +162,8 @@ class Explorer:
                    query_dec: float = np.nan, exclude_id: str | None = None,
                    exclude_within_arcsec: float | None = None) -> list[Hit]:
         """Top-k neighbours of a query vector in the target modality ("both": mean of the two cosines)."""
-        if not 1 <= k <= MAX_K:
-            raise InvalidDataError(f"k must be between 1 and {MAX_K}, got {k}", field="k")
+        if k < 1:
+            raise InvalidDataError(f"k must be >= 1, got {k}", field="k")
         if exclude_within_arcsec is not None and not exclude_within_arcsec >= 0:
             raise InvalidDataError(f"must be >= 0, got {exclude_within_arcsec}", field="exclude_within_arcsec")
         position = bool(np.isfinite(query_ra) and np.isfinite(query_dec))
@@ -196,7 +198,8 @@ class Explorer:
 
     def search_object(self, object_id: str, query_modality: str, target_modality: str, k: int,
                       exclude_within_arcsec: float | None = None) -> list[Hit]:
-        """More like a catalogued object; the object itself is left out of same-modality results."""
+        """More like a catalogued object (never listed itself: in another modality it is its own best match)."""
+        check_k(k)
         self.check_modalities(query_modality, target_modality)
         vector = self.vector_of(object_id, query_modality)
         row = self.row_of(object_id)
@@ -248,6 +251,8 @@ class Explorer:
                 else:
                     if galaxy.spectrum is None:
                         raise InvalidDataError("the file holds no spectrum", field="spectrum_flux")
+                    check_spectrum_coverage(galaxy.spectrum, getattr(model, "spectrum_preprocess_config", None)
+                                            or model.preprocess_config)
                     vector = model.embed_spectrum([galaxy.spectrum])[0]
         except RuntimeError as exc:  # a shape the network cannot take: say so, not a torch traceback
             raise InvalidDataError(f"the model cannot embed this {modality} ({str(exc).splitlines()[0]})",
@@ -278,6 +283,34 @@ class Explorer:
                 "labels": self.survey.label_columns if self.survey is not None else [],
                 "models": {m: self.search_engine.manifest["modalities"][m].get("model_name")
                            for m in self.modalities}}
+
+
+def check_k(k: int) -> int:
+    """The number of neighbours a client may ask for: 1 to MAX_K."""
+    if not 1 <= k <= MAX_K:
+        raise InvalidDataError(f"k must be between 1 and {MAX_K}, got {k}", field="k")
+    return k
+
+
+def check_spectrum_coverage(spectrum, config) -> None:
+    """Refuse a spectrum whose valid pixels span under MIN_COVERAGE of the model's wavelength range.
+
+    Outside its range the model sees only masked padding, so such a spectrum would embed as a vector
+    that looks like any other and means nothing."""
+    wave = np.asarray(spectrum.wavelength, np.float64)
+    good = np.isfinite(np.asarray(spectrum.flux, np.float64))
+    if spectrum.ivar is not None:
+        good &= np.asarray(spectrum.ivar) > 0
+    if spectrum.mask is not None:
+        good &= np.asarray(spectrum.mask, bool)
+    lo, hi = float(config.wave_min), float(config.wave_max)
+    inside = wave[good & (wave >= lo) & (wave <= hi)]
+    covered = (inside.max() - inside.min()) / (hi - lo) if inside.size > 1 else 0.0
+    if covered < MIN_COVERAGE:
+        span = f"{wave[good].min():.0f}-{wave[good].max():.0f} A" if good.any() else "no valid pixel"
+        raise InvalidDataError(f"the spectrum's valid pixels ({span}) cover {covered:.0%} of the model's "
+                               f"{lo:.0f}-{hi:.0f} A; at least {MIN_COVERAGE:.0%} is needed",
+                               field="spectrum_lambda")
 
 
 def hits_as_dicts(hits: list[Hit]) -> list[dict]:
