@@ -43,7 +43,7 @@ def test_health_catalogue_and_openapi(client):
     assert {"/api/objects", "/api/objects/random", "/api/objects/{object_id}", "/api/resolve", "/api/search",
             "/api/upload-search", "/api/thumbnails/{object_id}", "/api/spectra/{object_id}", "/api/map",
             "/api/catalogue", "/healthz"} <= paths
-    assert client.get("/api/docs").status_code == 200
+    assert client.get("/api/docs").status_code == 404  # Swagger UI would load scripts from a CDN
 
 
 def test_object_matches_the_survey_record(client, app_catalogue):

@@ -1,4 +1,4 @@
-"""The JSON API under /api (its OpenAPI schema at /api/openapi.json, browsable at /api/docs).
+"""The JSON API under /api (its OpenAPI schema at /api/openapi.json).
 
 Every route reads the app's state (an :class:`Explorer`, its map, its picture cache); none takes a
 path. Search results come as JSON, or as a CSV / Parquet download with ``format=csv|parquet``. An

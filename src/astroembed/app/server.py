@@ -147,7 +147,9 @@ def create_app(index_dir, data=None, cache_dir=None, cors_origins: Sequence[str]
 
     explorer = Explorer(index_dir, data)
     app = FastAPI(title="astroembed", summary="Explore an embedding catalogue and search it by example",
-                  openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None)
+                  # Swagger UI and ReDoc pages load their scripts from a CDN: nothing here may depend on
+                  # another site (and the CSP forbids it), so the schema is served as JSON only.
+                  openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.explorer = explorer
     app.state.catalogue_map = CatalogueMap(explorer)
     app.state.cache = ThumbnailCache(cache_dir or default_cache_dir(index_dir))

@@ -1,4 +1,4 @@
-// astroembed web app: plain JavaScript over the JSON API (/api/docs). No build step, no libraries.
+// astroembed web app: plain JavaScript over the JSON API (schema: /api/openapi.json). No build step, no libraries.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
