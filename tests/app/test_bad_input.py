@@ -163,3 +163,16 @@ def test_spectra_the_model_cannot_see_are_refused(client, app_catalogue, tmp_pat
     dead.spectrum.ivar[:] = 0  # every pixel masked
     _check(_upload(client, "dead.fits", write_sdss_spectrum(tmp_path / "dead.fits", dead).read_bytes()), 422,
            "no valid pixel")
+
+
+def test_fits_whose_header_promises_too_much_data(app_catalogue):
+    from astropy.io import fits
+
+    from astroembed.app.uploads import UploadLimits, UploadTooLargeError, parse_upload
+
+    # A 2,880-byte header announcing a 4096 x 4096 float64 array (128 MiB): refused from the header,
+    # before astropy is asked to read any data. The limit is 8 x max_pixels bytes = 8 MiB.
+    header = fits.Header([("SIMPLE", True), ("BITPIX", -64), ("NAXIS", 2), ("NAXIS1", 4096), ("NAXIS2", 4096)])
+    data = header.tostring().encode("ascii")
+    with pytest.raises(UploadTooLargeError, match="134217728 bytes is over the limit"):
+        parse_upload(data, "promise.fits", UploadLimits(max_pixels=1024 * 1024))

@@ -9,7 +9,8 @@ spec-lite or DESI coadd FITS), holding exactly one object. Checks, cheapest firs
   their decompressed size is not bounded by the upload size;
 - images: width x height from the header, before decoding, at most ``max_pixels`` (a PNG of a few KB
   can decode to gigabytes: a decompression bomb);
-- FITS: every HDU's data size from its header, at most ``max_pixels`` values in all.
+- FITS: every HDU's data size from its header, at most ``8 x max_pixels`` bytes in all (``max_pixels``
+  float64 values).
 
 The bytes are written to a private temporary folder under a name the server chooses (the client's file
 name is used only for messages), read with :func:`astroembed.data.readers.read_any`, and deleted.
@@ -105,11 +106,13 @@ def _check_fits_sizes(path: Path, name: str, limits: UploadLimits) -> None:
                                                                                      "TABLE"):
                     raise InvalidDataError("tile-compressed or unusual FITS extensions are not accepted",
                                            source=name, field=hdu.name)
+                # FITS standard: data bytes = |BITPIX| / 8 x GCOUNT x (PCOUNT + NAXIS1 x ... x NAXISn)
                 n_axes = int(header.get("NAXIS", 0))
-                size = 1 if n_axes else 0
+                values = 1 if n_axes else 0
                 for axis in range(1, n_axes + 1):
-                    size *= int(header.get(f"NAXIS{axis}", 0))
-                total += size
+                    values *= int(header.get(f"NAXIS{axis}", 0))
+                total += abs(int(header.get("BITPIX", 8))) // 8 * int(header.get("GCOUNT", 1)) * (
+                    int(header.get("PCOUNT", 0)) + values)
                 if total > limits.max_pixels * 8:  # bytes: up to max_pixels float64 values
                     raise UploadTooLargeError(f"FITS data of {total} bytes is over the limit", source=name,
                                               field=hdu.name)
