@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.records import InvalidDataError
-from ..search.catalog_search import CatalogSearch, _separation_arcsec
+from ..search.catalog_search import CatalogSearch
 
 __all__ = ["Explorer", "NotFoundError", "Hit", "MODALITY_CHOICES", "MAX_K", "MAX_CONE_ARCSEC", "check_k",
            "check_spectrum_coverage"]
@@ -182,13 +182,12 @@ class Explorer:
         if len(targets) > 1:
             candidates = {oid: self._mean_similarity(vector, oid) for oid in candidates}
         best = sorted(candidates.items(), key=lambda item: -item[1])[:k]
-        hits = []
-        for rank, (oid, sim) in enumerate(best, 1):
-            row = self._row.get(oid)
-            ra = float(self.ra[row]) if row is not None else float("nan")
-            dec = float(self.dec[row]) if row is not None else float("nan")
-            hits.append(Hit(rank, oid, sim, ra, dec, _separation_arcsec(query_ra, query_dec, ra, dec)))
-        return hits
+        rows = [self._row.get(oid) for oid, _ in best]
+        ra = np.array([self.ra[r] if r is not None else np.nan for r in rows], np.float64)
+        dec = np.array([self.dec[r] if r is not None else np.nan for r in rows], np.float64)
+        separation = _separations_arcsec(query_ra, query_dec, ra, dec)  # one vectorised call per query
+        return [Hit(i + 1, oid, sim, float(ra[i]), float(dec[i]), float(separation[i]))
+                for i, (oid, sim) in enumerate(best)]
 
     def _mean_similarity(self, vector: np.ndarray, object_id: str) -> float:
         q = _unit(vector)
@@ -332,6 +331,17 @@ def _open_survey(data, engine: CatalogSearch):
         if tiles and all(t.is_file() for t in tiles):
             return MMUSurvey(tiles[0].parent, tiles=sorted(set(tiles)))
     return None
+
+
+def _separations_arcsec(ra0: float, dec0: float, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """Angular separations (arcsec) of (ra, dec) arrays from one point; NaN where a position is unknown."""
+    from astropy.coordinates import angular_separation
+
+    if not (np.isfinite(ra0) and np.isfinite(dec0)):
+        return np.full(len(ra), np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.degrees(angular_separation(np.radians(ra0), np.radians(dec0), np.radians(ra),
+                                             np.radians(dec))) * 3600.0
 
 
 def _unit(v) -> np.ndarray:
