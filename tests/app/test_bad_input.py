@@ -3,9 +3,12 @@
 import copy
 import gzip
 import io
+from urllib.parse import quote
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .conftest import png_bytes, write_cutout, write_sdss_spectrum
 
@@ -176,3 +179,27 @@ def test_fits_whose_header_promises_too_much_data(app_catalogue):
     data = header.tostring().encode("ascii")
     with pytest.raises(UploadTooLargeError, match="134217728 bytes is over the limit"):
         parse_upload(data, "promise.fits", UploadLimits(max_pixels=1024 * 1024))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=250), number=st.floats(allow_nan=True, allow_infinity=True),
+       k=st.integers(-5, 500), modality=st.sampled_from(["image", "spectrum", "both", "", "IMAGE", "x"]))
+def test_no_query_string_makes_a_500(client, text, number, k, modality):
+    for url, params in (("/api/resolve", {"q": text}), ("/api/objects/" + quote(text, safe=""), {}),
+                        ("/api/search", {"object_id": text, "k": k, "query_modality": modality}),
+                        ("/api/search", {"ra": number, "dec": number, "k": k, "target_modality": modality}),
+                        ("/api/objects", {"ra": number, "dec": 0, "radius_arcsec": number}),
+                        ("/api/map", {"label": text})):
+        response = client.get(url, params=params)
+        assert response.status_code < 500, (url, params, response.text)
+        assert "Traceback" not in response.text
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["x.fits", "x.png", "x.jpg", "x.fit", "x.txt", "x"]),
+       head=st.sampled_from([b"", b"SIMPLE  =                    T", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"]),
+       body=st.binary(max_size=4000))
+def test_no_uploaded_bytes_make_a_500(client, name, head, body):
+    response = _upload(client, name, head + body)
+    assert 400 <= response.status_code < 500, response.text
+    assert "Traceback" not in response.text
