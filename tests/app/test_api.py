@@ -277,3 +277,41 @@ def test_asking_for_more_neighbours_than_there_are(client, app_catalogue):
         assert len(ids) == 39 and g.object_id not in ids and len(set(ids)) == 39  # all the others, once
     nobody = client.get("/api/search", params={"object_id": g.object_id, "exclude_within_arcsec": 1e9})
     assert nobody.status_code == 200 and nobody.json()["neighbours"] == []
+
+
+def test_objects_of_any_modality_are_objects_without_a_survey(tmp_path):
+    """A spectrum-only object (no image) is listed, opened and found; no survey: no pictures, a 404 for them."""
+    import pyarrow as pa
+    from fastapi.testclient import TestClient
+
+    from astroembed.app.server import create_app
+    from astroembed.embed.catalog import write_part_atomic
+    from astroembed.search.catalog_search import build_index
+
+    def catalogue(path, modality, ids, vectors):
+        table = pa.table({"object_id": ids, "ra": [10.0 + i for i in range(len(ids))], "dec": np.zeros(len(ids)),
+                          "healpix": np.zeros(len(ids), np.int64),
+                          f"embedding_{modality}": pa.FixedSizeListArray.from_arrays(
+                              pa.array(vectors.ravel(), pa.float32()), vectors.shape[1])})
+        meta = {"model_name": "aligned", "model_hash": "h", "model_path": "", "modality": modality,
+                "embed_dim": str(vectors.shape[1]), "astroembed_version": "test", "source_tile": "",
+                "source_rows": str(len(ids)), "n_skipped": "0"}
+        write_part_atomic(table.replace_schema_metadata(meta), path / "healpix=0" / "part-0.parquet")
+        return path
+
+    rng = np.random.default_rng(0)
+    image_ids = [f"g{i:02d}" for i in range(10)]
+    spectrum_ids = image_ids[5:] + ["s-only"]
+    index = build_index([catalogue(tmp_path / "img", "image", image_ids, rng.normal(size=(10, 4))),
+                         catalogue(tmp_path / "spec", "spectrum", spectrum_ids, rng.normal(size=(6, 4)))],
+                        tmp_path / "index")
+    client = TestClient(create_app(index, cache_dir=tmp_path / "cache"))
+    assert client.get("/healthz").json()["objects"] == 11
+    info = client.get("/api/objects/s-only").json()
+    assert info["modalities"] == ["spectrum"] and info["ra"] == 15.0 and not info["has_image"]
+    found = client.get("/api/search", params={"object_id": "g05", "query_modality": "image",
+                                              "target_modality": "spectrum", "k": 10}).json()["neighbours"]
+    assert {n["object_id"] for n in found} == {"g06", "g07", "g08", "g09", "s-only"}
+    assert client.get("/api/search", params={"object_id": "g01", "query_modality": "spectrum"}).status_code == 404
+    assert client.get("/api/thumbnails/g01").status_code == 404
+    assert not client.get("/api/catalogue").json()["has_survey"]

@@ -63,18 +63,31 @@ class Explorer:
         self.root = self.search_engine.root
         self.modalities = self.search_engine.modalities
         self.shared_space = bool(self.search_engine.manifest.get("shared_space"))
-        first = self.search_engine.index(self.modalities[0])
-        self.ids = np.asarray(first.ids_)
-        self.ra = first.ra_ if first.ra_ is not None else np.full(len(self.ids), np.nan)
-        self.dec = first.dec_ if first.dec_ is not None else np.full(len(self.ids), np.nan)
+        self.ids, self.ra, self.dec = self._all_objects()
         self._row = {oid: i for i, oid in enumerate(self.ids.tolist())}
         self.survey = _open_survey(data, self.search_engine)
         self._survey_lock = threading.Lock()  # h5py handles and the survey's LRU are not thread-safe
         self._embed_lock = threading.Lock()
         self._embedders: dict[str, object] = {}
-        self._rows_by_modality: dict[str, dict[str, int]] = {self.modalities[0]: self._row}
+        self._rows_by_modality: dict[str, dict[str, int]] = {}
 
     # ------------------------------------------------------------------ objects
+    def _all_objects(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, ra, dec) of every object in any modality's index, first seen first (a survey may have
+        spectra of only some of its imaged galaxies: those are objects too)."""
+        ids, ra, dec = [], [], []
+        for m in self.modalities:
+            index = self.search_engine.index(m)
+            n = len(index.ids_)
+            ids.append(np.asarray(index.ids_))
+            ra.append(index.ra_ if index.ra_ is not None else np.full(n, np.nan))
+            dec.append(index.dec_ if index.dec_ is not None else np.full(n, np.nan))
+        ids, ra, dec = np.concatenate(ids), np.concatenate(ra), np.concatenate(dec)
+        if len(self.modalities) == 1:
+            return ids, ra, dec
+        keep = np.sort(np.unique(ids, return_index=True)[1])
+        return ids[keep], ra[keep], dec[keep]
+
     def __len__(self) -> int:
         return len(self.ids)
 
