@@ -69,7 +69,9 @@ class Explorer:
         self._survey_lock = threading.Lock()  # h5py handles and the survey's LRU are not thread-safe
         self._embed_lock = threading.Lock()
         self._embedders: dict[str, object] = {}
-        self._rows_by_modality: dict[str, dict[str, int]] = {}
+        # one modality: its index rows are the object rows (no second id table for a big catalogue)
+        self._rows_by_modality: dict[str, dict[str, int]] = (
+            {self.modalities[0]: self._row} if len(self.modalities) == 1 else {})
 
     # ------------------------------------------------------------------ objects
     def _all_objects(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
