@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_output
 DEMO_N ?= 2000
 
-.PHONY: install demo test check-env bench clean
+.PHONY: install demo test check-env browser-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ check-env: install
 demo: check-env
 	$(VENV)/bin/astroembed demo --out $(DEMO_OUT) --n $(DEMO_N)
 
-test: check-env
+# chromium for the browser tests (tests/app/test_browser.py), apt-installed only when missing
+browser-deps:
+	bash scripts/install_chromium.sh
+
+test: check-env browser-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 $(VENV)/.bench-installed: $(VENV)/.installed

@@ -16,6 +16,7 @@ BENCHMARKS = [
     ["bench_embed.py", "--n", "1000"],
     ["bench_spectrum.py"],
     ["bench_index.py", "--n", "100000", "--dim", "128"],
+    ["bench_serve.py", "--n", "1000000", "--dim", "128", "--clients", "20", "100", "--seconds", "30"],
 ]
 
 if __name__ == "__main__":

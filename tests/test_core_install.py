@@ -73,6 +73,7 @@ def test_core_api_works_without_any_extra(tmp_path, blob_survey):
     (["pretrain", "image", "--data", "x", "--out", "y"], "train"),
     (["simulate", "--out", "y", "--n", "3"], "survey"),
     (["demo", "--out", "y"], "survey"),
+    (["serve", "--index", "x"], "app"),
 ])
 def test_commands_that_need_an_extra_say_which(tmp_path, argv, extra):
     result = _run("""

@@ -404,6 +404,29 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Working fo
              clip_minutes=2 * minutes / 3)
 
 
+@app.command()
+def serve(
+    index_dir: Path = typer.Option(..., "--index", help="Index folder (astroembed index)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Survey for pictures and labels (default: the one "
+                                        "the catalogue was embedded from)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Picture cache folder (default: beside the index)."),
+    cors_origin: List[str] = typer.Option([], "--cors-origin", help="Allow API calls from this origin (CORS)."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest query file accepted."),
+):
+    """Web app: explore a catalogue, search it by example within and across modalities, and by upload."""
+    _require("app", feature="astroembed serve")
+    from .app.server import serve as run_server
+    from .data.records import InvalidDataError
+
+    try:
+        run_server(index_dir, data, host=host, port=port, cache_dir=cache, cors_origins=cors_origin,
+                   max_upload_mb=max_upload_mb)
+    except (InvalidDataError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -10,6 +10,7 @@ train       lightning, matplotlib                        ``astroembed pretrain .
 survey      galsim, speclite, kcorrect                   the built-in survey (``astroembed simulate``)
 dask        dask[distributed]                            ``astroembed embed --dask-workers N``
 evaluate    scikit-learn, matplotlib                     probes, metrics and reports (``evaluate``)
+app         fastapi, uvicorn, jinja2, python-multipart   the web app (``astroembed serve``)
 all         every extra above                            ``astroembed demo`` (what ``make demo`` installs)
 ==========  ===========================================  ==============================================
 
@@ -31,6 +32,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "survey": ("galsim", "speclite", "kcorrect"),
     "dask": ("dask", "distributed"),
     "evaluate": ("sklearn", "matplotlib"),
+    "app": ("fastapi", "uvicorn", "jinja2", "multipart", "matplotlib"),
 }
 
 

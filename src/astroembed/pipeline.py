@@ -283,4 +283,5 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
                       f"vs random pairs {r['median_dz_random']:.4f}")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     console.print(f"results written to {out / 'results.json'}")
+    console.print(f"explore them in a browser: astroembed serve --index {out / 'index'}")
     return results
