@@ -4,9 +4,8 @@ glibc's malloc serves every allocation above its mmap threshold (128 KiB, raised
 32 MiB) with a fresh ``mmap`` and returns it to the kernel on ``free``, so every page of the next
 allocation is faulted in and zero-filled again. A CNN's activations (256 x 32 x 96 x 96 floats is
 300 MB) and the augmentations' temporaries are far above that threshold: on the 2-core CI machine the
-kernel's page faults took as much time as the forward pass itself: the small CNN's bare forward ran
-at 309 cutouts/s, and at 747-888 with freed memory kept for reuse (bench/bench_embed.py with and
-without ASTROEMBED_SYSTEM_MALLOC=1; BENCHMARKS.md). PyTorch's performance-tuning guide recommends
+kernel's page faults took as much time as the forward pass itself (the figures, with and without
+``ASTROEMBED_SYSTEM_MALLOC=1``, are in BENCHMARKS.md: ``bench/bench_embed.py``, ``bench/bench_train_step.py``). PyTorch's performance-tuning guide recommends
 jemalloc or tcmalloc for this reason; neither comes from pip, so :func:`keep_freed_memory` asks glibc
 itself, through ``mallopt``:
 

@@ -74,9 +74,9 @@ def blur_radius(sigma: torch.Tensor) -> int:
 
 
 # Up to this image side a blur is two dense matrix products per plane, above it a grouped convolution:
-# on CPU, BLAS runs the (H x H) products 2-3x faster than PyTorch's depthwise convolution runs its
-# (2r + 1)-tap kernels at survey cutout sizes (64-128 px), and falls behind near 160 px
-# (a one-off timing on 2 cores, 768 planes of 96 px: 31 vs 82 ms).
+# on CPU, BLAS runs the (H x H) products faster than PyTorch's depthwise convolution runs its
+# (2r + 1)-tap kernels at survey cutout sizes (64-128 px), and falls behind near 160 px (BENCHMARKS.md,
+# augmentation).
 MATMUL_BLUR_MAX_SIZE = 160
 
 

@@ -73,7 +73,7 @@ class SpectrumTransformerConfig(Config):
         pooling: ``"cls"``, ``"mean"``, or ``"bins"``: the mean over each of ``n_bins`` equal wavelength
             ranges, concatenated (embed_dim = n_bins * dim). A single mean over the whole spectrum blurs
             *where* features sit, which is what redshift is; binned means keep it coarsely (k-NN
-            redshift R^2 on the built-in survey: mean 0.61, binned (8) 0.90, with the same weights).
+            redshift on the built-in survey, mean against binned pooling: README.md).
         n_bins: number of wavelength ranges for ``"bins"`` pooling.
         drop_path_rate: stochastic depth of the last block (0 for the first, linear in between).
         pos_init: initial positional embeddings of the patches, ``"sincos"`` or ``"random"``
@@ -217,9 +217,8 @@ class SpectrumTransformer(nn.Module):
 
         Why: every pooled token carries what all spectra share (the positional code, the mean
         spectrum), so raw embeddings crowd into a narrow cone and cosine similarity, which search
-        and k-NN use, mostly measures that shared part. On the built-in survey this took the k-NN
-        redshift R^2 of the 15-minute model of experiments/survey_alignment.py from 0.876 to 0.928
-        (``experiments/spectrum_ablation.py --model runs/survey/spectrum/model``). A dimension that
+        and k-NN use, mostly measures that shared part. On the built-in survey this raised the k-NN
+        redshift R^2 (README.md; ``experiments/spectrum_ablation.py --model RUN/model``). A dimension that
         never varies keeps scale 1. Fixed buffers, not trained: alignment fine-tunes the weights
         behind them.
         """

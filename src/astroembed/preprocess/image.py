@@ -66,9 +66,9 @@ def median_lastdim(x: torch.Tensor) -> torch.Tensor:
     """Median over the last dimension (the lower of the two middle values for an even count, as
     torch.median), NaN-free input.
 
-    On CPU through numpy's introselect (np.partition): 5x faster than torch.median's per-row sort on
-    768 rows of 1024 pixels, where the noise estimate was a fifth of the augmentation time
-    (bench/bench_augment.py). Elsewhere (GPU) torch.median.
+    On CPU through numpy's introselect (np.partition), faster than torch.median's per-row sort where
+    the noise estimate was a large share of the augmentation time (bench/bench_augment.py). Elsewhere
+    (GPU) torch.median.
     """
     if x.device.type != "cpu" or x.requires_grad or x.dtype not in (torch.float32, torch.float64):
         return x.median(dim=-1).values

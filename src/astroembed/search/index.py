@@ -92,9 +92,8 @@ class VectorIndex:
     metric : "cosine" (vectors L2-normalised; similarity = cosine) or "inner_product".
     hnsw_m : HNSW graph degree; more = better recall, more memory and slower build.
     ef_search : HNSW search beam width (raised to the number of neighbours fetched when smaller).
-    ef_construction : HNSW build beam width. Defaults M=32, efConstruction=40, efSearch=32 were tuned
-        with bench/bench_index.py (100k x 128 clustered vectors, 2 cores): recall@10 0.99; efConstruction
-        80 doubled the build time for < 0.005 recall, and efSearch 16 keeps 0.98 at ~1.5x the speed.
+    ef_construction : HNSW build beam width. Defaults M=32, efConstruction=40, efSearch=32 were chosen
+        with bench/bench_index.py (recall against build and query time: BENCHMARKS.md).
     nlist : IVF lists; default ~4 sqrt(N) rounded to a power of two (and <= N / 39).
     pq_m : PQ sub-quantisers = bytes per code; must divide the dimension. Default: the largest divisor
         of D that is <= min(D // 4, 64).
