@@ -41,7 +41,7 @@ def build(workdir: Path, n: int, dim: int, kind: str, refine: str | None, nprobe
     """Embedding catalogue + index under ``workdir`` (skipped when already built with these settings)."""
     import pyarrow as pa
 
-    from astroembed.embed.catalog import write_part_atomic
+    from astroembed.embed.store import write_part_atomic
     from astroembed.search.catalog_search import build_index
 
     stamp = {"n": n, "dim": dim, "kind": kind, "refine": refine, "nprobe": nprobe}

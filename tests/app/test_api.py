@@ -8,7 +8,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from astroembed.embed.catalog import read_embeddings
+from astroembed.embed.store import read_embeddings
 
 from .conftest import MASKED, write_cutout, write_sdss_spectrum
 
@@ -285,7 +285,7 @@ def test_objects_of_any_modality_are_objects_without_a_survey(tmp_path):
     from fastapi.testclient import TestClient
 
     from astroembed.app.server import create_app
-    from astroembed.embed.catalog import write_part_atomic
+    from astroembed.embed.store import write_part_atomic
     from astroembed.search.catalog_search import build_index
 
     def catalogue(path, modality, ids, vectors):

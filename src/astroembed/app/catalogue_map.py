@@ -43,7 +43,7 @@ class CatalogueMap:
 
         engine = self.explorer.search_engine
         modality = self.explorer.modalities[0]
-        ids, _, _, vectors = engine._catalogue(modality)
+        ids, _, _, vectors = engine.catalogue(modality)
         n = len(ids)
         keep = np.arange(n) if n <= MAX_POINTS else np.sort(
             np.random.default_rng(self.seed).choice(n, MAX_POINTS, replace=False))

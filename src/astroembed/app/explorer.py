@@ -336,7 +336,7 @@ def _open_survey(data, engine: CatalogSearch):
 
     if data is not None:
         return MMUSurvey(data)
-    from ..embed.catalog import read_metadata
+    from ..embed.store import read_metadata
 
     for info in engine.manifest["modalities"].values():
         try:

@@ -92,13 +92,14 @@ class CatalogSearch:
             raise InvalidDataError(f"no {modality!r} index here; it has {self.modalities}", source=str(self.root),
                                    field="modality")
 
-    def _catalogue(self, modality: str):
+    def catalogue(self, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(object_id, ra, dec, vectors) of one modality's catalogue, sorted by id (read once, cached)."""
         if modality not in self._catalogues:
             self._catalogues[modality] = read_embeddings(self.manifest["modalities"][modality]["embeddings"], modality)
         return self._catalogues[modality]
 
     def vector_of(self, object_id: str, modality: str) -> tuple[np.ndarray, float, float]:
-        ids, ra, dec, vectors = self._catalogue(modality)
+        ids, ra, dec, vectors = self.catalogue(modality)
         i = np.searchsorted(ids, str(object_id))  # read_embeddings sorts by object_id
         if i >= len(ids) or ids[i] != str(object_id):
             raise InvalidDataError(f"unknown object id (not in the {modality} catalogue)", source=str(self.root),
@@ -109,7 +110,7 @@ class CatalogSearch:
         """The id of the catalogued object nearest to (ra, dec), within POSITION_MATCH_ARCSEC."""
         from astropy.coordinates import angular_separation
 
-        ids, cat_ra, cat_dec, _ = self._catalogue(modality)
+        ids, cat_ra, cat_dec, _ = self.catalogue(modality)
         sep = np.degrees(angular_separation(np.radians(ra), np.radians(dec), np.radians(cat_ra),
                                             np.radians(cat_dec))) * 3600.0
         i = int(np.nanargmin(sep)) if np.isfinite(sep).any() else -1
