@@ -31,8 +31,8 @@ def _spectrum(rng):
 
 
 def _aligned_model(path):
-    from astroembed.augment.preprocess import PreprocessConfig, preprocess
-    from astroembed.augment.spectrum_preprocess import SpectrumPreprocessConfig, prepare_batch
+    from astroembed.preprocess.image import PreprocessConfig, preprocess
+    from astroembed.preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
     from astroembed.models.clip_model import AlignedModel
     from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
     from astroembed.models.spectrum_transformer import SpectrumTransformer, SpectrumTransformerConfig

@@ -277,7 +277,7 @@ class Explorer:
         """The catalogue model's image preprocessing (for colour composites), read from its config.json."""
         import json
 
-        from ..augment.preprocess import PreprocessConfig
+        from ..preprocess.image import PreprocessConfig
 
         info = self.search_engine.manifest["modalities"].get("image", {})
         path = Path(info.get("model_path") or "") / "config.json"

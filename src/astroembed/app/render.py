@@ -1,6 +1,6 @@
 """Pictures for people: colour thumbnails and spectrum plots of catalogue objects, cached on disk.
 
-Thumbnails are the Legacy Surveys viewer's colour mapping (:func:`astroembed.augment.preprocess.render_rgb`)
+Thumbnails are the Legacy Surveys viewer's colour mapping (:func:`astroembed.preprocess.image.render_rgb`)
 with the band scales of the catalogue model's own preprocessing, so the picture shows what the model was
 given; RGB cutouts (JPEGs) are shown as they are. Spectra are drawn with matplotlib's object API (no
 pyplot state, so concurrent requests cannot draw into each other's figures); pixels with ivar = 0 or a
@@ -58,7 +58,7 @@ def thumbnail_png(image, preprocessing=None, size: int = THUMBNAIL_PIXELS) -> by
     """(bands, H, W) flux of a :class:`~astroembed.data.records.Image` -> PNG bytes of a colour composite."""
     from PIL import Image as PILImage
 
-    from ..augment.preprocess import PreprocessConfig, render_rgb
+    from ..preprocess.image import PreprocessConfig, render_rgb
 
     flux = np.nan_to_num(np.asarray(image.flux, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     config = preprocessing or PreprocessConfig()

@@ -16,6 +16,8 @@ special case for single-process training.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 
@@ -46,7 +48,12 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     # Imported lazily: torch.distributed.nn pulls in RPC machinery that some builds lack.
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x), dim=0)
+    # torch 2.13 marks this autograd-aware gather deprecated in favour of a private module
+    # (torch.distributed._functional_collectives); until a public replacement exists, keep the public one
+    # and keep its notice out of every training step's output.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*all_gather is deprecated.*", category=FutureWarning)
+        return torch.cat(all_gather(x), dim=0)
 
 
 @torch.no_grad()

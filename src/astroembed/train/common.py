@@ -136,7 +136,8 @@ def fit_stage(module, dataset, run: RunConfig, run_dir: Path, data_name: str, ex
         finish_checkpoint(trainer, run_dir)
     model_dir = run_dir / "model"
     if trainer.is_global_zero:
-        export(model_dir, {"global_step": int(trainer.global_step), "data": data_name})
+        export(model_dir, {"global_step": int(trainer.global_step), "data": data_name,
+                           "world_size": int(trainer.world_size)})
     return model_dir
 
 
