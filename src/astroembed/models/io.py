@@ -114,12 +114,20 @@ def build_from_config(config: Mapping[str, Any]) -> nn.Module:
     return MODEL_BUILDERS[model_type](config["model"])
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write via a temporary file + rename, so an interrupted save never leaves a half-written file in place."""
+DEFAULT_FILE_MODE = 0o644  # owner writes, everyone reads: models are shared between users of a cluster
+
+
+def _atomic_write(path: Path, write: Callable[[str], None], mode: int = DEFAULT_FILE_MODE) -> None:
+    """Write via a temporary file + rename, so an interrupted save never leaves a half-written file in place.
+
+    ``mkstemp`` creates the temporary file private (0600) so no one reads it half-written; ``mode`` is
+    applied before the rename, so the finished file is never visible with the wrong permissions.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -145,7 +153,8 @@ def _independent_copies(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     return tensors
 
 
-def save_model(module: nn.Module, config: Mapping[str, Any], directory: str | os.PathLike) -> Path:
+def save_model(module: nn.Module, config: Mapping[str, Any], directory: str | os.PathLike,
+               file_mode: int = DEFAULT_FILE_MODE) -> Path:
     """Save ``module.state_dict()`` and ``config`` to ``directory`` (created if needed; existing files replaced).
 
     Args:
@@ -155,6 +164,8 @@ def save_model(module: nn.Module, config: Mapping[str, Any], directory: str | os
             :func:`build_from_config` should rebuild, a ``"model"`` entry for the builder. Any other
             JSON entries (preprocessing, training summary) are kept. ``"astroembed_version"`` is set.
         directory: output directory.
+        file_mode: permission bits of the two files; the default 0o644 lets other users read a shared
+            model (pass 0o600 to keep it private).
 
     Returns:
         The directory as a ``Path``; it holds ``config.json`` and ``model.safetensors``.
@@ -175,8 +186,10 @@ def save_model(module: nn.Module, config: Mapping[str, Any], directory: str | os
     directory.mkdir(parents=True, exist_ok=True)
     tensors = _independent_copies(module.state_dict())
     # One metadata key only: see _independent_copies for why (reproducible content_hash).
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}),
+                  file_mode)
+    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"),
+                  file_mode)
     return directory
 
 
