@@ -31,6 +31,22 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+def _print_json(obj) -> None:
+    """Print strict JSON: a missing value (NaN, e.g. the separation of an object without a position) is null."""
+    import math
+
+    def strict(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: strict(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(v) for v in value]
+        return value
+
+    print(json.dumps(strict(obj), indent=2, allow_nan=False, default=str))
+
+
 @app.command()
 def simulate(
     out: Path = typer.Option(..., "--out", help="Root folder of the MMU layout to write."),
@@ -62,7 +78,7 @@ def info(path: Path = typer.Argument(..., help="An MMU tile, or a folder of tile
     except InvalidDataError as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps(summary, indent=2, default=str))
+        _print_json(summary)
         return
     print_summary(summary)
 
@@ -367,7 +383,7 @@ def search(
     except (InvalidDataError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
+        _print_json([r.__dict__ for r in results])
         return
     table = Table(title="neighbours")
     for col in ("rank", "object_id", "similarity", "ra", "dec", "separation (arcsec)"):
