@@ -19,7 +19,8 @@ def test_neighbour_and_random_dz_on_a_hand_worked_example():
     flat = neighbour_redshift_report(vectors[[0, 2]], ids[[0, 2]], np.array([0.1, 0.2]), vectors, ids,
                                      np.full(4, 0.3), k=2)
     expected = (0.2 / 1.1 + 0.1 / 1.2) / 2
-    assert flat["median_dz_random"] == pytest.approx(expected) and flat["median_dz_neighbours"] == pytest.approx(expected)
+    assert flat["median_dz_random"] == pytest.approx(expected)
+    assert flat["median_dz_neighbours"] == pytest.approx(expected)
 
 
 def test_informative_embeddings_beat_random_pairs_and_noise_does_not():
