@@ -7,7 +7,89 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from astroembed.pipeline import run_demo
+from astroembed.pipeline import DemoFolderError, build_survey, run_demo
+
+QUIET = Console(quiet=True)
+
+
+@pytest.fixture
+def fake_render(monkeypatch):
+    """Replace the (slow) survey rendering by one that writes a tile-like file; records its calls."""
+    import astroembed.data.simulate as simulate
+
+    calls = []
+
+    def render(n, seed, out, progress=False):
+        calls.append((n, seed))
+        path = out / "astroembed_sim" / "default"
+        path.mkdir(parents=True)
+        (path / "healpix=0.hdf5").write_text(f"{n} galaxies, seed {seed}")
+        if render.fail:
+            raise KeyboardInterrupt  # as when the user stops a long render
+        return path
+
+    render.fail = False
+    monkeypatch.setattr(simulate, "simulate_survey", render)
+    return render, calls
+
+
+def test_survey_is_built_once_and_reused_with_the_same_settings(tmp_path, fake_render):
+    _, calls = fake_render
+    path = build_survey(tmp_path, 6, 0, QUIET)
+    assert path == tmp_path / "survey" / "astroembed_sim" / "default" and calls == [(6, 0)]
+    assert sorted(p.name for p in (tmp_path / "survey").iterdir()) == ["DONE.json", "astroembed_sim"]
+    assert build_survey(tmp_path, 6, 0, QUIET) == path and calls == [(6, 0)]
+
+
+def test_other_settings_refuse_instead_of_deleting_the_survey(tmp_path, fake_render):
+    _, calls = fake_render
+    path = build_survey(tmp_path, 6, 0, QUIET)
+    (tmp_path / "image" / "model").mkdir(parents=True)  # a model trained on that survey
+    for n, seed in ((7, 0), (6, 1)):
+        with pytest.raises(DemoFolderError, match=f"n=6, seed=0 \\(asked: n={n}, seed={seed}\\)"):
+            build_survey(tmp_path, n, seed, QUIET)
+    assert (path / "healpix=0.hdf5").read_text() == "6 galaxies, seed 0" and calls == [(6, 0)]
+    assert (tmp_path / "image" / "model").is_dir()
+
+
+def test_a_folder_the_demo_did_not_write_is_never_deleted(tmp_path, fake_render):
+    _, calls = fake_render
+    mine = tmp_path / "survey" / "my_catalogue.fits"
+    mine.parent.mkdir()
+    mine.write_text("user data")
+    with pytest.raises(DemoFolderError, match="was not written by the demo"):
+        build_survey(tmp_path, 6, 0, QUIET)
+    assert mine.read_text() == "user data" and calls == []
+    # Stage results whose survey is gone cannot be trusted, nor deleted: refuse.
+    other = tmp_path / "other"
+    (other / "clip" / "model").mkdir(parents=True)
+    with pytest.raises(DemoFolderError, match="clip"):
+        build_survey(other, 6, 0, QUIET)
+    assert (other / "clip" / "model").is_dir() and calls == []
+
+
+def test_the_demos_own_interrupted_render_is_redone(tmp_path, fake_render):
+    render, calls = fake_render
+    render.fail = True
+    with pytest.raises(KeyboardInterrupt):
+        build_survey(tmp_path, 6, 0, QUIET)
+    assert (tmp_path / "survey" / "RENDERING.json").is_file() and not (tmp_path / "survey" / "DONE.json").exists()
+    render.fail = False
+    path = build_survey(tmp_path, 6, 0, QUIET)
+    assert calls == [(6, 0), (6, 0)] and (tmp_path / "survey" / "DONE.json").is_file()
+    assert not (tmp_path / "survey" / "RENDERING.json").exists() and (path / "healpix=0.hdf5").is_file()
+
+
+def test_cli_demo_with_other_settings_is_one_clear_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from astroembed.cli import app
+
+    (tmp_path / "survey").mkdir()
+    (tmp_path / "survey" / "DONE.json").write_text(json.dumps({"n": 60, "seed": 0}))
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--n", "80"])
+    assert result.exit_code == 2 and "n=60, seed=0" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "survey" / "DONE.json").is_file()
 
 
 @pytest.mark.slow  # ~1 minute: a 60-galaxy survey, each training stage a few seconds

@@ -400,10 +400,13 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Working fo
          seed: int = typer.Option(0, "--seed"),
          minutes: float = typer.Option(3.0, "--minutes", help="Budget of each pretraining stage (CLIP: 2/3 of it).")):
     """The main job: every stage of the pipeline that exists, on the built-in survey."""
-    from .pipeline import run_demo
+    from .pipeline import DemoFolderError, run_demo
 
-    run_demo(out=out, n=n, seed=seed, console=Console(), image_minutes=minutes, spectrum_minutes=minutes,
-             clip_minutes=2 * minutes / 3)
+    try:
+        run_demo(out=out, n=n, seed=seed, console=Console(), image_minutes=minutes, spectrum_minutes=minutes,
+                 clip_minutes=2 * minutes / 3)
+    except DemoFolderError as exc:
+        _fail(exc)
 
 
 def main() -> None:  # pragma: no cover - entry point

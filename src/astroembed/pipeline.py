@@ -26,23 +26,58 @@ SURVEY = "astroembed_sim"
 TEST_FRACTION = 0.3
 
 
+class DemoFolderError(ValueError):
+    """The demo's output folder holds something the demo must not overwrite or delete."""
+
+
+STAGE_OUTPUTS = ("image", "image_random_init", "spectrum", "clip", "embeddings", "index", "results.json")
+RENDERING = "RENDERING.json"  # written before the survey is rendered, removed when it is complete
+
+
 def build_survey(out: Path, n: int, seed: int, console: Console) -> Path:
-    """Render the built-in survey (skipped if the same survey is already on disk)."""
+    """Render the built-in survey, or reuse the one already rendered with the same ``n`` and ``seed``.
+
+    Nothing the demo did not create is deleted: a survey folder rendered with other settings, or one
+    the demo did not write, is an error (every later stage's models and results belong to that survey).
+    Only the demo's own interrupted render (marked by ``RENDERING.json``) is removed and redone.
+
+    Raises
+    ------
+    DemoFolderError
+        If ``out`` holds a demo built with other settings, a ``survey`` folder the demo did not write,
+        or stage results without their survey.
+    """
     from .data.simulate import simulate_survey
 
     root = out / "survey"
     stamp = root / "DONE.json"
     wanted = {"n": n, "seed": seed}
-    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
-        console.print(f"[green]survey[/]: already built at {root} ({n} galaxies, seed {seed})")
-        return root / SURVEY / "default"
+    if stamp.exists():
+        built = json.loads(stamp.read_text())
+        if built == wanted:
+            console.print(f"[green]survey[/]: already built at {root} ({n} galaxies, seed {seed})")
+            return root / SURVEY / "default"
+        raise DemoFolderError(
+            f"{out} holds a demo built with n={built.get('n')}, seed={built.get('seed')} (asked: n={n}, "
+            f"seed={seed}); its models and results belong to that survey. Rerun with those settings, choose "
+            f"another --out, or delete {out} yourself to start over")
     if root.exists():
+        if not (root / RENDERING).is_file():
+            raise DemoFolderError(f"{root} exists and was not written by the demo; choose another --out")
         import shutil
 
-        shutil.rmtree(root)
+        shutil.rmtree(root)  # the demo's own render, interrupted: nothing else lives there
+    else:
+        leftovers = [name for name in STAGE_OUTPUTS if (out / name).exists()]
+        if leftovers:
+            raise DemoFolderError(f"{out} holds results of an earlier run ({', '.join(leftovers)}) but not the "
+                                  f"survey they came from; choose another --out, or delete them yourself")
+    root.mkdir(parents=True)
+    (root / RENDERING).write_text(json.dumps(wanted))
     t0 = time.perf_counter()
     simulate_survey(n=n, seed=seed, out=root, progress=True)
     stamp.write_text(json.dumps(wanted))
+    (root / RENDERING).unlink()
     console.print(f"[green]survey[/]: rendered {n} galaxies in {time.perf_counter() - t0:.0f} s -> {root}")
     return root / SURVEY / "default"
 
