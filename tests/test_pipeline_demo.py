@@ -3,7 +3,6 @@ survey, writes its results, and a rerun resumes instead of starting over."""
 
 import json
 
-import numpy as np
 import pytest
 from rich.console import Console
 
@@ -92,27 +91,59 @@ def test_cli_demo_with_other_settings_is_one_clear_line(tmp_path):
     assert (tmp_path / "survey" / "DONE.json").is_file()
 
 
-@pytest.mark.slow  # ~1 minute: a 60-galaxy survey, each training stage a few seconds
+@pytest.mark.slow  # ~2 minutes on a busy 2-core machine: a 60-galaxy survey, each training stage 2 steps
 def test_demo_runs_every_stage_and_a_rerun_resumes(tmp_path):
-    out = tmp_path / "demo"
-    minutes = {"image_minutes": 0.05, "spectrum_minutes": 0.05, "clip_minutes": 0.05}
-    results = run_demo(out, n=60, seed=0, console=Console(quiet=True), **minutes)
+    """Every stage runs and its numbers are the right numbers for this survey.
 
-    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    Two steps per stage teach the models almost nothing (learning is shown stage by stage in
+    tests/train); what this test pins is the plumbing: held-out galaxies joined to their own redshifts
+    (even a random-init encoder's k-NN R^2 is ~0.36 on this survey, a mis-join gives ~0 or less),
+    neighbours closer in redshift than random pairs, chance values and reports consistent, the example
+    search ordered and without its query, and strict JSON.
+    """
+    from astroembed.data.mmu import MMUSurvey
+
+    out = tmp_path / "demo"
+    budget = {"image_minutes": 2.0, "spectrum_minutes": 2.0, "clip_minutes": 2.0, "max_steps": 2}
+    results = run_demo(out, n=60, seed=0, console=QUIET, **budget)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    assert json.loads((out / "results.json").read_text(), parse_constant=refuse) == json.loads(json.dumps(results))
     for name in ("image", "spectrum", "clip"):
         assert (out / name / "model" / "model.safetensors").is_file(), name
-    for report in (*results["image_redshift_knn"].values(), results["spectrum_redshift_knn"]):
-        assert report["n_test"] == 18 and np.isfinite(report["r2"])
+        config = json.loads((out / name / "model" / "config.json").read_text())
+        assert config["training"]["global_step"] == 2, name
+
+    reports = [*results["image_redshift_knn"].values(), results["spectrum_redshift_knn"]]
+    assert all((r["n_train"], r["n_test"]) == (42, 18) for r in reports)
+    # The random-init encoder involves no training: its k-NN R^2 is fixed by the survey and the seed.
+    assert results["image_redshift_knn"]["random_init"]["r2"] > 0.2
+    assert results["image_redshift_knn"]["pretrained"]["r2"] > 0.1 and results["spectrum_redshift_knn"]["r2"] > 0.2
     rec = results["spectrum_reconstruction"]
-    assert rec["model_mse"] > 0 and rec["interpolation_mse"] > 0
+    assert rec["n_spectra"] == 18 and rec["chunk_len"] == 12 and rec["interpolation_mse"] > 0
+    assert rec["ratio"] == pytest.approx(rec["model_mse"] / rec["interpolation_mse"])
     for r in results["retrieval"].values():
-        assert 0.0 <= r["top1"] <= 1.0 and r["n"] == 18
-    neighbours = results["search"]["neighbours"]
-    assert neighbours and all(len(rows) > 0 for rows in neighbours.values())
+        assert r["n"] == 18 and r["top1_chance"] == pytest.approx(1 / 18) == r["top1pct_chance"]
+        assert r["top1"] <= r["top1pct"] and 0 <= r["median_rank"] <= 17
+    image = results["neighbour_redshift"]["image"]
+    assert image["n_queries"] == 18 and image["median_dz_neighbours"] < image["median_dz_random"]
+
+    search = results["search"]
+    z = dict(zip(MMUSurvey(results["survey"]).object_ids,
+                 MMUSurvey(results["survey"]).labels(["redshift"])["redshift"]))
+    assert search["query_redshift"] == pytest.approx(z[search["query"]])
+    for direction, rows in search["neighbours"].items():
+        assert len(rows) == 5, direction
+        similarities = [sim for _, sim, _ in rows]
+        assert similarities == sorted(similarities, reverse=True)
+        assert all(zz == pytest.approx(z[oid], abs=1e-4) for oid, _, zz in rows)
+    assert search["query"] not in [oid for oid, _, _ in search["neighbours"]["image->image"]]
 
     # Rerunning finds every stage done: same models (same content), same numbers.
     mtime = (out / "spectrum" / "model" / "model.safetensors").stat().st_mtime_ns
-    again = run_demo(out, n=60, seed=0, console=Console(quiet=True), **minutes)
+    again = run_demo(out, n=60, seed=0, console=QUIET, **budget)
     assert (out / "spectrum" / "model" / "model.safetensors").stat().st_mtime_ns == mtime
     assert again["spectrum_redshift_knn"] == results["spectrum_redshift_knn"]
     assert again["retrieval"] == results["retrieval"]

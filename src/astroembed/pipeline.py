@@ -93,10 +93,12 @@ def held_out_split(survey_path: Path, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 def _train_on_split(config_cls, run_stage, survey_path: Path, run_dir: Path, minutes: float, seed: int,
-                    batch_size: int, settings: dict, run: dict) -> Path:
+                    batch_size: int, settings: dict, run: dict, max_steps: int | None = None) -> Path:
     """Run a pretraining stage on the training split, unless its model is already exported.
 
-    ``settings`` are the stage config's own fields; ``run`` adds to the shared run settings.
+    ``settings`` are the stage config's own fields; ``run`` adds to the shared run settings. Training
+    stops at ``minutes`` of wall time or ``max_steps`` steps, whichever comes first (a step budget makes a
+    run reproducible on a busy machine, where a time budget buys a varying number of steps).
     """
     from .train.common import load_yaml_config
 
@@ -108,18 +110,19 @@ def _train_on_split(config_cls, run_stage, survey_path: Path, run_dir: Path, min
     config = load_yaml_config(config_cls, None, {
         **settings, "out": str(run_dir), "train_indices": train.tolist(),
         "run": {"max_minutes": minutes, "max_epochs": 1000, "batch_size": batch_size, "seed": seed,
-                "checkpoint_every_n_steps": 25, **run}})
+                "checkpoint_every_n_steps": 25, "max_steps": -1 if max_steps is None else max_steps, **run}})
     return run_stage(config)
 
 
 def pretrain_image_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
-                         arch: str = "small_cnn", method: str = "simclr", batch_size: int = 64) -> Path:
+                         arch: str = "small_cnn", method: str = "simclr", batch_size: int = 64,
+                         max_steps: int | None = None) -> Path:
     """Self-supervised image pretraining on the training split (the held-out galaxies are never seen)."""
     from .train.image import ImagePretrainConfig, pretrain_image
 
     return _train_on_split(ImagePretrainConfig, pretrain_image, survey_path, run_dir, minutes, seed, batch_size,
                            {"data": str(survey_path), "method": method, "encoder": {"arch": arch}},
-                           {"num_workers": 2, "warmup_steps": 50})
+                           {"num_workers": 2, "warmup_steps": 50}, max_steps)
 
 
 def random_init_model(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
@@ -159,25 +162,26 @@ def redshift_report(embeddings_dir: Path, survey_path: Path, seed: int = 0, moda
 
 def pretrain_spectrum_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
                             wave_step: float = 4.0, dim: int = 128, depth: int = 4,
-                            batch_size: int = 64) -> Path:
+                            batch_size: int = 64, max_steps: int | None = None) -> Path:
     """Masked-modelling pretraining of the spectrum transformer on the training split."""
     from .train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
 
     return _train_on_split(SpectrumPretrainConfig, pretrain_spectrum, survey_path, run_dir, minutes, seed, batch_size,
                            {"data": str(survey_path), "preprocess": {"wave_step": wave_step},
                             "model": {"dim": dim, "depth": depth, "num_heads": 4}},
-                           {"num_workers": 1, "warmup_steps": 50, "learning_rate": 5e-4})
+                           {"num_workers": 1, "warmup_steps": 50, "learning_rate": 5e-4}, max_steps)
 
 
 def pretrain_clip_stage(image_model: Path, spectrum_model: Path, survey_path: Path, run_dir: Path,
-                        minutes: float, seed: int = 0, embed_dim: int = 128, batch_size: int = 128) -> Path:
+                        minutes: float, seed: int = 0, embed_dim: int = 128, batch_size: int = 128,
+                        max_steps: int | None = None) -> Path:
     """AstroCLIP alignment of the two pretrained encoders on the training split (both fine-tuned)."""
     from .train.clip import CLIPConfig, pretrain_clip
 
     return _train_on_split(CLIPConfig, pretrain_clip, survey_path, run_dir, minutes, seed, batch_size,
                            {"image_model": str(image_model), "spectrum_model": str(spectrum_model),
                             "data": str(survey_path), "embed_dim": embed_dim},
-                           {"num_workers": 1, "warmup_steps": 25, "learning_rate": 1e-3})
+                           {"num_workers": 1, "warmup_steps": 25, "learning_rate": 1e-3}, max_steps)
 
 
 def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0, n: int = 256,
@@ -257,13 +261,17 @@ def index_and_search_stage(embeddings: list[Path], index_dir: Path, survey_path:
         found = search.search(k=k, object_id=query, query_modality=q_mod, target_modality=target)
         examples[f"{q_mod}->{target}"] = [(n.object_id, round(n.similarity, 4), round(float(z[n.object_id]), 4))
                                           for n in found]
-        console.print(f"[green]search[/]: {q_mod} -> {target} neighbours of {query} (z = {z[query]:.3f}): "
-                      + ", ".join(f"{oid} (sim {sim:.3f}, z {zz:.3f})" for oid, sim, zz in examples[f"{q_mod}->{target}"]))
+        shown = ", ".join(f"{oid} (sim {sim:.3f}, z {zz:.3f})" for oid, sim, zz in examples[f"{q_mod}->{target}"])
+        console.print(f"[green]search[/]: {q_mod} -> {target} neighbours of {query} (z = {z[query]:.3f}): {shown}")
     return {"query": query, "query_redshift": float(z[query]), "neighbours": examples}
 
 
 def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,
-             image_minutes: float = 3.0, spectrum_minutes: float = 3.0, clip_minutes: float = 2.0) -> dict:
+             image_minutes: float = 3.0, spectrum_minutes: float = 3.0, clip_minutes: float = 2.0,
+             max_steps: int | None = None) -> dict:
+    """Run every stage on the built-in survey of ``n`` galaxies under ``out``; returns (and writes to
+    ``out/results.json``) the evaluation results. Each pretraining stage stops at its minutes budget or
+    at ``max_steps`` steps, whichever comes first."""
     from .cli import print_summary
     from .data.info import summarize
 
@@ -280,7 +288,7 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     results: dict = {"survey": str(survey)}
 
     console.print(f"[green]image[/]: self-supervised pretraining (SimCLR, small CNN, {image_minutes} min budget)")
-    image_model = pretrain_image_stage(survey, out / "image", image_minutes, seed)
+    image_model = pretrain_image_stage(survey, out / "image", image_minutes, seed, max_steps=max_steps)
     baseline = random_init_model(image_model, out / "image_random_init" / "model", seed)
     reports = {}
     for name, model in (("pretrained", image_model), ("random_init", baseline)):
@@ -293,7 +301,7 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     results["image_redshift_knn"] = reports
 
     console.print(f"[green]spectrum[/]: masked-modelling pretraining ({spectrum_minutes} min budget)")
-    spectrum_model = pretrain_spectrum_stage(survey, out / "spectrum", spectrum_minutes, seed)
+    spectrum_model = pretrain_spectrum_stage(survey, out / "spectrum", spectrum_minutes, seed, max_steps=max_steps)
     results["spectrum_reconstruction"] = rec = reconstruction_stage(spectrum_model, survey, seed)
     console.print(f"[green]spectrum[/]: held-out masked chunks, ivar-weighted MSE {rec['model_mse']:.4f} vs "
                   f"linear interpolation {rec['interpolation_mse']:.4f}")
@@ -302,7 +310,8 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     console.print(f"[green]spectrum[/]: k-NN redshift R^2 {rep['r2']:.3f} from spectrum embeddings")
 
     console.print(f"[green]clip[/]: aligning image and spectrum encoders ({clip_minutes} min budget)")
-    clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", clip_minutes, seed)
+    clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", clip_minutes, seed,
+                                     max_steps=max_steps)
     clip_image = embed_stage(clip_model, survey, out / "embeddings" / "clip_image", "image")
     clip_spectrum = embed_stage(clip_model, survey, out / "embeddings" / "clip_spectrum", "spectrum")
     results["retrieval"] = ret = retrieval_stage(clip_image, clip_spectrum, survey, seed)
