@@ -99,3 +99,38 @@ def legacy_any(request, tmp_path_factory) -> Path:
     if request.param == "real":
         return request.getfixturevalue("legacy_file")
     return write_legacy_cutout(tmp_path_factory.mktemp("legacy") / "legacysurvey_dr9_grz_256.fits")
+
+
+def write_desi_coadd(path: Path, targetid: int = 39633345008634465) -> Path:
+    """A DESI coadd of one target: FIBERMAP and B, R, Z arms on the common 0.8 A grid (overlapping at
+    5760-5800 A and 7520-7620 A), each with WAVELENGTH, FLUX, IVAR, MASK and an 11-diagonal RESOLUTION."""
+    import numpy as np
+    from astropy.io import fits
+
+    rng = np.random.default_rng(2)
+    fibermap = fits.BinTableHDU.from_columns([
+        fits.Column("TARGETID", "K", array=[targetid]), fits.Column("TARGET_RA", "D", array=[150.1]),
+        fits.Column("TARGET_DEC", "D", array=[2.2]), fits.Column("OBJTYPE", "3A", array=["TGT"]),
+        *[fits.Column(f"FLUX_{b}", "E", array=[10.0]) for b in ("G", "R", "Z")],
+        *[fits.Column(f"FLUX_IVAR_{b}", "E", array=[4.0]) for b in ("G", "R", "Z")]], name="FIBERMAP")
+    hdus = [fits.PrimaryHDU(), fibermap]
+    offsets = np.arange(5, -6, -1)
+    kernel = np.exp(-0.5 * (offsets / 1.2) ** 2)
+    for arm, (start, stop) in {"B": (3600.0, 5800.0), "R": (5760.0, 7620.0), "Z": (7520.0, 9824.0)}.items():
+        wave = start + 0.8 * np.arange(int(round((stop - start) / 0.8)) + 1)
+        n = wave.size
+        resolution = np.broadcast_to((kernel / kernel.sum())[None, :, None], (1, 11, n)).astype(np.float32)
+        hdus += [fits.ImageHDU(wave, name=f"{arm}_WAVELENGTH"),
+                 fits.ImageHDU((3 + rng.normal(0, 0.5, (1, n))).astype(np.float32), name=f"{arm}_FLUX"),
+                 fits.ImageHDU(np.full((1, n), 4.0, np.float32), name=f"{arm}_IVAR"),
+                 fits.ImageHDU(np.zeros((1, n), np.int32), name=f"{arm}_MASK"),
+                 fits.ImageHDU(np.ascontiguousarray(resolution), name=f"{arm}_RESOLUTION")]
+    fits.HDUList(hdus).writeto(path)
+    return path
+
+
+@pytest.fixture(scope="session", params=["synthetic", "real"])
+def desi_any(request, tmp_path_factory) -> Path:
+    if request.param == "real":
+        return request.getfixturevalue("desi_file")
+    return write_desi_coadd(tmp_path_factory.mktemp("desi") / "coadd-4-80613-thru20210324.fits")

@@ -1,6 +1,6 @@
 """Malformed inputs: each must raise an InvalidDataError naming the file (and the object/field where
 there is one), or be masked and counted as documented in astroembed.data.records. The bad files are
-built in tmp_path from copies of well-formed files or written from scratch. The SDSS and Legacy Surveys
+built in tmp_path from copies of well-formed files or written from scratch. The SDSS, DESI and Legacy Surveys
 copies are made both from synthetic files of the real layout (always) and from the real files (when
 ../shared/data is present)."""
 
@@ -149,12 +149,12 @@ def _hdu(hdus, name):
     return next(h for h in hdus if h.name == name)
 
 
-def test_desi_nan_flux_masked_and_counted(desi_file, tmp_path):
+def test_desi_nan_flux_masked_and_counted(desi_any, tmp_path):
     def poke(h):
         _hdu(h, "B_FLUX").data[0, 100:104] = np.nan   # B only: pixels lose all data
         _hdu(h, "R_FLUX").data[0, 5] = np.inf          # B/R overlap: B still covers it
 
-    path = desi_copy(desi_file, tmp_path, poke)
+    path = desi_copy(desi_any, tmp_path, poke)
     with pytest.warns(ReaderWarning, match="masked 5 non-finite flux/ivar values in 1 of 1"):
         (g,) = read_desi_coadd(path)
     s = g.spectrum
@@ -163,34 +163,34 @@ def test_desi_nan_flux_masked_and_counted(desi_file, tmp_path):
     assert s.mask[overlap_pixel] and np.isfinite(s.flux[overlap_pixel])
 
 
-def test_desi_negative_ivar(desi_file, tmp_path):
+def test_desi_negative_ivar(desi_any, tmp_path):
     def negate(h):
         _hdu(h, "Z_IVAR").data[0, 7] = -3.0
 
-    path = desi_copy(desi_file, tmp_path, negate)
+    path = desi_copy(desi_any, tmp_path, negate)
     with raises_naming(path, "desi-39633345008634465", "field 'Z_IVAR'"):
         read_desi_coadd(path)
 
 
-def test_desi_missing_fibermap(desi_file, tmp_path):
-    path = desi_copy(desi_file, tmp_path, lambda h: [x for x in h if x.name != "FIBERMAP"])
+def test_desi_missing_fibermap(desi_any, tmp_path):
+    path = desi_copy(desi_any, tmp_path, lambda h: [x for x in h if x.name != "FIBERMAP"])
     with raises_naming(path, "field 'FIBERMAP'"):
         read_desi_coadd(path)
 
 
-def test_desi_arm_off_the_common_grid(desi_file, tmp_path):
+def test_desi_arm_off_the_common_grid(desi_any, tmp_path):
     def shift(h):
         _hdu(h, "R_WAVELENGTH").data += 0.3
 
-    path = desi_copy(desi_file, tmp_path, shift)
+    path = desi_copy(desi_any, tmp_path, shift)
     with raises_naming(path, "R_WAVELENGTH", "common"):
         read_desi_coadd(path)
 
 
-def test_desi_explicit_redrock_missing(desi_file, tmp_path):
+def test_desi_explicit_redrock_missing(desi_any, tmp_path):
     missing = tmp_path / "redrock-nothere.fits"
     with raises_naming(missing, "does not exist"):
-        read_desi_coadd(desi_file, redrock=missing)
+        read_desi_coadd(desi_any, redrock=missing)
 
 
 def test_redrock_missing_redshift_column(desi_dir, tmp_path):
