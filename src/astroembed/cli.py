@@ -46,6 +46,22 @@ def _require(*extras: str, feature: str) -> None:
         _fail(exc)
 
 
+def _print_json(obj) -> None:
+    """Print strict JSON: a missing value (NaN, e.g. the separation of an object without a position) is null."""
+    import math
+
+    def strict(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: strict(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(v) for v in value]
+        return value
+
+    print(json.dumps(strict(obj), indent=2, allow_nan=False, default=str))
+
+
 @app.command()
 def simulate(
     out: Path = typer.Option(..., "--out", help="Root folder of the MMU layout to write."),
@@ -78,7 +94,7 @@ def info(path: Path = typer.Argument(..., help="An MMU tile, or a folder of tile
     except InvalidDataError as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps(summary, indent=2, default=str))
+        _print_json(summary)
         return
     print_summary(summary)
 
@@ -380,7 +396,7 @@ def search(
     except (InvalidDataError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
+        _print_json([r.__dict__ for r in results])
         return
     table = Table(title="neighbours")
     for col in ("rank", "object_id", "similarity", "ra", "dec", "separation (arcsec)"):
@@ -398,10 +414,13 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Working fo
          minutes: float = typer.Option(3.0, "--minutes", help="Budget of each pretraining stage (CLIP: 2/3 of it).")):
     """The main job: every stage of the pipeline that exists, on the built-in survey."""
     _require("survey", "train", "evaluate", feature="the main job (astroembed demo)")
-    from .pipeline import run_demo
+    from .pipeline import DemoFolderError, run_demo
 
-    run_demo(out=out, n=n, seed=seed, console=Console(), image_minutes=minutes, spectrum_minutes=minutes,
-             clip_minutes=2 * minutes / 3)
+    try:
+        run_demo(out=out, n=n, seed=seed, console=Console(), image_minutes=minutes, spectrum_minutes=minutes,
+                 clip_minutes=2 * minutes / 3)
+    except DemoFolderError as exc:
+        _fail(exc)
 
 
 @app.command()

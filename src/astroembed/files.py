@@ -52,21 +52,27 @@ def commit(tmp: str | os.PathLike, path: str | os.PathLike, *, fsync: bool = Tru
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, fsync: bool = True, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; committed when the block ends without
-    an error, removed when it raises (``path`` is then untouched). The folder is created if needed."""
+    an error, removed when it raises (``path`` is then untouched). The folder is created if needed.
+
+    ``mode`` (e.g. ``0o644``) is set on the file before the rename, so the finished file is never visible
+    with other permissions; ``None`` keeps what the process's umask gives.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     try:
         yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)
         commit(tmp, path, fsync=fsync)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file atomically (UTF-8)."""
-    with atomic_path(path) as tmp:
+def atomic_write_text(path: str | os.PathLike, text: str, *, mode: int | None = None) -> Path:
+    """Write a text file atomically (UTF-8); ``mode`` as for :func:`atomic_path`."""
+    with atomic_path(path, mode=mode) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)

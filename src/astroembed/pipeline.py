@@ -26,23 +26,58 @@ SURVEY = "astroembed_sim"
 TEST_FRACTION = 0.3
 
 
+class DemoFolderError(ValueError):
+    """The demo's output folder holds something the demo must not overwrite or delete."""
+
+
+STAGE_OUTPUTS = ("image", "image_random_init", "spectrum", "clip", "embeddings", "index", "results.json")
+RENDERING = "RENDERING.json"  # written before the survey is rendered, removed when it is complete
+
+
 def build_survey(out: Path, n: int, seed: int, console: Console) -> Path:
-    """Render the built-in survey (skipped if the same survey is already on disk)."""
+    """Render the built-in survey, or reuse the one already rendered with the same ``n`` and ``seed``.
+
+    Nothing the demo did not create is deleted: a survey folder rendered with other settings, or one
+    the demo did not write, is an error (every later stage's models and results belong to that survey).
+    Only the demo's own interrupted render (marked by ``RENDERING.json``) is removed and redone.
+
+    Raises
+    ------
+    DemoFolderError
+        If ``out`` holds a demo built with other settings, a ``survey`` folder the demo did not write,
+        or stage results without their survey.
+    """
     from .data.simulate import simulate_survey
 
     root = out / "survey"
     stamp = root / "DONE.json"
     wanted = {"n": n, "seed": seed}
-    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
-        console.print(f"[green]survey[/]: already built at {root} ({n} galaxies, seed {seed})")
-        return root / SURVEY / "default"
+    if stamp.exists():
+        built = json.loads(stamp.read_text())
+        if built == wanted:
+            console.print(f"[green]survey[/]: already built at {root} ({n} galaxies, seed {seed})")
+            return root / SURVEY / "default"
+        raise DemoFolderError(
+            f"{out} holds a demo built with n={built.get('n')}, seed={built.get('seed')} (asked: n={n}, "
+            f"seed={seed}); its models and results belong to that survey. Rerun with those settings, choose "
+            f"another --out, or delete {out} yourself to start over")
     if root.exists():
+        if not (root / RENDERING).is_file():
+            raise DemoFolderError(f"{root} exists and was not written by the demo; choose another --out")
         import shutil
 
-        shutil.rmtree(root)
+        shutil.rmtree(root)  # the demo's own render, interrupted: nothing else lives there
+    else:
+        leftovers = [name for name in STAGE_OUTPUTS if (out / name).exists()]
+        if leftovers:
+            raise DemoFolderError(f"{out} holds results of an earlier run ({', '.join(leftovers)}) but not the "
+                                  f"survey they came from; choose another --out, or delete them yourself")
+    root.mkdir(parents=True)
+    (root / RENDERING).write_text(json.dumps(wanted))
     t0 = time.perf_counter()
     simulate_survey(n=n, seed=seed, out=root, progress=True)
     stamp.write_text(json.dumps(wanted))
+    (root / RENDERING).unlink()
     console.print(f"[green]survey[/]: rendered {n} galaxies in {time.perf_counter() - t0:.0f} s -> {root}")
     return root / SURVEY / "default"
 
@@ -58,8 +93,12 @@ def held_out_split(survey_path: Path, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 def train_on_split(config_cls, run_stage, config_name: str, survey_path: Path, run_dir: Path, minutes: float,
-                   seed: int, settings: dict | None = None, batch_size: int | None = None) -> Path:
+                   seed: int, settings: dict | None = None, batch_size: int | None = None,
+                   max_steps: int | None = None) -> Path:
     """Run a pretraining stage on the training split, unless its model is already exported.
+
+    Training stops at ``minutes`` of wall time or ``max_steps`` steps, whichever comes first (a step budget
+    makes a run reproducible on a busy machine, where a time budget buys a varying number of steps).
 
     Parameters
     ----------
@@ -80,18 +119,20 @@ def train_on_split(config_cls, run_stage, config_name: str, survey_path: Path, r
     _, train, _ = held_out_split(survey_path, seed)
     config = load_yaml_config(config_cls, config_name, {
         **(settings or {}), "data": str(survey_path), "out": str(run_dir), "train_indices": train.tolist(),
-        "run.max_minutes": minutes, "run.seed": seed, "run.batch_size": batch_size})
+        "run.max_minutes": minutes, "run.seed": seed, "run.batch_size": batch_size,
+        "run.max_steps": max_steps})
     config.run.batch_size = min(config.run.batch_size, max(2, len(train) // 4))
     return run_stage(config)
 
 
 def pretrain_image_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
-                         arch: str = "small_cnn", method: str = "simclr", batch_size: int | None = None) -> Path:
+                         arch: str = "small_cnn", method: str = "simclr", batch_size: int | None = None,
+                         max_steps: int | None = None) -> Path:
     """Self-supervised image pretraining on the training split (the held-out galaxies are never seen)."""
     from .train.image import ImagePretrainConfig, pretrain_image
 
     return train_on_split(ImagePretrainConfig, pretrain_image, "image_simclr_demo", survey_path, run_dir, minutes,
-                          seed, {"method": method, "encoder.arch": arch}, batch_size)
+                          seed, {"method": method, "encoder.arch": arch}, batch_size, max_steps)
 
 
 def random_init_model(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
@@ -133,7 +174,8 @@ def redshift_report(embeddings_dir: Path, survey_path: Path, seed: int = 0, moda
 
 
 def pretrain_spectrum_stage(survey_path: Path, run_dir: Path, minutes: float, seed: int = 0,
-                            settings: dict | None = None, batch_size: int | None = None) -> Path:
+                            settings: dict | None = None, batch_size: int | None = None,
+                            max_steps: int | None = None) -> Path:
     """Masked-modelling pretraining of the spectrum transformer on the training split.
 
     ``settings`` are dotted overrides of the shipped ``spectrum_masked_demo`` config.
@@ -141,16 +183,18 @@ def pretrain_spectrum_stage(survey_path: Path, run_dir: Path, minutes: float, se
     from .train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
 
     return train_on_split(SpectrumPretrainConfig, pretrain_spectrum, "spectrum_masked_demo", survey_path, run_dir,
-                          minutes, seed, settings, batch_size)
+                          minutes, seed, settings, batch_size, max_steps)
 
 
 def pretrain_clip_stage(image_model: Path, spectrum_model: Path, survey_path: Path, run_dir: Path,
-                        minutes: float, seed: int = 0, batch_size: int | None = None) -> Path:
+                        minutes: float, seed: int = 0, batch_size: int | None = None,
+                        max_steps: int | None = None) -> Path:
     """AstroCLIP alignment of the two pretrained encoders on the training split (both fine-tuned)."""
     from .train.clip import CLIPConfig, pretrain_clip
 
     return train_on_split(CLIPConfig, pretrain_clip, "clip_demo", survey_path, run_dir, minutes, seed,
-                          {"image_model": str(image_model), "spectrum_model": str(spectrum_model)}, batch_size)
+                          {"image_model": str(image_model), "spectrum_model": str(spectrum_model)}, batch_size,
+                          max_steps)
 
 
 def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0, n: int = 256,
@@ -222,13 +266,17 @@ def index_and_search_stage(embeddings: list[Path], index_dir: Path, survey_path:
         found = search.search(k=k, object_id=query, query_modality=q_mod, target_modality=target)
         examples[f"{q_mod}->{target}"] = [(n.object_id, round(n.similarity, 4), round(float(z[n.object_id]), 4))
                                           for n in found]
-        console.print(f"[green]search[/]: {q_mod} -> {target} neighbours of {query} (z = {z[query]:.3f}): "
-                      + ", ".join(f"{oid} (sim {sim:.3f}, z {zz:.3f})" for oid, sim, zz in examples[f"{q_mod}->{target}"]))
+        shown = ", ".join(f"{oid} (sim {sim:.3f}, z {zz:.3f})" for oid, sim, zz in examples[f"{q_mod}->{target}"])
+        console.print(f"[green]search[/]: {q_mod} -> {target} neighbours of {query} (z = {z[query]:.3f}): {shown}")
     return {"query": query, "query_redshift": float(z[query]), "neighbours": examples}
 
 
 def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,
-             image_minutes: float = 3.0, spectrum_minutes: float = 3.0, clip_minutes: float = 2.0) -> dict:
+             image_minutes: float = 3.0, spectrum_minutes: float = 3.0, clip_minutes: float = 2.0,
+             max_steps: int | None = None) -> dict:
+    """Run every stage on the built-in survey of ``n`` galaxies under ``out``; returns (and writes to
+    ``out/results.json``) the evaluation results. Each pretraining stage stops at its minutes budget or
+    at ``max_steps`` steps, whichever comes first."""
     from .data.info import print_summary, summarize
 
     console = console or Console()
@@ -244,7 +292,7 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     results: dict = {"survey": str(survey)}
 
     console.print(f"[green]image[/]: self-supervised pretraining (SimCLR, small CNN, {image_minutes} min budget)")
-    image_model = pretrain_image_stage(survey, out / "image", image_minutes, seed)
+    image_model = pretrain_image_stage(survey, out / "image", image_minutes, seed, max_steps=max_steps)
     baseline = random_init_model(image_model, out / "image_random_init" / "model", seed)
     reports = {}
     for name, model in (("pretrained", image_model), ("random_init", baseline)):
@@ -257,7 +305,7 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     results["image_redshift_knn"] = reports
 
     console.print(f"[green]spectrum[/]: masked-modelling pretraining ({spectrum_minutes} min budget)")
-    spectrum_model = pretrain_spectrum_stage(survey, out / "spectrum", spectrum_minutes, seed)
+    spectrum_model = pretrain_spectrum_stage(survey, out / "spectrum", spectrum_minutes, seed, max_steps=max_steps)
     results["spectrum_reconstruction"] = rec = reconstruction_stage(spectrum_model, survey, seed)
     console.print(f"[green]spectrum[/]: held-out masked chunks, ivar-weighted MSE {rec['model_mse']:.4f} vs "
                   f"linear interpolation {rec['interpolation_mse']:.4f}")
@@ -266,7 +314,8 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     console.print(f"[green]spectrum[/]: k-NN redshift R^2 {rep['r2']:.3f} from spectrum embeddings")
 
     console.print(f"[green]clip[/]: aligning image and spectrum encoders ({clip_minutes} min budget)")
-    clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", clip_minutes, seed)
+    clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", clip_minutes, seed,
+                                     max_steps=max_steps)
     clip_image = embed_stage(clip_model, survey, out / "embeddings" / "clip_image", "image")
     clip_spectrum = embed_stage(clip_model, survey, out / "embeddings" / "clip_spectrum", "spectrum")
     results["retrieval"] = ret = retrieval_stage(clip_image, clip_spectrum, survey, seed)

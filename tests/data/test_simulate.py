@@ -235,9 +235,8 @@ def test_image_sizes_follow_the_size_labels(sample):
 # ----------------------------------------------------------------------------------------- MMU output
 
 def test_simulate_survey_writes_readable_mmu_tiles(tmp_path):
-    mmu = pytest.importorskip("astroembed.data.mmu")
-    if not hasattr(mmu, "open_survey"):
-        pytest.skip("astroembed.data.mmu.open_survey not available yet")
+    from astroembed.data import mmu  # a broken import must fail this test, not skip it
+
     path = simulate_survey(6, seed=4, out=tmp_path, image_size=32, workers=1)
     assert path == tmp_path / "astroembed_sim" / "default"
     expected = {g.object_id: g for g in simulate_galaxies(6, seed=4, image_size=32, workers=1)}

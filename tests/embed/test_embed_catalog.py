@@ -30,6 +30,29 @@ def parts(out: Path) -> list[Path]:
     return sorted(out.glob("healpix_*/part-0.parquet"))
 
 
+LS_SCALES = {"g": 6.0, "r": 3.4, "z": 2.2}  # the Legacy Surveys viewer's per-band scales, softening 20
+
+
+def independent_image_forward(model_dir: Path, flux: np.ndarray) -> np.ndarray:
+    """The saved network applied by hand: weights from the safetensors file into a freshly built encoder,
+    the documented input (centre crop, then arcsinh(20 s_b flux) / sqrt(20) per band) written out in
+    numpy. Nothing of astroembed.inference or the preprocessing module is used, so a fault there shows."""
+    import torch
+    from safetensors.torch import load_file
+
+    from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
+
+    config = json.loads((model_dir / "config.json").read_text())
+    encoder = build_image_encoder(ImageEncoderConfig.from_dict(config["model"]))
+    encoder.load_state_dict(load_file(model_dir / "model.safetensors"))
+    crop = config["preprocessing"]["crop_size"]
+    top = (flux.shape[-1] - crop) // 2
+    scales = np.array([LS_SCALES[b] for b in config["bands"]])[None, :, None, None]
+    x = np.arcsinh(20.0 * scales * flux[..., top:top + crop, top:top + crop].astype(np.float64)) / np.sqrt(20.0)
+    with torch.no_grad():
+        return encoder.eval()(torch.from_numpy(x.astype(np.float32))).numpy()
+
+
 def test_embeddings_equal_the_model_applied_directly(embed_inputs, reference_run):
     data, galaxies, model, _ = embed_inputs
     ids, ra, dec, vectors = read_embeddings(reference_run, "image")
@@ -37,7 +60,7 @@ def test_embeddings_equal_the_model_applied_directly(embed_inputs, reference_run
     with_image = sorted((g for g in galaxies if g.image is not None), key=lambda g: g.object_id)
     assert ids.tolist() == [g.object_id for g in with_image]  # every object with an image, once, sorted
     embedder = load(model, device="cpu")
-    expected = embedder.embed(np.stack([g.image.flux for g in with_image]))
+    expected = independent_image_forward(model, np.stack([g.image.flux for g in with_image]))
     assert vectors.dtype == np.float32 and vectors.shape == (len(with_image), embedder.embed_dim)
     # Batches differ (16 per tile here, all at once there), so allow float32 round-off only.
     np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
@@ -230,11 +253,14 @@ def test_bad_config_is_rejected():
 
 
 def test_real_spectrum_model_matches_embedding_each_spectrum_alone(tmp_path):
-    """With the exported spectrum transformer (when present), padded MMU rows embed like the unpadded
-    record embedded on its own, and spectrum-less rows are skipped."""
-    spectrum_training = pytest.importorskip("astroembed.train.spectrum")
+    """With an exported spectrum transformer, padded MMU rows embed like the unpadded record embedded on
+    its own, and spectrum-less rows are skipped."""
+    import torch
+
+    from astroembed.preprocess.spectrum import SpectrumPreprocessConfig, prepare_spectra
+    from astroembed.models.io import load_model
     from astroembed.models.spectrum_transformer import SpectrumTransformer
-    from astroembed.preprocess.spectrum import SpectrumPreprocessConfig
+    from astroembed.train import spectrum as spectrum_training
 
     rng = np.random.default_rng(0)
     galaxies = []
@@ -255,9 +281,12 @@ def test_real_spectrum_model_matches_embedding_each_spectrum_alone(tmp_path):
     assert ids.tolist() == [g.object_id for g in keep]
     meta = read_metadata(out)
     assert meta["modality"] == "spectrum" and meta["n_skipped"] == len(galaxies) - len(keep)
-    embedder = load(model, device="cpu")
-    expected = np.concatenate([embedder.embed_spectrum(g.spectrum.flux, g.spectrum.ivar, g.spectrum.wavelength)
-                               for g in keep])
+    # Independent path: each written record on its own unpadded grid, through prepare_spectra and the
+    # network as saved (not the stored-array route embed_catalog and astroembed.load take).
+    network, config = load_model(model)
+    with torch.no_grad():
+        expected = network(prepare_spectra([g.spectrum for g in keep],
+                                           SpectrumPreprocessConfig.from_dict(config["preprocessing"]))).numpy()
     np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
 
 

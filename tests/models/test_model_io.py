@@ -207,3 +207,17 @@ def test_builtin_spectrum_model_type_is_found_without_importing_it_first():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "SpectrumTransformer"
+
+
+def test_exported_files_are_readable_by_others_unless_asked_otherwise(tmp_path):
+    import stat
+
+    cfg = CONFIGS[0]
+    shared = save(trained_encoder(cfg), cfg, tmp_path / "shared")
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        assert stat.S_IMODE((shared / name).stat().st_mode) == 0o644, name
+    private = save_model(trained_encoder(cfg), {"model_type": "image_encoder", "model": cfg.to_dict()},
+                         tmp_path / "private", file_mode=0o600)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        assert stat.S_IMODE((private / name).stat().st_mode) == 0o600, name
+    assert not list(shared.glob(".*.tmp")) and not list(private.glob(".*.tmp"))

@@ -134,3 +134,30 @@ def test_cli_index_and_search(image_catalogue, tmp_path):
     assert len(rows) == 4 and galaxies[0].object_id not in [r["object_id"] for r in rows]
     result = runner.invoke(app, ["search", "--index", str(tmp_path / "ix"), "--id", "nope"])
     assert result.exit_code == 2 and "unknown object id" in result.output
+
+
+
+
+def test_cli_search_json_is_strict_json_with_null_for_unknown_separations(image_catalogue, tmp_path, monkeypatch):
+    from astroembed.search.catalog_search import Neighbour
+
+    emb, _, galaxies = image_catalogue
+    runner = CliRunner()
+    assert runner.invoke(app, ["index", "--embeddings", str(emb), "--out", str(tmp_path / "ix")]).exit_code == 0
+    real_search = CatalogSearch.search
+
+    def without_query_position(self, **kw):
+        # as for a query file without a sky position: every separation is unknown (NaN)
+        return [Neighbour(n.object_id, n.similarity, n.ra, n.dec, float("nan")) for n in real_search(self, **kw)]
+
+    monkeypatch.setattr(CatalogSearch, "search", without_query_position)
+    result = runner.invoke(app, ["search", "--index", str(tmp_path / "ix"), "--id", galaxies[5].object_id,
+                                 "--k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    rows = json.loads(result.stdout, parse_constant=refuse)  # Python's json reads NaN unless told not to
+    assert len(rows) == 3 and galaxies[5].object_id not in [r["object_id"] for r in rows]
+    assert all(r["separation_arcsec"] is None and isinstance(r["ra"], float) for r in rows)

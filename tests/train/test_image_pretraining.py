@@ -4,6 +4,7 @@ as the training preprocessing does; a run killed with SIGKILL resumes; DDP runs 
 import csv
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -62,6 +63,65 @@ def test_each_method_trains_and_exports(blob_survey, tmp_path, method):
     vectors = model.embed(flux)
     assert vectors.shape == (5, model.embed_dim) and vectors.dtype == np.float32
     assert np.isfinite(vectors).all() and np.ptp(vectors, axis=0).max() > 0
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
+def test_each_method_learns_blob_physics_that_a_random_encoder_does_not_capture(tmp_path, method):
+    """The loss falls, and k-NN redshift on unseen galaxies beats the same network at init.
+
+    The blobs' size and colour follow their redshift. A random CNN already sees some of it (R^2 ~0.72 on
+    this held-out set); 120 steps (about 20 s on one CPU thread) lift it to ~0.93 (SimCLR), ~0.92 (MoCo),
+    ~0.97 (BYOL). An encoder that learns nothing, or collapses, stays at or below the random one.
+    """
+    from tests.conftest import make_blob_galaxies
+
+    from astroembed.data.mmu import write_survey
+    from astroembed.evaluate.redshift import knn_redshift_report
+    from astroembed.models.io import build_from_config, load_state, save_model
+
+    write_survey(make_blob_galaxies(n=96, seed=0), tmp_path / "survey", "blobs")
+    model_dir = pretrain_image(tiny_config(tmp_path / "survey" / "blobs" / "default", tmp_path / "run", method=method,
+                                           **{"run.max_steps": 120, "run.learning_rate": 3e-3}))
+    losses = np.array([float(r["train_loss"]) for r in metrics(tmp_path / "run") if r.get("train_loss")])
+    assert len(losses) == 120 and np.isfinite(losses).all()
+    if method != "moco":  # MoCo's queue of negatives fills over the first steps, so its loss rises at first
+        assert losses[-10:].mean() < 0.75 * losses[:10].mean(), losses
+    config, _ = load_state(model_dir)
+    torch.manual_seed(0)
+    random_dir = save_model(build_from_config(config), config, tmp_path / "random_init")
+    unseen = make_blob_galaxies(n=200, seed=1)
+    flux = np.stack([g.image.flux for g in unseen])
+    z = np.array([g.labels["redshift"] for g in unseen])
+    r2 = {}
+    for name, directory in (("trained", model_dir), ("random", random_dir)):
+        vectors = inference.load(directory).embed(flux)
+        r2[name] = knn_redshift_report(vectors[:120], z[:120], vectors[120:], z[120:], k=8)["r2"]
+    assert r2["trained"] > r2["random"] + 0.1 and r2["trained"] > 0.85, r2
+
+
+def test_rerun_resumes_with_the_restricted_unpickler_and_refuses_code_in_a_checkpoint(blob_survey, tmp_path):
+    path, _ = blob_survey
+    run = tmp_path / "run"
+    pretrain_image(tiny_config(path, run, **{"run.max_steps": 2}))
+    pretrain_image(tiny_config(path, run, **{"run.max_steps": 4}))
+    assert [int(r["step"]) for r in metrics(run) if r.get("train_loss")] == [2, 3]  # continued, not restarted
+    # A checkpoint that someone replaced with one that runs code on unpickling is refused, not executed.
+    last = run / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)  # our own file, just written
+    marker = tmp_path / "code-ran"
+    checkpoint["callbacks"]["payload"] = _RunsCodeWhenUnpickled(str(marker))
+    torch.save(checkpoint, last)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        pretrain_image(tiny_config(path, run, **{"run.max_steps": 6}))
+    assert not marker.exists()
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path(self.path).touch, ())
 
 
 def test_export_embeds_raw_flux_like_the_training_preprocessing(blob_survey, tmp_path):

@@ -87,6 +87,9 @@ def build_from_config(config: Mapping[str, Any]) -> nn.Module:
     return builder(config["model"])
 
 
+DEFAULT_FILE_MODE = 0o644  # owner writes, everyone reads: models are shared between users of a cluster
+
+
 def _independent_copies(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Contiguous CPU copies that share no memory, as safetensors requires.
 
@@ -106,7 +109,8 @@ def _independent_copies(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     return tensors
 
 
-def save_model(module: nn.Module, config: Mapping[str, Any], directory: str | os.PathLike) -> Path:
+def save_model(module: nn.Module, config: Mapping[str, Any], directory: str | os.PathLike,
+               file_mode: int = DEFAULT_FILE_MODE) -> Path:
     """Save ``module.state_dict()`` and ``config`` to ``directory`` (created if needed; existing files replaced).
 
     Args:
@@ -116,6 +120,8 @@ def save_model(module: nn.Module, config: Mapping[str, Any], directory: str | os
             :func:`build_from_config` should rebuild, a ``"model"`` entry for the builder. Any other
             JSON entries (preprocessing, training summary) are kept. ``"astroembed_version"`` is set.
         directory: output directory.
+        file_mode: permission bits of the two files; the default 0o644 lets other users read a shared
+            model (pass 0o600 to keep it private).
 
     Returns:
         The directory as a ``Path``; it holds ``config.json`` and ``model.safetensors``.
@@ -136,9 +142,9 @@ def save_model(module: nn.Module, config: Mapping[str, Any], directory: str | os
     directory.mkdir(parents=True, exist_ok=True)
     tensors = _independent_copies(module.state_dict())
     # One metadata key only: see _independent_copies for why (reproducible content_hash).
-    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+    with atomic_path(directory / WEIGHTS_NAME, mode=file_mode) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
-    atomic_write_text(directory / CONFIG_NAME, text + "\n")
+    atomic_write_text(directory / CONFIG_NAME, text + "\n", mode=file_mode)
     return directory
 
 

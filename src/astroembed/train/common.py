@@ -8,7 +8,9 @@ A run folder holds
     RUN/model/               the exported model: config.json + model.safetensors (+ preprocessing)
 
 Rerunning the same command after a crash (even kill -9) resumes from ``checkpoints/last.ckpt``. The
-checkpoints are our own files written by this run, read back by Lightning; exported models never are
+checkpoints are our own files written by this run, read back by Lightning with ``weights_only=True``:
+torch's restricted unpickler, which rebuilds tensors, containers and primitives but runs no other code,
+so a tampered ``last.ckpt`` in a shared run folder cannot execute anything. Exported models never are
 pickles.
 """
 
@@ -132,7 +134,10 @@ def fit_stage(module, dataset, run: RunConfig, run_dir: Path, data_name: str, ex
                          f"{run.batch_size}; lower --batch-size")
     with lightning_notices_off():
         trainer = build_trainer(run, run_dir)
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(run_dir))
+        # weights_only=True explicitly (not torch's default of the day, which an environment variable can
+        # turn off): our checkpoints hold only tensors, containers, numbers and strings (no hyper-parameters
+        # are saved), so the restricted unpickler reads them; anything else in the file fails loudly.
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(run_dir), weights_only=True)
         finish_checkpoint(trainer, run_dir)
     model_dir = run_dir / "model"
     if trainer.is_global_zero:

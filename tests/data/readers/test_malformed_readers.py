@@ -1,6 +1,8 @@
 """Malformed inputs: each must raise an InvalidDataError naming the file (and the object/field where
 there is one), or be masked and counted as documented in astroembed.data.records. The bad files are
-built in tmp_path from copies of the real files or written from scratch."""
+built in tmp_path from copies of well-formed files or written from scratch. The SDSS, DESI and Legacy Surveys
+copies are made both from synthetic files of the real layout (always) and from the real files (when
+../shared/data is present)."""
 
 import shutil
 
@@ -55,56 +57,66 @@ def test_empty_file(tmp_path):
             reader(path)
 
 
-@pytest.mark.parametrize("cut", [14515, 60000, 150000, 230000],
-                         ids=["in-primary-header", "in-COADD-data", "in-SPECOBJ-header", "in-a-later-HDU"])
-def test_truncated_fits(sdss_file, tmp_path, cut):
+def _cut_position(path, where: str) -> int:
+    """A byte offset inside the named part of the file, from its HDU layout (headers and data)."""
+    with fits.open(path) as h:
+        hdu, part = {"in-primary-header": (0, "header"), "in-COADD-data": (1, "data"),
+                     "in-SPECOBJ-header": (2, "header"), "in-a-later-HDU": (3, "data")}[where]
+        info = h.fileinfo(hdu)
+    if part == "header":
+        return info["hdrLoc"] + (info["datLoc"] - info["hdrLoc"]) // 2
+    return info["datLoc"] + info["datSpan"] // 2
+
+
+@pytest.mark.parametrize("where", ["in-primary-header", "in-COADD-data", "in-SPECOBJ-header", "in-a-later-HDU"])
+def test_truncated_fits(sdss_any, tmp_path, where):
     # Even a cut in an HDU the reader does not use is reported: the file is damaged.
     path = tmp_path / "spec-truncated.fits"
-    path.write_bytes(sdss_file.read_bytes()[:cut])
+    path.write_bytes(sdss_any.read_bytes()[:_cut_position(sdss_any, where)])
     with raises_naming(path, "truncated"):
         read_sdss_spectrum(path)
 
 
-def test_fits_missing_coadd_hdu(sdss_file, tmp_path):
-    path = sdss_copy(sdss_file, tmp_path, lambda h: [h[0], h[2]])
+def test_fits_missing_coadd_hdu(sdss_any, tmp_path):
+    path = sdss_copy(sdss_any, tmp_path, lambda h: [h[0], h[2]])
     with raises_naming(path, "field 'COADD'"):
         read_sdss_spectrum(path)
 
 
-def test_fits_missing_column(sdss_file, tmp_path):
+def test_fits_missing_column(sdss_any, tmp_path):
     def drop_ivar(h):
         cols = [c for c in h[1].columns if c.name != "ivar"]
         h[1] = fits.BinTableHDU.from_columns(cols, name="COADD")
 
-    path = sdss_copy(sdss_file, tmp_path, drop_ivar)
+    path = sdss_copy(sdss_any, tmp_path, drop_ivar)
     with raises_naming(path, "sdss-0266-51602-0001", "field 'ivar'"):
         read_sdss_spectrum(path)
 
 
-def test_non_monotonic_loglam(sdss_file, tmp_path):
+def test_non_monotonic_loglam(sdss_any, tmp_path):
     def swap(h):
         loglam = h[1].data["loglam"]
         loglam[100], loglam[101] = loglam[101], loglam[100]
 
-    path = sdss_copy(sdss_file, tmp_path, swap)
+    path = sdss_copy(sdss_any, tmp_path, swap)
     with raises_naming(path, "sdss-0266-51602-0001", "spectrum_lambda", "strictly increasing"):
         read_sdss_spectrum(path)
 
 
-def test_negative_ivar(sdss_file, tmp_path):
+def test_negative_ivar(sdss_any, tmp_path):
     def negate(h):
         h[1].data["ivar"][50] = -1.0
 
-    path = sdss_copy(sdss_file, tmp_path, negate)
+    path = sdss_copy(sdss_any, tmp_path, negate)
     with raises_naming(path, "sdss-0266-51602-0001", "spectrum_ivar", "negative"):
         read_sdss_spectrum(path)
 
 
-def test_nan_flux_is_masked_and_counted(sdss_file, tmp_path):
+def test_nan_flux_is_masked_and_counted(sdss_any, tmp_path):
     def poke(h):
         h[1].data["flux"][[10, 20, 30]] = np.nan
 
-    path = sdss_copy(sdss_file, tmp_path, poke)
+    path = sdss_copy(sdss_any, tmp_path, poke)
     with pytest.warns(ReaderWarning, match="masked 3 non-finite values") as record:
         (g,) = read_sdss_spectrum(path)
     assert str(path) in str(record[0].message)
@@ -113,11 +125,11 @@ def test_nan_flux_is_masked_and_counted(sdss_file, tmp_path):
     assert np.all(s.ivar[[10, 20, 30]] == 0) and np.all(np.isfinite(s.flux))
 
 
-def test_specobj_with_two_rows(sdss_file, tmp_path):
+def test_specobj_with_two_rows(sdss_any, tmp_path):
     def double(h):
         h[2] = fits.BinTableHDU(np.concatenate([h[2].data, h[2].data]), name="SPECOBJ")
 
-    path = sdss_copy(sdss_file, tmp_path, double)
+    path = sdss_copy(sdss_any, tmp_path, double)
     with raises_naming(path, "SPECOBJ"):
         read_sdss_spectrum(path)
 
@@ -137,12 +149,12 @@ def _hdu(hdus, name):
     return next(h for h in hdus if h.name == name)
 
 
-def test_desi_nan_flux_masked_and_counted(desi_file, tmp_path):
+def test_desi_nan_flux_masked_and_counted(desi_any, tmp_path):
     def poke(h):
         _hdu(h, "B_FLUX").data[0, 100:104] = np.nan   # B only: pixels lose all data
         _hdu(h, "R_FLUX").data[0, 5] = np.inf          # B/R overlap: B still covers it
 
-    path = desi_copy(desi_file, tmp_path, poke)
+    path = desi_copy(desi_any, tmp_path, poke)
     with pytest.warns(ReaderWarning, match="masked 5 non-finite flux/ivar values in 1 of 1"):
         (g,) = read_desi_coadd(path)
     s = g.spectrum
@@ -151,34 +163,34 @@ def test_desi_nan_flux_masked_and_counted(desi_file, tmp_path):
     assert s.mask[overlap_pixel] and np.isfinite(s.flux[overlap_pixel])
 
 
-def test_desi_negative_ivar(desi_file, tmp_path):
+def test_desi_negative_ivar(desi_any, tmp_path):
     def negate(h):
         _hdu(h, "Z_IVAR").data[0, 7] = -3.0
 
-    path = desi_copy(desi_file, tmp_path, negate)
+    path = desi_copy(desi_any, tmp_path, negate)
     with raises_naming(path, "desi-39633345008634465", "field 'Z_IVAR'"):
         read_desi_coadd(path)
 
 
-def test_desi_missing_fibermap(desi_file, tmp_path):
-    path = desi_copy(desi_file, tmp_path, lambda h: [x for x in h if x.name != "FIBERMAP"])
+def test_desi_missing_fibermap(desi_any, tmp_path):
+    path = desi_copy(desi_any, tmp_path, lambda h: [x for x in h if x.name != "FIBERMAP"])
     with raises_naming(path, "field 'FIBERMAP'"):
         read_desi_coadd(path)
 
 
-def test_desi_arm_off_the_common_grid(desi_file, tmp_path):
+def test_desi_arm_off_the_common_grid(desi_any, tmp_path):
     def shift(h):
         _hdu(h, "R_WAVELENGTH").data += 0.3
 
-    path = desi_copy(desi_file, tmp_path, shift)
+    path = desi_copy(desi_any, tmp_path, shift)
     with raises_naming(path, "R_WAVELENGTH", "common"):
         read_desi_coadd(path)
 
 
-def test_desi_explicit_redrock_missing(desi_file, tmp_path):
+def test_desi_explicit_redrock_missing(desi_any, tmp_path):
     missing = tmp_path / "redrock-nothere.fits"
     with raises_naming(missing, "does not exist"):
-        read_desi_coadd(desi_file, redrock=missing)
+        read_desi_coadd(desi_any, redrock=missing)
 
 
 def test_redrock_missing_redshift_column(desi_dir, tmp_path):
@@ -194,19 +206,19 @@ def test_redrock_missing_redshift_column(desi_dir, tmp_path):
 
 # ---------------------------------------------------------------- cutouts
 
-def test_cutout_wrong_dimensions(legacy_file, tmp_path):
-    header = fits.getheader(legacy_file)
-    data = fits.getdata(legacy_file)
+def test_cutout_wrong_dimensions(legacy_any, tmp_path):
+    header = fits.getheader(legacy_any)
+    data = fits.getdata(legacy_any)
     path = tmp_path / "cut4d.fits"
     fits.PrimaryHDU(data[None], header).writeto(path)
     with raises_naming(path, "image_array", "(1, 3, 256, 256)"):
         read_legacysurvey_cutout(path)
 
 
-def test_cutout_band_count_mismatch(legacy_file, tmp_path):
-    header = fits.getheader(legacy_file)
+def test_cutout_band_count_mismatch(legacy_any, tmp_path):
+    header = fits.getheader(legacy_any)
     path = tmp_path / "cut2.fits"
-    fits.PrimaryHDU(fits.getdata(legacy_file)[:2], header).writeto(path)  # header names g, r, z
+    fits.PrimaryHDU(fits.getdata(legacy_any)[:2], header).writeto(path)  # header names g, r, z
     with raises_naming(path, "image_band"):
         read_legacysurvey_cutout(path)
 
