@@ -90,7 +90,7 @@ def bench_one(n: int, dim: int, args) -> None:
 
     exact = faiss.IndexFlatIP(dim)
     exact.add(xb)
-    (_, truth), t_exact = timed(lambda: exact.search(xq, k))
+    (_, truth), t_exact = timed(lambda: exact.search(xq, k))  # noqa: F821 (called before the del below)
     exact_qps = len(xq) / t_exact
     print(f"{'kind':<6} {'settings':<46} {'build s':>8} {'memory':>10} {'B/vec':>7} {'q/s':>9} "
           f"{'recall@10':>9} {'x exact':>8}")
@@ -110,14 +110,15 @@ def bench_one(n: int, dim: int, args) -> None:
         else:
             configs, sweep = [{}], (None, [None])
         for config in configs:
-            index, t_build = timed(lambda: VectorIndex(kind=kind, seed=args.seed, **config).fit(xb, ids))
+            index, t_build = timed(lambda kind=kind, config=config: VectorIndex(kind=kind, seed=args.seed,
+                                                                                 **config).fit(xb, ids))
             mem = index.memory_bytes()
             # faiss stores 8-byte ids in IVF lists; VectorIndex keeps the string ids beside the index.
             per_vec = mem / n
             for value in sweep[1]:
                 if sweep[0] is not None:
                     index.set_search_params(**{sweep[0]: value})
-                res, t_search = timed(lambda: index.search(xq, k))
+                res, t_search = timed(lambda index=index: index.search(xq, k))
                 qps = len(xq) / t_search
                 settings = {**config, **({sweep[0]: value} if sweep[0] else {})}
                 if kind == "ivfpq":

@@ -398,6 +398,8 @@ def search(
     if as_json:
         _print_json([r.__dict__ for r in results])
         return
+    from rich.table import Table
+
     table = Table(title="neighbours")
     for col in ("rank", "object_id", "similarity", "ra", "dec", "separation (arcsec)"):
         table.add_column(col)

@@ -8,7 +8,7 @@ import torch
 from astroembed.data.dataset import MMUDataset
 from astroembed.data.healpix import healpix_index
 from astroembed.data.info import summarize
-from astroembed.data.mmu import MMUSurvey, MMUWriter, find_tiles, tile_path, write_survey
+from astroembed.data.mmu import MMUSurvey, MMUWriter, find_tiles, write_survey
 from astroembed.data.records import Galaxy, Image, InvalidDataError, Photometry, Spectrum
 
 

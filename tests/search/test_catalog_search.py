@@ -161,3 +161,17 @@ def test_cli_search_json_is_strict_json_with_null_for_unknown_separations(image_
     rows = json.loads(result.stdout, parse_constant=refuse)  # Python's json reads NaN unless told not to
     assert len(rows) == 3 and galaxies[5].object_id not in [r["object_id"] for r in rows]
     assert all(r["separation_arcsec"] is None and isinstance(r["ra"], float) for r in rows)
+
+
+def test_cli_search_prints_a_table_of_the_same_neighbours(image_catalogue, tmp_path):
+    emb, _, galaxies = image_catalogue
+    runner = CliRunner()
+    assert runner.invoke(app, ["index", "--embeddings", str(emb), "--out", str(tmp_path / "ix")]).exit_code == 0
+    query = galaxies[5].object_id
+    table = runner.invoke(app, ["search", "--index", str(tmp_path / "ix"), "--id", query, "--k", "3"])
+    assert table.exit_code == 0, table.output
+    rows = json.loads(runner.invoke(app, ["search", "--index", str(tmp_path / "ix"), "--id", query, "--k", "3",
+                                          "--json"]).stdout)
+    assert "neighbours" in table.stdout
+    for rank, row in enumerate(rows, 1):
+        assert row["object_id"] in table.stdout and f"{row['similarity']:.4f}" in table.stdout

@@ -13,7 +13,7 @@ from astroembed.data.readers import ReaderWarning, iter_image_folder, read_image
 
 @pytest.mark.slow  # decodes all 1,400 JPEGs: ~5-15 s depending on machine load
 def test_whole_gz2_folder_lazily(gz2_dir):
-    counts, n_pixels_checked = Counter(), 0
+    counts = Counter()
     start = time.perf_counter()
     for g in iter_image_folder(gz2_dir):
         counts[g.labels["class"]] += 1
