@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_output
 DEMO_N ?= 2000
 
-.PHONY: install demo test check-env browser-deps bench clean
+.PHONY: install demo test lint check-env browser-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ demo: check-env
 browser-deps:
 	bash scripts/install_chromium.sh
 
-test: check-env browser-deps
+# ruff (its agreed rule subset is in pyproject.toml) lints the tree before the tests run
+lint: install
+	$(VENV)/bin/ruff check src tests bench experiments scripts
+
+test: check-env lint browser-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 $(VENV)/.bench-installed: $(VENV)/.installed

@@ -59,7 +59,8 @@ def reference_pipeline(flux: np.ndarray, psf: np.ndarray, cfg: ImageAugmentConfi
             plane = gaussian_filter(img[b], s_aug, mode="reflect") if s_aug > 0 else img[b]
             planes.append(plane)
         img = np.stack(planes)
-        img = img + rng.normal(size=img.shape) * np.sqrt(np.maximum(target_noise ** 2 - sigma_now ** 2, 0))[:, None, None]
+        added = np.sqrt(np.maximum(target_noise ** 2 - sigma_now ** 2, 0))[:, None, None]
+        img = img + rng.normal(size=img.shape) * added
         hwc = np.moveaxis(img, 0, -1)
         hwc = rotate(hwc, rng.uniform(0, 360), order=1, mode="reflect")
         s = rng.uniform(*cfg.scale_range)

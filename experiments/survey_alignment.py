@@ -46,7 +46,8 @@ def main():
     trained = reconstruction_stage(spectrum_model, survey, args.seed)
     # the same model on shorter and longer hidden chunks than it was trained with
     results = {"reconstruction": trained, "reconstruction_by_chunk_len": {
-        c: trained if c == trained["chunk_len"] else reconstruction_stage(spectrum_model, survey, args.seed, chunk_len=c)
+        c: trained if c == trained["chunk_len"]
+        else reconstruction_stage(spectrum_model, survey, args.seed, chunk_len=c)
         for c in (3, 6, 12, 20)}}
     emb = out / "embeddings"
     spectrum_emb = embed_stage(spectrum_model, survey, emb / "spectrum", "spectrum")

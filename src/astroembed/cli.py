@@ -279,16 +279,19 @@ def augment(
 
 @app.command()
 def embed(
-    model: Path = typer.Option(..., "--model", help="Exported model folder (config.json + model.safetensors) or its run folder."),
+    model: Path = typer.Option(..., "--model", help="Exported model folder (config.json + model.safetensors) "
+                               "or its run folder."),
     data: Path = typer.Option(..., "--data", help="MMU survey: a tile file or a folder of healpix=<N> tiles."),
     out: Path = typer.Option(..., "--out", help="Output folder of the Parquet embeddings (one part per tile)."),
     modality: str = typer.Option("auto", "--modality", help="image, spectrum, or auto (what the model embeds)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     batch_size: int = typer.Option(256, "--batch-size", help="Objects per forward pass."),
     num_workers: int = typer.Option(0, "--num-workers", help="Reader processes (single-process run only)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Re-embed tiles already written (e.g. by another model)."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Re-embed tiles already written (e.g. by another model)."),
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Scheduler of a running Dask cluster."),
-    dask_workers: Optional[int] = typer.Option(None, "--dask-workers", help="Start a local Dask cluster of N processes."),
+    dask_workers: Optional[int] = typer.Option(None, "--dask-workers",
+                                               help="Start a local Dask cluster of N processes."),
     bands_as: Optional[str] = typer.Option(None, "--bands-as", help="Declare the image planes, in order, to be "
                                            "these bands (e.g. g,r,z for u,g,r cutouts through a g,r,z model)."),
 ):

@@ -5,9 +5,9 @@ glibc's malloc serves every allocation above its mmap threshold (128 KiB, raised
 allocation is faulted in and zero-filled again. A CNN's activations (256 x 32 x 96 x 96 floats is
 300 MB) and the augmentations' temporaries are far above that threshold: on the 2-core CI machine the
 kernel's page faults took as much time as the forward pass itself (the figures, with and without
-``ASTROEMBED_SYSTEM_MALLOC=1``, are in BENCHMARKS.md: ``bench/bench_embed.py``, ``bench/bench_train_step.py``). PyTorch's performance-tuning guide recommends
-jemalloc or tcmalloc for this reason; neither comes from pip, so :func:`keep_freed_memory` asks glibc
-itself, through ``mallopt``:
+``ASTROEMBED_SYSTEM_MALLOC=1``, are in BENCHMARKS.md: ``bench/bench_embed.py``,
+``bench/bench_train_step.py``). PyTorch's performance-tuning guide recommends jemalloc or tcmalloc for
+this reason; neither comes from pip, so :func:`keep_freed_memory` asks glibc itself, through ``mallopt``:
 
 * ``M_MMAP_THRESHOLD`` = 1 GiB: blocks below it come from the heap, so freed ones are reused;
 * ``M_TRIM_THRESHOLD`` = 1 GiB: up to that much free memory stays mapped instead of going back to

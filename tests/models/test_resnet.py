@@ -61,7 +61,7 @@ def test_torchvision_state_dict_layout():
     for layer in (m.layer2, m.layer3, m.layer4):
         assert layer[0].conv1.stride == (1, 1) and layer[0].conv2.stride == (2, 2)
     assert len(resnet18(3).state_dict()) == 20 + 20 * 5
-    assert [len(l) for l in (m.layer1, m.layer2, m.layer3, m.layer4)] == [3, 4, 6, 3]
+    assert [len(layer) for layer in (m.layer1, m.layer2, m.layer3, m.layer4)] == [3, 4, 6, 3]
 
 
 @pytest.mark.parametrize("in_channels", [1, 3, 5])

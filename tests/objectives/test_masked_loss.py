@@ -77,23 +77,23 @@ def test_mask_bad_arguments_raise(kwargs, message):
 
 def loss_reference(pred, target, weight, mask) -> float:
     num = den = 0.0
-    b, p, l = pred.shape
+    b, p, length = pred.shape
     for i in range(b):
         for j in range(p):
             if not mask[i, j]:
                 continue
-            for k in range(l):
+            for k in range(length):
                 if weight[i, j, k] > 0:
                     num += weight[i, j, k] * (pred[i, j, k] - target[i, j, k]) ** 2
                     den += weight[i, j, k]
     return num / den
 
 
-@pytest.mark.parametrize(("b", "p", "l"), [(2, 5, 3), (7, 8, 4), (32, 4, 2)])
-def test_loss_matches_numpy_reference(b, p, l):
+@pytest.mark.parametrize(("b", "p", "length"), [(2, 5, 3), (7, 8, 4), (32, 4, 2)])
+def test_loss_matches_numpy_reference(b, p, length):
     rng = np.random.default_rng(b * p)
-    pred, target = rng.normal(size=(b, p, l)), rng.normal(size=(b, p, l))
-    weight = rng.exponential(size=(b, p, l)) * (rng.random((b, p, l)) > 0.2)  # some zero-ivar pixels
+    pred, target = rng.normal(size=(b, p, length)), rng.normal(size=(b, p, length))
+    weight = rng.exponential(size=(b, p, length)) * (rng.random((b, p, length)) > 0.2)  # some zero-ivar pixels
     target[weight == 0] = np.nan  # bad pixels often carry NaN flux; they must not matter
     mask = rng.random((b, p)) < 0.5
     mask[0, 0] = True

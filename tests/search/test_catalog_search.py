@@ -173,5 +173,5 @@ def test_cli_search_prints_a_table_of_the_same_neighbours(image_catalogue, tmp_p
     rows = json.loads(runner.invoke(app, ["search", "--index", str(tmp_path / "ix"), "--id", query, "--k", "3",
                                           "--json"]).stdout)
     assert "neighbours" in table.stdout
-    for rank, row in enumerate(rows, 1):
+    for row in rows:
         assert row["object_id"] in table.stdout and f"{row['similarity']:.4f}" in table.stdout
