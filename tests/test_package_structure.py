@@ -5,6 +5,7 @@ function: a lazy import is still a dependency), so a circle is caught before it 
 """
 
 import ast
+import re
 import json
 import subprocess
 import sys
@@ -166,4 +167,14 @@ def test_load_and_embed_import_no_training_code(tmp_path, kind):
     imported = json.loads(result.stdout.strip().splitlines()[-1])
     assert any(m.startswith("astroembed.models") for m in imported)  # the check saw the loading
     offending = sorted(m for m in imported if m.split(".")[0] in TRAINING_ONLY or m.startswith(TRAINING_ONLY))
+    assert offending == []
+
+
+def test_docstrings_follow_one_convention():
+    """numpydoc sections ("Parameters" underlined), as scikit-learn and astropy write them, not Google's
+    "Args:" style: one convention a reader learns once."""
+    google = re.compile(r"^\s+(Args|Arguments|Returns|Raises|Attributes|Yields):\s*$", re.M)
+    offending = [f"{path.relative_to(PACKAGE_ROOT)}:{text[:match.start()].count(chr(10)) + 1}"
+                 for path in sorted(PACKAGE_ROOT.rglob("*.py"))
+                 for text in [path.read_text()] for match in google.finditer(text)]
     assert offending == []

@@ -111,15 +111,21 @@ class ImageEmbedder(_Embedder):
               source=None) -> np.ndarray:
         """(N, D) float32 embeddings of raw cutouts (numpy or torch, any device); one cutout -> (1, D).
 
-        Args:
-            images: (N, bands, H, W) flux or (N, H, W, 3) uint8 RGB; one cutout without the N axis.
-            batch_size: cutouts per forward pass.
-            bands: names of the input planes, checked against the model's ``bands`` (planes are
-                reordered or picked by name; a missing band is an error). ``None``: the planes are taken
-                to be the model's bands, in its order (only their number is checked).
-            bands_as: declare that the planes, in order, are these bands (e.g. ``("g", "r", "z")`` for
-                u,g,r cutouts through a g,r,z model); see :func:`astroembed.data.validate.band_order`.
-            object_ids, source: what the cutouts are and where they came from, for error messages.
+        Parameters
+        ----------
+        images
+            (N, bands, H, W) flux or (N, H, W, 3) uint8 RGB; one cutout without the N axis.
+        batch_size
+            cutouts per forward pass.
+        bands
+            names of the input planes, checked against the model's ``bands`` (planes are
+            reordered or picked by name; a missing band is an error). ``None``: the planes are taken
+            to be the model's bands, in its order (only their number is checked).
+        bands_as
+            declare that the planes, in order, are these bands (e.g. ``("g", "r", "z")`` for
+            u,g,r cutouts through a g,r,z model); see :func:`astroembed.data.validate.band_order`.
+        object_ids, source
+            what the cutouts are and where they came from, for error messages.
         """
         images = _select_planes(images, self.bands, bands, bands_as, object_ids, source)
         if len(images) == 0:
@@ -162,12 +168,15 @@ def fill_padded_wavelengths(flux, ivar, wavelength, mask=None):
     (the last real pixel keeps its edges) and masked out. Rows without padding pass unchanged; input
     without any padding is returned as given (no copy).
 
-    Returns:
-        ``(flux, ivar, wavelength, mask)``; wavelength and mask are float64 / bool tensors when padding
-        was filled.
+    Returns
+    -------
+    ``(flux, ivar, wavelength, mask)``; wavelength and mask are float64 / bool tensors when padding
+    was filled.
 
-    Raises:
-        InvalidDataError (field ``spectrum_lambda``): non-positive wavelengths that are not a trailing
+    Raises
+    ------
+    InvalidDataError : field ``spectrum_lambda``
+        non-positive wavelengths that are not a trailing
         run, or a row with fewer than 2 real wavelengths.
     """
     if wavelength is None or isinstance(flux, (list, tuple)):
@@ -217,14 +226,20 @@ def prepare_stored_spectra(flux, ivar=None, wavelength=None, mask=None,
                            device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
     """Spectra as stored (any grid, MMU -1 padding allowed) -> the spectrum transformer's input batch.
 
-    Args:
-        flux: (N, n_pix) or (n_pix,) array/tensor, or a list of :class:`~astroembed.data.records.Spectrum`
-            records (or Galaxy records with a spectrum), each on its own grid and length.
-        ivar, mask: like flux (``None``: all ones / all good); ignored for records.
-        wavelength: (n_pix,) shared or (N, n_pix) per row, Angstrom, strictly increasing apart from a
-            trailing run of padding (<= 0); required for arrays.
-        config: the model's saved preprocessing.
-        device: where the batch goes.
+    Parameters
+    ----------
+    flux
+        (N, n_pix) or (n_pix,) array/tensor, or a list of :class:`~astroembed.data.records.Spectrum`
+        records (or Galaxy records with a spectrum), each on its own grid and length.
+    ivar, mask
+        like flux (``None``: all ones / all good); ignored for records.
+    wavelength
+        (n_pix,) shared or (N, n_pix) per row, Angstrom, strictly increasing apart from a
+        trailing run of padding (<= 0); required for arrays.
+    config
+        the model's saved preprocessing.
+    device
+        where the batch goes.
     """
     if isinstance(flux, (list, tuple)):
         records = [getattr(s, "spectrum", s) for s in flux]
@@ -331,13 +346,20 @@ class SpectrumEmbedder(_Embedder):
         ``MIN_GRID_COVERAGE`` of the model's grid in Angstrom (nm, micron and log10 values are named as
         such). Errors name ``object_ids[i]`` (default: the spectrum's index in the input) and ``source``.
 
-        Args:
-            flux: (N, n_pix) or (n_pix,) numpy/torch, or a list of Spectrum records (different lengths).
-            ivar: like flux, inverse variance (``None``: ones).
-            wavelength: (n_pix,) shared or (N, n_pix) per row (SDSS log-lambda, DESI linear, MMU padded).
-            mask: like flux, True = good (``None``: all good).
-            batch_size: spectra per forward pass.
-            object_ids, source: names of the spectra and of their file, for error messages.
+        Parameters
+        ----------
+        flux
+            (N, n_pix) or (n_pix,) numpy/torch, or a list of Spectrum records (different lengths).
+        ivar
+            like flux, inverse variance (``None``: ones).
+        wavelength
+            (n_pix,) shared or (N, n_pix) per row (SDSS log-lambda, DESI linear, MMU padded).
+        mask
+            like flux, True = good (``None``: all good).
+        batch_size
+            spectra per forward pass.
+        object_ids, source
+            names of the spectra and of their file, for error messages.
         """
         if _n_rows(flux) == 0:
             return np.zeros((0, self.embed_dim), np.float32)

@@ -37,15 +37,24 @@ __all__ = ["SpectrumAugmentConfig", "augment_spectra", "median_snr"]
 class SpectrumAugmentConfig(Config):
     """Strength of each augmentation. Plain data: ``to_dict``/``from_dict`` via JSON.
 
-    Attributes:
-        snr_range: (low, high) target median S/N per pixel, drawn log-uniformly.
-        p_noise: probability that a spectrum gets the noise augmentation.
-        tilt_max: largest |a_k| of the calibration polynomial (< 1, which keeps the factor positive).
-        tilt_order: polynomial order of the tilt (1 = linear).
-        p_tilt: probability of a tilt.
-        n_regions: (min, max) number of masked windows, drawn uniformly (inclusive).
-        region_width: (min, max) width of each window in Angstrom, drawn uniformly.
-        p_regions: probability that a spectrum gets masked windows at all.
+    Attributes
+    ----------
+    snr_range
+        (low, high) target median S/N per pixel, drawn log-uniformly.
+    p_noise
+        probability that a spectrum gets the noise augmentation.
+    tilt_max
+        largest |a_k| of the calibration polynomial (< 1, which keeps the factor positive).
+    tilt_order
+        polynomial order of the tilt (1 = linear).
+    p_tilt
+        probability of a tilt.
+    n_regions
+        (min, max) number of masked windows, drawn uniformly (inclusive).
+    region_width
+        (min, max) width of each window in Angstrom, drawn uniformly.
+    p_regions
+        probability that a spectrum gets masked windows at all.
     """
 
     snr_range: tuple[float, float] = (3.0, 30.0)
@@ -95,16 +104,23 @@ def augment_spectra(flux: torch.Tensor, ivar: torch.Tensor, mask: torch.Tensor |
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One random view of each spectrum: calibration tilt, then noise to a target S/N, then masked windows.
 
-    Args:
-        flux, ivar: (N, n) float tensors (numpy is converted). Pixels with mask False or ivar 0 are
-            left as they are by tilt and noise.
-        mask: (N, n) bool, True = good; ``None`` = ivar > 0.
-        wavelength: (n,) or (N, n) Angstrom; only read, never changed.
-        config: augmentation strengths; default ``SpectrumAugmentConfig()``.
-        generator: torch generator for reproducible views (CPU or on the spectra's device).
+    Parameters
+    ----------
+    flux, ivar
+        (N, n) float tensors (numpy is converted). Pixels with mask False or ivar 0 are
+        left as they are by tilt and noise.
+    mask
+        (N, n) bool, True = good; ``None`` = ivar > 0.
+    wavelength
+        (n,) or (N, n) Angstrom; only read, never changed.
+    config
+        augmentation strengths; default ``SpectrumAugmentConfig()``.
+    generator
+        torch generator for reproducible views (CPU or on the spectra's device).
 
-    Returns:
-        New ``(flux, ivar, mask)`` tensors of the input dtypes; the inputs are not modified.
+    Returns
+    -------
+    New ``(flux, ivar, mask)`` tensors of the input dtypes; the inputs are not modified.
     """
     config = config or SpectrumAugmentConfig()
     flux = torch.as_tensor(flux)

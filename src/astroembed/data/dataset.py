@@ -35,15 +35,22 @@ MODALITIES = ("image", "spectrum", "photometry")
 class MMUDataset(Dataset):
     """Objects of an MMU survey as training samples.
 
-    Args:
-        path: a tile file, or a folder holding tiles (e.g. ``<root>/<survey>/<config>``).
-        modalities: which observations each sample carries; objects lacking one are an error at
-            access time unless ``require_all=False`` (then they are skipped at construction).
-        labels: label columns to include as float32 (NaN where missing).
-        indices: restrict to these rows (e.g. a train/test split).
-        transform: optional callable applied to each sample dict.
-        spectrum_mask, lsf_sigma_unit: for tiles whose origin does not say what their spectrum mask and
-            lsf mean (passed to :class:`~astroembed.data.mmu.MMUSurvey`).
+    Parameters
+    ----------
+    path
+        a tile file, or a folder holding tiles (e.g. ``<root>/<survey>/<config>``).
+    modalities
+        which observations each sample carries; objects lacking one are an error at
+        access time unless ``require_all=False`` (then they are skipped at construction).
+    labels
+        label columns to include as float32 (NaN where missing).
+    indices
+        restrict to these rows (e.g. a train/test split).
+    transform
+        optional callable applied to each sample dict.
+    spectrum_mask, lsf_sigma_unit
+        for tiles whose origin does not say what their spectrum mask and
+        lsf mean (passed to :class:`~astroembed.data.mmu.MMUSurvey`).
     """
 
     def __init__(self, path, modalities: Sequence[str] = ("image",), labels: Sequence[str] = (),

@@ -74,13 +74,18 @@ def embed_catalog_dask(config: EmbedConfig, client_or_address=None, n_workers: i
                        progress: bool = True) -> Path:
     """Embed ``config.data`` with one Dask task per tile not yet done; returns the output folder.
 
-    Args:
-        config: as for :func:`astroembed.embed.catalog.embed_catalog` (``num_workers`` is unused: each
-            task reads its tile in its worker).
-        client_or_address: a ``distributed.Client``, a scheduler address (``"tcp://host:8786"``), or None
-            to start a ``LocalCluster(n_workers, threads_per_worker=1, processes=True)`` for this call.
-        n_workers: worker processes of the local cluster (ignored with a client or address).
-        progress: show a rich progress bar (tiles done, objects/s).
+    Parameters
+    ----------
+    config
+        as for :func:`astroembed.embed.catalog.embed_catalog` (``num_workers`` is unused: each
+        task reads its tile in its worker).
+    client_or_address
+        a ``distributed.Client``, a scheduler address (``"tcp://host:8786"``), or None
+        to start a ``LocalCluster(n_workers, threads_per_worker=1, processes=True)`` for this call.
+    n_workers
+        worker processes of the local cluster (ignored with a client or address).
+    progress
+        show a rich progress bar (tiles done, objects/s).
 
     The model path and the data/output folders must be reachable under the same paths on every worker.
     Task results (per-tile row counts, worker pid, model loads in that worker) are logged at debug level.

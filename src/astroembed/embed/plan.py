@@ -24,19 +24,29 @@ __all__ = ["EmbedConfig", "TileJob", "plan_tiles"]
 class EmbedConfig:
     """What to embed, with which model, where to.
 
-    Attributes:
-        model: exported model folder (``config.json`` + ``model.safetensors``) or its run folder.
-        data: MMU survey: a tile file or a folder of ``healpix=<N>/*.hdf5`` tiles (one survey config).
-        out: output folder for the Parquet dataset.
-        modality: "image", "spectrum", or "auto" (the one the model embeds; for a model embedding both,
-            the one the survey has).
-        device: "cpu", "cuda", "cuda:1", or "auto" (CUDA when available).
-        batch_size: objects per forward pass (and per read).
-        num_workers: DataLoader processes reading tiles (0 reads in the main process).
-        overwrite: re-embed tiles whose part exists instead of skipping them (or failing on a mismatch).
-        bands_as: declare that the survey's image planes, in order, are these bands (e.g. ``("g", "r",
-            "z")`` for u,g,r cutouts through a g,r,z model); by default the ``image_band`` names must
-            name the model's bands (planes are reordered or picked by name).
+    Attributes
+    ----------
+    model
+        exported model folder (``config.json`` + ``model.safetensors``) or its run folder.
+    data
+        MMU survey: a tile file or a folder of ``healpix=<N>/*.hdf5`` tiles (one survey config).
+    out
+        output folder for the Parquet dataset.
+    modality
+        "image", "spectrum", or "auto" (the one the model embeds; for a model embedding both,
+        the one the survey has).
+    device
+        "cpu", "cuda", "cuda:1", or "auto" (CUDA when available).
+    batch_size
+        objects per forward pass (and per read).
+    num_workers
+        DataLoader processes reading tiles (0 reads in the main process).
+    overwrite
+        re-embed tiles whose part exists instead of skipping them (or failing on a mismatch).
+    bands_as
+        declare that the survey's image planes, in order, are these bands (e.g. ``("g", "r",
+        "z")`` for u,g,r cutouts through a g,r,z model); by default the ``image_band`` names must
+        name the model's bands (planes are reordered or picked by name).
     """
 
     model: str

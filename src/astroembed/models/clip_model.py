@@ -46,13 +46,19 @@ def projection_head(input_dim: int, hidden_dim: int, output_dim: int) -> nn.Modu
 class AlignedModel(nn.Module):
     """Image encoder + spectrum encoder + one projection head each.
 
-    Args:
-        image_encoder: module with ``embed_dim``; (N, B, H, W) preprocessed cutouts -> (N, embed_dim).
-        spectrum_encoder: module with ``embed_dim``; a ``prepare_batch`` dict -> (N, embed_dim).
-        embed_dim: size of the shared space.
-        projection_hidden: hidden width of both heads (0: linear heads).
-        image_config, spectrum_config: ``{"model_type": ..., "model": {...}}`` describing the encoders,
-            kept so the model can be saved and rebuilt (see :meth:`model_config`).
+    Parameters
+    ----------
+    image_encoder
+        module with ``embed_dim``; (N, B, H, W) preprocessed cutouts -> (N, embed_dim).
+    spectrum_encoder
+        module with ``embed_dim``; a ``prepare_batch`` dict -> (N, embed_dim).
+    embed_dim
+        size of the shared space.
+    projection_hidden
+        hidden width of both heads (0: linear heads).
+    image_config, spectrum_config
+        ``{"model_type": ..., "model": {...}}`` describing the encoders,
+        kept so the model can be saved and rebuilt (see :meth:`model_config`).
     """
 
     def __init__(self, image_encoder: nn.Module, spectrum_encoder: nn.Module, embed_dim: int = 128,

@@ -23,10 +23,14 @@ class SimCLRProjectionHead(nn.Sequential):
 
     The first Linear has no bias because the BatchNorm after it has its own shift.
 
-    Args:
-        input_dim: encoder ``embed_dim``.
-        hidden_dim: width of the hidden layer; default ``input_dim``, as in SimCLR (2048 for ResNet-50).
-        output_dim: dimension the loss sees (SimCLR: 128).
+    Parameters
+    ----------
+    input_dim
+        encoder ``embed_dim``.
+    hidden_dim
+        width of the hidden layer; default ``input_dim``, as in SimCLR (2048 for ResNet-50).
+    output_dim
+        dimension the loss sees (SimCLR: 128).
     """
 
     def __init__(self, input_dim: int, hidden_dim: int | None = None, output_dim: int = 128):
@@ -45,10 +49,14 @@ class SimCLRProjectionHead(nn.Sequential):
 class MoCoProjectionHead(nn.Sequential):
     """MoCo v2 head (Chen et al. 2020, "Improved baselines"): Linear -> ReLU -> Linear, no BatchNorm.
 
-    Args:
-        input_dim: encoder ``embed_dim``.
-        hidden_dim: width of the hidden layer (MoCo v2: 2048).
-        output_dim: dimension the loss sees (MoCo v2: 128).
+    Parameters
+    ----------
+    input_dim
+        encoder ``embed_dim``.
+    hidden_dim
+        width of the hidden layer (MoCo v2: 2048).
+    output_dim
+        dimension the loss sees (MoCo v2: 128).
     """
 
     def __init__(self, input_dim: int, hidden_dim: int = 2048, output_dim: int = 128):

@@ -43,16 +43,25 @@ _OPTIONAL_FIELDS = ("small_input", "zero_init_residual", "widths", "patch_size",
 class ImageEncoderConfig(Config):
     """Architecture of an image encoder. Plain data: ``to_dict``/``from_dict`` round-trip through JSON.
 
-    Attributes:
-        arch: a registered architecture (``IMAGE_ARCHITECTURES.names()``: small_cnn, resnet18, resnet50, vit_s8).
-        in_channels: number of image bands (any positive number, e.g. 5 for grizy).
-        image_size: side of the training cutouts in pixels. The ViT learns positional embeddings for this
-            size (other sizes are interpolated); the CNNs accept any size and only record it.
-        small_input: ResNet only. 3x3 stride-1 stem without max-pool (CIFAR-style), for 32-96 px cutouts.
-        zero_init_residual: ResNet only. Zero the last BN gamma of each block (residual branch starts at 0).
-        widths: small_cnn only. Stage widths; default (32, 64, 128, 256).
-        patch_size, embed_dim, depth, num_heads, mlp_ratio: ViT only. Override ViT-S/8's 8, 384, 12, 6, 4.0.
-        drop_path_rate: ViT only. Stochastic-depth rate of the last block.
+    Attributes
+    ----------
+    arch
+        a registered architecture (``IMAGE_ARCHITECTURES.names()``: small_cnn, resnet18, resnet50, vit_s8).
+    in_channels
+        number of image bands (any positive number, e.g. 5 for grizy).
+    image_size
+        side of the training cutouts in pixels. The ViT learns positional embeddings for this
+        size (other sizes are interpolated); the CNNs accept any size and only record it.
+    small_input
+        ResNet only. 3x3 stride-1 stem without max-pool (CIFAR-style), for 32-96 px cutouts.
+    zero_init_residual
+        ResNet only. Zero the last BN gamma of each block (residual branch starts at 0).
+    widths
+        small_cnn only. Stage widths; default (32, 64, 128, 256).
+    patch_size, embed_dim, depth, num_heads, mlp_ratio
+        ViT only. Override ViT-S/8's 8, 384, 12, 6, 4.0.
+    drop_path_rate
+        ViT only. Stochastic-depth rate of the last block.
     """
 
     arch: str = "small_cnn"
@@ -90,11 +99,14 @@ class ImageEncoderConfig(Config):
 def build_image_encoder(config: ImageEncoderConfig | Mapping[str, Any]) -> nn.Module:
     """Build the encoder a config describes (randomly initialised; seed torch for a reproducible init).
 
-    Args:
-        config: an :class:`ImageEncoderConfig` or its ``to_dict()`` form.
+    Parameters
+    ----------
+    config
+        an :class:`ImageEncoderConfig` or its ``to_dict()`` form.
 
-    Returns:
-        An ``nn.Module`` with attribute ``embed_dim``; forward maps (N, in_channels, H, W) -> (N, embed_dim).
+    Returns
+    -------
+    An ``nn.Module`` with attribute ``embed_dim``; forward maps (N, in_channels, H, W) -> (N, embed_dim).
     """
     cfg = config if isinstance(config, ImageEncoderConfig) else ImageEncoderConfig.from_dict(config)
     return IMAGE_ARCHITECTURES[cfg.arch](cfg)

@@ -68,9 +68,11 @@ def _astroembed_version() -> str:
 def build_from_config(config: Mapping[str, Any]) -> nn.Module:
     """Build the (randomly initialised) module a saved config describes.
 
-    Args:
-        config: ``{"model_type": ..., "model": {...}}`` as written by :func:`save_model`. A bare image
-            encoder config (a dict with an ``"arch"`` key, ``ImageEncoderConfig.to_dict()``) is accepted too.
+    Parameters
+    ----------
+    config
+        ``{"model_type": ..., "model": {...}}`` as written by :func:`save_model`. A bare image
+        encoder config (a dict with an ``"arch"`` key, ``ImageEncoderConfig.to_dict()``) is accepted too.
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a mapping, got {type(config).__name__}")
@@ -113,18 +115,24 @@ def save_model(module: nn.Module, config: Mapping[str, Any], directory: str | os
                file_mode: int = DEFAULT_FILE_MODE) -> Path:
     """Save ``module.state_dict()`` and ``config`` to ``directory`` (created if needed; existing files replaced).
 
-    Args:
-        module: the model; its ``state_dict`` (parameters and persistent buffers) is saved, tied tensors
-            once under each name.
-        config: JSON-serialisable mapping with a ``"model_type"`` string key and, for models that
-            :func:`build_from_config` should rebuild, a ``"model"`` entry for the builder. Any other
-            JSON entries (preprocessing, training summary) are kept. ``"astroembed_version"`` is set.
-        directory: output directory.
-        file_mode: permission bits of the two files; the default 0o644 lets other users read a shared
-            model (pass 0o600 to keep it private).
+    Parameters
+    ----------
+    module
+        the model; its ``state_dict`` (parameters and persistent buffers) is saved, tied tensors
+        once under each name.
+    config
+        JSON-serialisable mapping with a ``"model_type"`` string key and, for models that
+        :func:`build_from_config` should rebuild, a ``"model"`` entry for the builder. Any other
+        JSON entries (preprocessing, training summary) are kept. ``"astroembed_version"`` is set.
+    directory
+        output directory.
+    file_mode
+        permission bits of the two files; the default 0o644 lets other users read a shared
+        model (pass 0o600 to keep it private).
 
-    Returns:
-        The directory as a ``Path``; it holds ``config.json`` and ``model.safetensors``.
+    Returns
+    -------
+    The directory as a ``Path``; it holds ``config.json`` and ``model.safetensors``.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -165,16 +173,23 @@ def load_state(directory: str | os.PathLike, device: str | torch.device = "cpu"
                ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read a directory written by :func:`save_model`, without building the model.
 
-    Args:
-        directory: the saved model directory.
-        device: where to put the tensors.
+    Parameters
+    ----------
+    directory
+        the saved model directory.
+    device
+        where to put the tensors.
 
-    Returns:
-        ``(config, state_dict)`` with every ``state_dict`` name the saved module had (tied ones included).
+    Returns
+    -------
+    ``(config, state_dict)`` with every ``state_dict`` name the saved module had (tied ones included).
 
-    Raises:
-        FileNotFoundError: ``config.json`` or ``model.safetensors`` is missing (the message names it).
-        ModelFileError: either file is corrupt or truncated (the message names it).
+    Raises
+    ------
+    FileNotFoundError
+        ``config.json`` or ``model.safetensors`` is missing (the message names it).
+    ModelFileError
+        either file is corrupt or truncated (the message names it).
     """
     directory = Path(directory)
     config = _read_config(directory / CONFIG_NAME)
@@ -193,8 +208,9 @@ def load_state(directory: str | os.PathLike, device: str | torch.device = "cpu"
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a saved model from its config and load its weights (strictly); returned in eval mode.
 
-    Returns:
-        ``(module, config)``; ``config`` holds the extras saved with the model (e.g. preprocessing).
+    Returns
+    -------
+    ``(module, config)``; ``config`` holds the extras saved with the model (e.g. preprocessing).
     """
     config, state = load_state(directory, device="cpu")
     try:

@@ -92,12 +92,18 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """A ResNet trunk without classifier: (N, in_channels, H, W) -> (N, embed_dim).
 
-    Args:
-        block: :class:`BasicBlock` or :class:`Bottleneck`.
-        layers: number of blocks in each of the four stages, e.g. ``[2, 2, 2, 2]``.
-        in_channels: number of image bands.
-        small_input: use the 3x3 stride-1 stem without max-pool (for 32-96 px cutouts).
-        zero_init_residual: start every residual branch at zero (last BN gamma = 0).
+    Parameters
+    ----------
+    block
+        :class:`BasicBlock` or :class:`Bottleneck`.
+    layers
+        number of blocks in each of the four stages, e.g. ``[2, 2, 2, 2]``.
+    in_channels
+        number of image bands.
+    small_input
+        use the 3x3 stride-1 stem without max-pool (for 32-96 px cutouts).
+    zero_init_residual
+        start every residual branch at zero (last BN gamma = 0).
     """
 
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: list[int], in_channels: int = 3,

@@ -34,9 +34,12 @@ def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
 class SmallCNN(nn.Module):
     """Compact CNN encoder: (N, in_channels, H, W) -> (N, widths[-1]).
 
-    Args:
-        in_channels: number of image bands.
-        widths: channels of the stages; each stage halves the resolution (64 px -> 4 px for four stages).
+    Parameters
+    ----------
+    in_channels
+        number of image bands.
+    widths
+        channels of the stages; each stage halves the resolution (64 px -> 4 px for four stages).
     """
 
     def __init__(self, in_channels: int = 3, widths: Sequence[int] = DEFAULT_WIDTHS):

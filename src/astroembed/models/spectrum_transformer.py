@@ -66,24 +66,32 @@ DECODER_BASELINES = ("none", "interpolation")
 class SpectrumTransformerConfig(Config):
     """Architecture of the spectrum transformer. Plain data: ``to_dict``/``from_dict`` round-trip via JSON.
 
-    Attributes:
-        n_patches, patch_size, patch_stride: must match the preprocessing
-            (:meth:`for_preprocess` copies them); the positional embeddings are learned per patch.
-        dim, depth, num_heads, mlp_ratio: transformer width, blocks, heads, MLP hidden / dim.
-        pooling: ``"cls"``, ``"mean"``, or ``"bins"``: the mean over each of ``n_bins`` equal wavelength
-            ranges, concatenated (embed_dim = n_bins * dim). A single mean over the whole spectrum blurs
-            *where* features sit, which is what redshift is; binned means keep it coarsely (k-NN
-            redshift on the built-in survey, mean against binned pooling: README.md).
-        n_bins: number of wavelength ranges for ``"bins"`` pooling.
-        drop_path_rate: stochastic depth of the last block (0 for the first, linear in between).
-        pos_init: initial positional embeddings of the patches, ``"sincos"`` or ``"random"``
-            (truncated normal, std 0.02). Both are learned; only the start differs.
-        decoder_baseline: what the masked-modelling head adds its output to: ``"none"`` (the head
-            predicts the flux itself) or ``"interpolation"`` (the head predicts the departure from a
-            straight line across each hidden gap, drawn through the nearest visible pixels). With
-            the baseline, the head starts at "the continuum is locally straight" and its training
-            signal is only what a straight line misses (lines, breaks, curvature), which is where
-            redshift and stellar populations live. Only pretraining uses it; embeddings do not.
+    Attributes
+    ----------
+    n_patches, patch_size, patch_stride
+        must match the preprocessing
+        (:meth:`for_preprocess` copies them); the positional embeddings are learned per patch.
+    dim, depth, num_heads, mlp_ratio
+        transformer width, blocks, heads, MLP hidden / dim.
+    pooling
+        ``"cls"``, ``"mean"``, or ``"bins"``: the mean over each of ``n_bins`` equal wavelength
+        ranges, concatenated (embed_dim = n_bins * dim). A single mean over the whole spectrum blurs
+        *where* features sit, which is what redshift is; binned means keep it coarsely (k-NN
+        redshift on the built-in survey, mean against binned pooling: README.md).
+    n_bins
+        number of wavelength ranges for ``"bins"`` pooling.
+    drop_path_rate
+        stochastic depth of the last block (0 for the first, linear in between).
+    pos_init
+        initial positional embeddings of the patches, ``"sincos"`` or ``"random"``
+        (truncated normal, std 0.02). Both are learned; only the start differs.
+    decoder_baseline
+        what the masked-modelling head adds its output to: ``"none"`` (the head
+        predicts the flux itself) or ``"interpolation"`` (the head predicts the departure from a
+        straight line across each hidden gap, drawn through the nearest visible pixels). With
+        the baseline, the head starts at "the continuum is locally straight" and its training
+        signal is only what a straight line misses (lines, breaks, curvature), which is where
+        redshift and stellar populations live. Only pretraining uses it; embeddings do not.
     """
 
     n_patches: int = SpectrumPreprocessConfig().n_patches
@@ -243,10 +251,13 @@ class SpectrumTransformer(nn.Module):
     def forward_masked(self, batch: Mapping[str, torch.Tensor], patch_mask: torch.Tensor) -> torch.Tensor:
         """Predicted normalised flux of every patch, (N, n_patches, patch_size), with ``patch_mask`` hidden.
 
-        Args:
-            batch: from ``prepare_batch``; needs the pixel-level ``flux`` and ``valid`` too.
-            patch_mask: (N, n_patches) bool, True = hidden (replaced by the mask token; its pixels are
-                also blanked in overlapping visible patches).
+        Parameters
+        ----------
+        batch
+            from ``prepare_batch``; needs the pixel-level ``flux`` and ``valid`` too.
+        patch_mask
+            (N, n_patches) bool, True = hidden (replaced by the mask token; its pixels are
+            also blanked in overlapping visible patches).
         """
         self._check(batch)
         if patch_mask.shape != batch["patch_flux"].shape[:2] or patch_mask.dtype != torch.bool:

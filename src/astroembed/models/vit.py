@@ -115,14 +115,20 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], new_gr
 class VisionTransformer(nn.Module):
     """ViT trunk returning the CLS token: (N, in_channels, H, W) -> (N, embed_dim).
 
-    Args:
-        in_channels: number of image bands.
-        image_size: side of the square image the positional embeddings are learned for; other sizes
-            (multiples of ``patch_size``, square or not) are handled by interpolation.
-        patch_size: patch side in pixels.
-        embed_dim, depth, num_heads, mlp_ratio, qkv_bias: transformer width, number of blocks, attention
-            heads, MLP hidden width / embed_dim, bias on the qkv projection.
-        drop_path_rate: stochastic-depth rate of the last block (0 for the first, linear in between).
+    Parameters
+    ----------
+    in_channels
+        number of image bands.
+    image_size
+        side of the square image the positional embeddings are learned for; other sizes
+        (multiples of ``patch_size``, square or not) are handled by interpolation.
+    patch_size
+        patch side in pixels.
+    embed_dim, depth, num_heads, mlp_ratio, qkv_bias
+        transformer width, number of blocks, attention
+        heads, MLP hidden width / embed_dim, bias on the qkv projection.
+    drop_path_rate
+        stochastic-depth rate of the last block (0 for the first, linear in between).
     """
 
     def __init__(self, in_channels: int = 3, image_size: int = 224, patch_size: int = 8, embed_dim: int = 384,

@@ -32,11 +32,16 @@ class CLIPOutput(NamedTuple):
 class CLIPLoss(nn.Module):
     """CLIP's symmetric contrastive loss with a learnable temperature.
 
-    Args:
-        init_temperature: initial temperature T; the parameter ``logit_scale`` starts at log(1 / T).
-        max_logit_scale: the scale exp(logit_scale) never exceeds this (CLIP: 100).
-        learnable: if False, ``logit_scale`` is a fixed buffer instead of a parameter.
-        gather_distributed: under DDP, use the other modality from all processes as negatives.
+    Parameters
+    ----------
+    init_temperature
+        initial temperature T; the parameter ``logit_scale`` starts at log(1 / T).
+    max_logit_scale
+        the scale exp(logit_scale) never exceeds this (CLIP: 100).
+    learnable
+        if False, ``logit_scale`` is a fixed buffer instead of a parameter.
+    gather_distributed
+        under DDP, use the other modality from all processes as negatives.
 
     ``forward(a, b)`` takes (N, D) embeddings of the two modalities (need not be normalised) and
     returns the scalar loss; with ``return_details=True`` it returns a :class:`CLIPOutput`.

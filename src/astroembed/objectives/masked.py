@@ -122,17 +122,24 @@ def masked_modelling_loss(model: nn.Module, batch: Mapping[str, torch.Tensor], m
     against the normalised flux on the hidden patches, each pixel weighted by its normalised inverse
     variance (bad and padded pixels weigh 0).
 
-    Args:
-        model: the spectrum transformer (anything with ``forward_masked(batch, patch_mask)``).
-        batch: from ``prepare_batch``.
-        mask_fraction: fraction of patches hidden per spectrum.
-        chunk_len: patches per hidden chunk (6 patches of 20 px at stride 10 = 70 px, 140 A on the
-            2 A grid: wider than any galaxy line, so lines must be predicted, not interpolated). The
-            pretraining stage uses 12 (130 px: 520 A on the pipeline's 4 A grid), where a straight
-            line across the gap also misses the continuum's curvature; on the built-in survey 12 gave
-            both better reconstruction and better k-NN redshift than 6 (SpectrumPretrainConfig).
-        generator: for a reproducible mask (CPU generator).
-        patch_mask: use this (N, n_patches) mask instead of drawing one.
+    Parameters
+    ----------
+    model
+        the spectrum transformer (anything with ``forward_masked(batch, patch_mask)``).
+    batch
+        from ``prepare_batch``.
+    mask_fraction
+        fraction of patches hidden per spectrum.
+    chunk_len
+        patches per hidden chunk (6 patches of 20 px at stride 10 = 70 px, 140 A on the
+        2 A grid: wider than any galaxy line, so lines must be predicted, not interpolated). The
+        pretraining stage uses 12 (130 px: 520 A on the pipeline's 4 A grid), where a straight
+        line across the gap also misses the continuum's curvature; on the built-in survey 12 gave
+        both better reconstruction and better k-NN redshift than 6 (SpectrumPretrainConfig).
+    generator
+        for a reproducible mask (CPU generator).
+    patch_mask
+        use this (N, n_patches) mask instead of drawing one.
     """
     n, p = batch["patch_flux"].shape[:2]
     if patch_mask is None:

@@ -34,12 +34,17 @@ class MoCoQueue(nn.Module):
     the state dict: a resumed run continues with the negatives it had. The queue starts filled with
     random unit vectors, as in the MoCo reference code, so the loss is defined from the first step.
 
-    Args:
-        size: number of keys K.
-        dim: embedding dimension D.
-        gather_distributed: under DDP, enqueue the keys of all processes (rank-major order), so every
-            process holds the same queue.
-        generator: random generator for the initial keys (for reproducible runs).
+    Parameters
+    ----------
+    size
+        number of keys K.
+    dim
+        embedding dimension D.
+    gather_distributed
+        under DDP, enqueue the keys of all processes (rank-major order), so every
+        process holds the same queue.
+    generator
+        random generator for the initial keys (for reproducible runs).
     """
 
     keys: torch.Tensor
@@ -88,8 +93,10 @@ class MoCoQueue(nn.Module):
 class MoCoLoss(nn.Module):
     """InfoNCE of each query against its positive key and a bank of negative keys.
 
-    Args:
-        temperature: softmax temperature (> 0); MoCo v2 uses 0.2.
+    Parameters
+    ----------
+    temperature
+        softmax temperature (> 0); MoCo v2 uses 0.2.
 
     ``forward(query, key, negatives)``: query and key are (N, D), row i of both being the same galaxy;
     negatives is (K, D) (``MoCoQueue.keys``) or a :class:`MoCoQueue`. All are L2-normalised here.

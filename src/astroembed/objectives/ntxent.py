@@ -36,9 +36,12 @@ def check_pair(z_a: torch.Tensor, z_b: torch.Tensor, names: tuple[str, str] = ("
 class NTXentLoss(nn.Module):
     """SimCLR's normalised temperature-scaled cross-entropy loss.
 
-    Args:
-        temperature: softmax temperature (> 0); SimCLR uses 0.1 to 0.5.
-        gather_distributed: under DDP, use the embeddings of all processes as negatives.
+    Parameters
+    ----------
+    temperature
+        softmax temperature (> 0); SimCLR uses 0.1 to 0.5.
+    gather_distributed
+        under DDP, use the embeddings of all processes as negatives.
 
     ``forward(z_a, z_b)`` takes the two views' embeddings, (N, D) each, row i of both being the same
     galaxy; they need not be normalised. Returns the scalar loss (mean over this process's 2N anchors).

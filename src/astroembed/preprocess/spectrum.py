@@ -81,12 +81,17 @@ class SpectrumPreprocessConfig(Config):
     (3113 pixels, 310 patches) keeps a CPU model fast and still resolves galaxy lines (SDSS resolution
     is ~2.5 A FWHM at 5000 A).
 
-    Attributes:
-        wave_min, wave_max, wave_step: model grid in Angstrom (wave_max is included if it falls on the grid).
-        patch_size, patch_stride: patch length and step in pixels.
-        scale_floor: smallest normalisation scale (flux units), so empty or sky spectra do not blow up.
-        flux_clip: normalised flux is clipped to [-flux_clip, flux_clip] (unmasked cosmic rays and
-            bad sky subtraction otherwise dominate the loss); ``None`` disables.
+    Attributes
+    ----------
+    wave_min, wave_max, wave_step
+        model grid in Angstrom (wave_max is included if it falls on the grid).
+    patch_size, patch_stride
+        patch length and step in pixels.
+    scale_floor
+        smallest normalisation scale (flux units), so empty or sky spectra do not blow up.
+    flux_clip
+        normalised flux is clipped to [-flux_clip, flux_clip] (unmasked cosmic rays and
+        bad sky subtraction otherwise dominate the loss); ``None`` disables.
     """
 
     wave_min: float = 3600.0
@@ -207,20 +212,29 @@ def _check_inputs(flux, ivar, mask, wavelength, source=None):
 def resample(flux, ivar, mask, wavelength, grid) -> tuple[Any, Any, Any]:
     """Rebin spectra onto ``grid`` conserving flux and inverse variance (see the module docstring).
 
-    Args:
-        flux: (n_in,) or (N, n_in) flux density, numpy or torch (any device).
-        ivar: same shape, inverse variance (>= 0); ``None`` = all ones. Non-finite values are masked.
-        mask: same shape, True = good; ``None`` = all good. Pixels with mask False, ivar 0, or a
-            non-finite flux or ivar never contribute.
-        wavelength: (n_in,) shared, or (N, n_in) per row; strictly increasing Angstrom.
-        grid: (n_out,) output pixel centres, strictly increasing, n_out >= 2.
+    Parameters
+    ----------
+    flux
+        (n_in,) or (N, n_in) flux density, numpy or torch (any device).
+    ivar
+        same shape, inverse variance (>= 0); ``None`` = all ones. Non-finite values are masked.
+    mask
+        same shape, True = good; ``None`` = all good. Pixels with mask False, ivar 0, or a
+        non-finite flux or ivar never contribute.
+    wavelength
+        (n_in,) shared, or (N, n_in) per row; strictly increasing Angstrom.
+    grid
+        (n_out,) output pixel centres, strictly increasing, n_out >= 2.
 
-    Returns:
-        ``(flux, ivar, mask)`` on the grid, float32 / float32 / bool, (n_out,) or (N, n_out) like the
-        input; numpy in -> numpy out, torch in -> torch out (on flux's device).
+    Returns
+    -------
+    ``(flux, ivar, mask)`` on the grid, float32 / float32 / bool, (n_out,) or (N, n_out) like the
+    input; numpy in -> numpy out, torch in -> torch out (on flux's device).
 
-    Raises:
-        InvalidDataError: bad shapes, non-increasing wavelengths, negative ivar.
+    Raises
+    ------
+    InvalidDataError
+        bad shapes, non-increasing wavelengths, negative ivar.
     """
     as_numpy = not isinstance(flux, torch.Tensor)
     f, w, good, lam, one_d = _check_inputs(flux, ivar, mask, wavelength)
@@ -327,16 +341,21 @@ def prepare_batch(flux, ivar, mask, wavelength, config: SpectrumPreprocessConfig
                   device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
     """Spectra on any grid -> the spectrum model's input batch (resample, normalise, patch).
 
-    Args:
-        flux, ivar, mask, wavelength: as for :func:`resample` ((N, n_in) or (n_in,); wavelength shared
-            or per row). Spectra of different lengths: use :func:`prepare_spectra`.
-        config: grid and patching; default ``SpectrumPreprocessConfig()``.
-        device: where the batch goes (default: flux's device).
+    Parameters
+    ----------
+    flux, ivar, mask, wavelength
+        as for :func:`resample` ((N, n_in) or (n_in,); wavelength shared
+        or per row). Spectra of different lengths: use :func:`prepare_spectra`.
+    config
+        grid and patching; default ``SpectrumPreprocessConfig()``.
+    device
+        where the batch goes (default: flux's device).
 
-    Returns:
-        dict of float32 tensors: ``flux``, ``ivar``, ``valid`` (N, n_padded) normalised, zero where
-        invalid or padded; ``log10_scale`` (N,); ``patch_flux``, ``patch_ivar``, ``patch_valid``
-        (N, n_patches, patch_size).
+    Returns
+    -------
+    dict of float32 tensors: ``flux``, ``ivar``, ``valid`` (N, n_padded) normalised, zero where
+    invalid or padded; ``log10_scale`` (N,); ``patch_flux``, ``patch_ivar``, ``patch_valid``
+    (N, n_patches, patch_size).
     """
     config = config or SpectrumPreprocessConfig()
     if isinstance(flux, torch.Tensor) and device is not None:
@@ -353,9 +372,11 @@ def prepare_spectra(spectra: Sequence, config: SpectrumPreprocessConfig | None =
                     device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
     """Like :func:`prepare_batch` for a list of spectra of different lengths and grids.
 
-    Args:
-        spectra: :class:`astroembed.data.records.Spectrum` objects (anything with ``flux``, ``ivar``,
-            ``mask``, ``wavelength`` attributes), each on its own grid.
+    Parameters
+    ----------
+    spectra
+        :class:`astroembed.data.records.Spectrum` objects (anything with ``flux``, ``ivar``,
+        ``mask``, ``wavelength`` attributes), each on its own grid.
     """
     config = config or SpectrumPreprocessConfig()
     if len(spectra) == 0:
