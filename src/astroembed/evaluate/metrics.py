@@ -18,7 +18,7 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, 
 
 __all__ = ["r2_score", "accuracy_score", "redshift_residuals", "sigma_mad", "nmad", "bias", "sigma68",
            "outlier_fraction", "median_abs_dz", "photo_z_metrics", "regression_metrics",
-           "classification_metrics", "recall_at_k", "ndcg_at_k", "bootstrap_interval"]
+           "classification_metrics", "recall_at_k", "ndcg_at_k", "bootstrap_interval", "bootstrap_intervals"]
 
 OUTLIER_THRESHOLD = 0.15  # |dz| / (1 + z) at or above which a photo-z counts as an outlier (Hayat et al.)
 
@@ -125,30 +125,41 @@ def ndcg_at_k(relevance: np.ndarray, n_relevant: np.ndarray, k: int = 10) -> flo
     return float(np.mean(dcg[keep] / ideal[keep])) if keep.any() else float("nan")
 
 
-def bootstrap_interval(metric: Callable[..., float], *arrays, n_resamples: int = 1000, confidence: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``metric(*arrays)``, resampling objects (rows) with replacement.
+def bootstrap_intervals(metrics: Callable[..., dict[str, float]], *arrays, n_resamples: int = 1000,
+                        confidence: float = 0.95, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of each value of the dict ``metrics(*arrays)``, resampling objects (rows)
+    with replacement; all arrays share the indices of each draw (paired).
 
-    All arrays are resampled with the same indices (paired). Resamples where the metric is undefined
-    (NaN, or it raises ValueError, e.g. a single class drawn) are dropped; the interval is (nan, nan)
-    if fewer than half remain.
+    Draws where a value is undefined (NaN, or the metric raises ValueError, e.g. a single class drawn)
+    are dropped for that value; its interval is (nan, nan) if fewer than half the draws remain.
     """
     arrays = [np.asarray(a) for a in arrays]
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
         raise ValueError(f"arrays must have the same length, got {[len(a) for a in arrays]}")
     rng = np.random.default_rng(seed)
-    values = []
+    draws: dict[str, list[float]] = {}
     for _ in range(n_resamples):
         idx = rng.integers(0, n, n)
         try:
-            values.append(float(metric(*(a[idx] for a in arrays))))
+            values = metrics(*(a[idx] for a in arrays))
         except ValueError:
             continue
-    values = np.asarray(values)
-    values = values[np.isfinite(values)]
-    if len(values) < n_resamples / 2:
-        return float("nan"), float("nan")
+        for key, value in values.items():
+            draws.setdefault(key, []).append(float(value))
     alpha = 100 * (1 - confidence) / 2
-    lo, hi = np.percentile(values, [alpha, 100 - alpha])
-    return float(lo), float(hi)
+    out = {}
+    for key, values in draws.items():
+        values = np.asarray(values)
+        values = values[np.isfinite(values)]
+        out[key] = ((float("nan"), float("nan")) if len(values) < n_resamples / 2
+                    else tuple(float(v) for v in np.percentile(values, [alpha, 100 - alpha])))
+    return out
+
+
+def bootstrap_interval(metric: Callable[..., float], *arrays, n_resamples: int = 1000, confidence: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the number ``metric(*arrays)`` (see :func:`bootstrap_intervals`)."""
+    out = bootstrap_intervals(lambda *a: {"value": metric(*a)}, *arrays, n_resamples=n_resamples,
+                              confidence=confidence, seed=seed)
+    return out.get("value", (float("nan"), float("nan")))
