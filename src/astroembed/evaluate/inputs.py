@@ -30,6 +30,7 @@ class FeatureSet:
     dec: np.ndarray | None = None
     ids_are_rows: bool = False  # the table had no object_id column: ids are row numbers
     n_dropped: int = 0
+    transform: object | None = None  # unfitted scikit-learn transformer (e.g. PCA): fitted on training rows only
 
 
 @dataclass
@@ -53,22 +54,29 @@ def _is_embedding_catalogue(path: Path) -> bool:
     return path.is_dir() and any(path.rglob("*.parquet"))
 
 
-def read_table(path) -> "astropy.table.Table":  # noqa: F821 - astropy imported lazily
+def read_table(path, names: list[str] | None = None) -> "astropy.table.Table":  # noqa: F821 - lazy import
     """A catalogue as an astropy Table: FITS, Parquet, CSV, ECSV, or whitespace text whose first line is a
-    ``#``-commented header (the MLZ / photo-z codes' format)."""
+    ``#``-commented header (the MLZ / photo-z codes' format). ``names`` names the columns of a text file
+    whose header is missing or wrong (its ``#`` lines are then skipped as comments)."""
     from astropy.table import Table
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"catalogue {path} does not exist")
     try:
+        if names:
+            return Table.read(path, format="ascii.no_header", names=list(names), guess=False, fast_reader=False)
         if path.suffix.lower() in (".fits", ".fit", ".parquet", ".csv", ".ecsv", ".hdf5"):
             return Table.read(path)
         with open(path) as handle:
             first = handle.readline()
-        return Table.read(path, format="ascii.commented_header" if first.startswith("#") else "ascii")
+        if first.startswith("#"):
+            return Table.read(path, format="ascii.commented_header", guess=False, fast_reader=False)
+        return Table.read(path, format="ascii")
     except (OSError, ValueError) as exc:
-        raise InvalidDataError(f"cannot be read as a catalogue ({exc})", source=str(path)) from None
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidDataError(f"cannot be read as a catalogue ({message}); name the columns of a text file with "
+                               "--column-names if its header does not match its rows", source=str(path)) from None
 
 
 def _ids_and_positions(table, source: str):
@@ -81,12 +89,12 @@ def _ids_and_positions(table, source: str):
 
 
 def load_features(path, features: list[str] | None = None, name: str | None = None,
-                  modality: str | None = None) -> FeatureSet:
+                  modality: str | None = None, names: list[str] | None = None) -> FeatureSet:
     """An embedding catalogue folder (``astroembed embed``), or ``features`` columns of a catalogue file."""
     path = Path(path)
     name = name or path.stem
     if features:
-        table = read_table(path)
+        table = read_table(path, names)
         missing = [c for c in features if c not in table.colnames]
         if missing:
             raise InvalidDataError(f"no feature column {missing[0]!r}; the catalogue has {table.colnames}",
@@ -107,7 +115,7 @@ def load_features(path, features: list[str] | None = None, name: str | None = No
                       int((~good).sum()))
 
 
-def load_labels(path, columns: list[str]) -> LabelTable:
+def load_labels(path, columns: list[str], names: list[str] | None = None) -> LabelTable:
     """Label ``columns`` of an MMU survey (tile or folder) or of a catalogue file."""
     path = Path(path)
     if _is_survey(path):
@@ -116,7 +124,7 @@ def load_labels(path, columns: list[str]) -> LabelTable:
         survey = MMUSurvey(path)
         return LabelTable(survey.object_ids.astype(str), survey.labels(columns), str(path), survey.ra, survey.dec,
                           extra={"survey": survey})
-    table = read_table(path)
+    table = read_table(path, names)
     missing = [c for c in columns if c not in table.colnames]
     if missing:
         raise InvalidDataError(f"no label column {missing[0]!r}; the catalogue has {table.colnames}",
