@@ -56,7 +56,8 @@ def evaluate_paths(embeddings, labels, tasks: str, out, features: list[str] | No
     sets, test_sets = [main], None
     for spec in baselines:
         b_name, path, cols = parse_baseline(spec)
-        sets.append(_built_in(b_name, labels) if path is None else load_features(path, cols, name=b_name))
+        sets.append(_built_in(b_name, labels) if path is None
+                    else load_features(path, cols, name=b_name, names=column_names if cols else None))
     if test_embeddings is not None:
         if len(sets) > 1:
             raise ValueError("baselines with --test-embeddings are not supported: give one feature set")

@@ -97,7 +97,8 @@ def _has_label(values: np.ndarray) -> np.ndarray:
 
 def _target(data: _Aligned, task: Task, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = data.labels[task.target][rows]
-    if task.kind != "classification":
+    if task.kind in ("regression", "photo-z", "posterior") or (task.kind == "retrieval"
+                                                                and np.issubdtype(y.dtype, np.floating)):
         y = y.astype(np.float64)
     keep = _has_label(y)
     return rows[keep], y[keep]
