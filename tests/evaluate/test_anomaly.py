@@ -20,12 +20,23 @@ def _normal_and_strange(seed=0, n=2000, n_strange=20, dim=16):
 def test_score_is_the_mean_cosine_distance_to_the_k_nearest_references():
     rng = np.random.default_rng(1)
     ref, query = rng.normal(size=(50, 4)), rng.normal(size=(5, 4))
-    scorer = KNNOutlierScorer(k=3, calibration_fraction=0.2, seed=0).fit(ref)
+    scorer = KNNOutlierScorer(k=3, calibration_fraction=0.2, standardise=False, seed=0).fit(ref)
     kept = scorer.neighbours_._fit_X  # the 40 references not held out for calibration
     unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
     cos_distance = 1 - unit(query) @ kept.T
     np.testing.assert_allclose(scorer.score(query), np.sort(cos_distance, axis=1)[:, :3].mean(1), atol=1e-12)
     assert len(scorer.calibration_scores_) == 10
+    # standardised: the same on inputs standardised with the whole reference's statistics
+    mean, std = ref.mean(0), ref.std(0)
+    standardised = KNNOutlierScorer(k=3, standardise=True, seed=0).fit(ref)
+    np.testing.assert_allclose(standardised.score(query),
+                               KNNOutlierScorer(k=3, standardise=False, seed=0).fit((ref - mean) / std).score(
+                                   (query - mean) / std), atol=1e-12)
+    euclidean = KNNOutlierScorer(k=3, metric="euclidean", standardise=False, seed=0).fit(ref)
+    assert KNNOutlierScorer(metric="euclidean").fit(ref).scaler_ is not None  # the default for features
+    assert KNNOutlierScorer().fit(ref).scaler_ is None  # embeddings: cosine as trained
+    distance = np.linalg.norm(query[:, None] - euclidean.neighbours_._fit_X[None], axis=2)
+    np.testing.assert_allclose(euclidean.score(query), np.sort(distance, axis=1)[:, :3].mean(1), atol=1e-12)
 
 
 def test_p_values_are_calibrated_on_normal_objects_and_small_on_strange_ones():

@@ -124,11 +124,15 @@ def anomaly_overview(columns: dict[str, np.ndarray], object_ids: np.ndarray, pat
     """Distribution of k-NN distances (top ranks marked) and k-NN against IsolationForest scores."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
     distance = columns["knn_distance"]
-    left.hist(distance, bins=50, color="C0")
+    positive = distance[distance > 0]
+    bins = np.geomspace(positive.min(), positive.max(), 50) if len(positive) > 1 else 50
+    left.hist(distance, bins=bins, color="C0")
+    left.set_xscale("log")
+    right.set_xscale("log")
     top = np.argsort(columns["anomaly_rank"])[:n_top]
     for i in top:
         left.axvline(distance[i], color="r", lw=0.6)
-    left.set_xlabel("mean cosine distance to k nearest")
+    left.set_xlabel("mean distance to the k nearest (training) objects")
     left.set_title(f"top {n_top} anomalies marked in red", fontsize=9)
     right.scatter(distance, columns["isolation_forest_score"], s=3, color="k", alpha=0.5)
     right.scatter(distance[top], columns["isolation_forest_score"][top], s=12, color="r")

@@ -127,9 +127,12 @@ def _retrieval(data: _Aligned, task: Task, options: EvaluateOptions) -> dict:
     for query, base in pairs:
         if query not in data.X or base not in data.X:
             raise ValueError(f"cross-modal pair {query}->{base}: feature sets are {list(data.X)}")
-        out["results"][query if query == base else f"{query}->{base}"] = retrieval_task(
+        # in one space: standardised like the probes; across modalities: the shared space as trained
+        same = query == base
+        out["results"][query if same else f"{query}->{base}"] = retrieval_task(
             data.X[query][test], y_test, data.X[base][train], y_train, options.retrieval_k,
-            options.retrieval_tolerance, options.seed, options.n_bootstrap)
+            options.retrieval_tolerance, options.seed, options.n_bootstrap,
+            metric=options.knn_metric if same else "cosine", standardise=same)
     return out
 
 
@@ -158,8 +161,9 @@ def _anomaly(data: _Aligned, options: EvaluateOptions, out_dir: Path, artefacts:
 
     out = {"n_train": len(data.train), "n_test": len(data.test), "results": {}}
     for name, X in data.X.items():
-        p = KNNOutlierScorer(k=options.anomaly_k, seed=options.seed).fit(X[data.train]).p_value(X[data.test])
-        columns = rank_catalog(X, k=options.anomaly_k, seed=options.seed)
+        scorer = KNNOutlierScorer(k=options.anomaly_k, metric=options.knn_metric, seed=options.seed)
+        p = scorer.fit(X[data.train]).p_value(X[data.test])
+        columns = rank_catalog(X, k=options.anomaly_k, seed=options.seed, metric=options.knn_metric)
         path = out_dir / f"anomalies_{name}.parquet"
         pq.write_table(pa.table({"object_id": data.object_ids, **columns}).sort_by("anomaly_rank"), path)
         artefacts.setdefault("anomalies", {})[name] = columns

@@ -140,15 +140,23 @@ def _relevance(y_query: np.ndarray, y_base: np.ndarray, tolerance: float):
 
 
 def retrieval_task(query_X, query_y, base_X, base_y, k: int = 10, tolerance: float = 0.01, seed: int = 0,
-                   n_bootstrap: int = 300) -> dict:
-    """Recall@1, recall@k and nDCG@k of the cosine top-k database items for each query, with relevance from
-    the label, beside the same metrics for a random ranking (what an uninformative embedding gives)."""
+                   n_bootstrap: int = 300, metric: str = "cosine", standardise: bool = False) -> dict:
+    """Recall@1, recall@k and nDCG@k of the top-k database items (nearest by ``metric``, on inputs optionally
+    standardised with the database's statistics) for each query, with relevance from the label, beside the
+    same metrics for a random ranking (what an uninformative embedding gives)."""
     from sklearn.neighbors import NearestNeighbors
+    from sklearn.preprocessing import StandardScaler
 
     query_y, base_y = np.asarray(query_y), np.asarray(base_y)
     k = min(k, len(base_y))
-    unit = lambda a: np.asarray(a, np.float64) / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)  # noqa: E731
-    nearest = NearestNeighbors(n_neighbors=k).fit(unit(base_X)).kneighbors(unit(query_X), return_distance=False)
+    query_X, base_X = np.asarray(query_X, np.float64), np.asarray(base_X, np.float64)
+    if standardise:
+        scaler = StandardScaler().fit(base_X)
+        query_X, base_X = scaler.transform(query_X), scaler.transform(base_X)
+    if metric == "cosine":
+        query_X = query_X / np.linalg.norm(query_X, axis=1, keepdims=True).clip(1e-12)
+        base_X = base_X / np.linalg.norm(base_X, axis=1, keepdims=True).clip(1e-12)
+    nearest = NearestNeighbors(n_neighbors=k).fit(base_X).kneighbors(query_X, return_distance=False)
     relevant, n_rel = _relevance(query_y, base_y, tolerance)
     rows = np.arange(len(query_y))
     rng = np.random.default_rng(seed)
