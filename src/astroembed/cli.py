@@ -380,8 +380,11 @@ def search(
 
 @app.command()
 def evaluate(
-    embeddings: Path = typer.Option(..., "--embeddings", help="Embedding catalogue folder, or a catalogue file "
-                                    "with --features."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Embedding catalogue folder, or a "
+                                              "catalogue file with --features."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Embed --data with this model first (instead of "
+                                         "--embeddings)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="MMU survey to embed with --model (default labels)."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="MMU survey or catalogue with the label columns "
                                           "(default: the --embeddings catalogue itself)."),
     tasks: str = typer.Option(..., "--tasks", help="Comma-separated KIND:COLUMN: regression, classification, "
@@ -405,10 +408,14 @@ def evaluate(
 ):
     """Downstream science of an embedding: probes, baselines, posteriors, anomalies and a report."""
     from .data.records import InvalidDataError
-    from .evaluate.command import evaluate_paths
+    from .evaluate.command import embed_for_evaluation, evaluate_paths
     from .evaluate.runner import EvaluateOptions
 
     try:
+        if (embeddings is None) == (model is None) or (model is not None and data is None):
+            raise ValueError("give --embeddings, or --model with --data")
+        if model is not None:
+            embeddings, labels = embed_for_evaluation(model, data, out, modality or "auto"), labels or data
         options = EvaluateOptions(seed=seed, test_fraction=test_fraction, n_bootstrap=bootstrap,
                                   probes=tuple(p for p in probes.split(",") if p),
                                   cross_modal=tuple(tuple(c.split(":", 1)) for c in cross_modal),

@@ -13,7 +13,7 @@ from .inputs import FeatureSet, load_features, load_labels
 from .runner import EvaluateOptions, evaluate_embeddings
 from .tasks import parse_tasks
 
-__all__ = ["evaluate_paths", "parse_baseline", "BUILT_IN_BASELINES"]
+__all__ = ["evaluate_paths", "embed_for_evaluation", "parse_baseline", "BUILT_IN_BASELINES"]
 
 BUILT_IN_BASELINES = ("pca_pixels", "pca_flux", "photometry")
 
@@ -37,6 +37,14 @@ def _built_in(name: str, labels_path: Path) -> FeatureSet:
 
     return {"pca_pixels": baselines.pca_pixels, "pca_flux": baselines.pca_flux,
             "photometry": baselines.photometry}[name](labels_path)
+
+
+def embed_for_evaluation(model, data, out, modality: str = "auto") -> Path:
+    """Embed the survey ``data`` with ``model`` into ``out/embeddings`` (resumable) and return that folder."""
+    from ..embed.catalog import EmbedConfig, embed_catalog
+
+    return embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(Path(out) / "embeddings"),
+                                     modality=modality or "auto", device="auto"), progress=True)
 
 
 def evaluate_paths(embeddings, labels, tasks: str, out, features: list[str] | None = None, name: str | None = None,
