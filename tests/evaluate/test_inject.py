@@ -38,3 +38,12 @@ def test_knn_distance_ranks_each_artefact_above_normal_galaxies(kind):
     scores = scorer.score(features(np.r_[normal, injected]))
     truth = np.r_[np.zeros(len(normal)), np.ones(len(injected))]
     assert roc_auc_score(truth, scores) >= 0.9
+
+
+def test_injection_auc_compares_the_same_galaxies_with_and_without_artefacts():
+    from astroembed.evaluate.inject import injection_auc
+
+    embed = lambda a: (np.asarray(a) / 0.02).reshape(len(a), -1)  # noqa: E731 - pixels as the "embedding"
+    result = injection_auc(embed, embed(_images(300, seed=1)), _images(40, seed=2), kinds=["satellite_trail"])
+    assert set(result) == {"satellite_trail"}
+    assert result["satellite_trail"]["knn"] >= 0.9 and result["satellite_trail"]["knn_median_pvalue"] < 0.05

@@ -130,8 +130,9 @@ class FlowPosterior(BaseEstimator):
 
 
 class KNNGaussianPosterior(BaseEstimator):
-    """Baseline: a Gaussian per target from the k nearest training embeddings (cosine, standardised inputs),
-    with the neighbours' mean and standard deviation (floored at ``min_sigma`` in standardised units).
+    """Baseline: a Gaussian per target from the k nearest training embeddings (standardised inputs; cosine,
+    or Euclidean for catalogue features), with the neighbours' mean and standard deviation (floored at
+    ``min_sigma`` in standardised units).
 
     Attributes
     ----------
@@ -141,12 +142,13 @@ class KNNGaussianPosterior(BaseEstimator):
         Standardised training targets.
     """
 
-    def __init__(self, k: int = 32, min_sigma: float = 1e-3, n_samples: int = 500, seed: int = 0):
-        self.k, self.min_sigma, self.n_samples, self.seed = k, min_sigma, n_samples, seed
+    def __init__(self, k: int = 32, min_sigma: float = 1e-3, metric: str = "cosine", n_samples: int = 500,
+                 seed: int = 0):
+        self.k, self.min_sigma, self.metric, self.n_samples, self.seed = k, min_sigma, metric, n_samples, seed
 
     def _unit(self, X):
         xs = self.x_scaler_.transform(np.asarray(X, np.float64))
-        return xs / np.linalg.norm(xs, axis=1, keepdims=True).clip(1e-12)
+        return xs / np.linalg.norm(xs, axis=1, keepdims=True).clip(1e-12) if self.metric == "cosine" else xs
 
     def fit(self, X, y):
         self.x_scaler_ = StandardScaler().fit(np.asarray(X, np.float64))

@@ -144,7 +144,7 @@ def _posterior(data: _Aligned, task: Task, options: EvaluateOptions, artefacts: 
     out = {"n_train": len(train), "n_test": len(test), "results": {}}
     for name, X in data.X.items():
         models = {"flow": FlowPosterior(max_epochs=options.posterior_epochs, seed=options.seed),
-                  "knn_gaussian": KNNGaussianPosterior(seed=options.seed)}
+                  "knn_gaussian": KNNGaussianPosterior(metric=options.knn_metric, seed=options.seed)}
         out["results"][name] = {}
         for model_name, model in models.items():
             metrics = posterior_metrics(model.fit(X[train], y_train), X[test], y_test)
