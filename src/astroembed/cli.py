@@ -422,7 +422,7 @@ def evaluate(
                                   knn_metric="euclidean" if features else "cosine")
         evaluate_paths(embeddings, labels, tasks, out, features.split(",") if features else None, name, baseline,
                        test_embeddings, test_labels, modality, options, report=not no_report,
-                       column_names=column_names.split(",") if column_names else None)
+                       column_names=column_names.split(",") if column_names else None, log=console.print)
     except (InvalidDataError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
     console.print(f"wrote {out / 'metrics.json'}" + ("" if no_report else f" and {out / 'report.html'}"))

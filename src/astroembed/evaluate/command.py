@@ -50,7 +50,7 @@ def embed_for_evaluation(model, data, out, modality: str = "auto") -> Path:
 def evaluate_paths(embeddings, labels, tasks: str, out, features: list[str] | None = None, name: str | None = None,
                    baselines: list[str] = (), test_embeddings=None, test_labels=None, modality: str | None = None,
                    options: EvaluateOptions | None = None, report: bool = True,
-                   column_names: list[str] | None = None) -> dict:
+                   column_names: list[str] | None = None, log=None) -> dict:
     """Load the inputs named by paths and run :func:`~astroembed.evaluate.runner.evaluate_embeddings`.
 
     ``labels`` defaults to ``embeddings`` (a catalogue holding its own labels, with ``features``).
@@ -74,4 +74,5 @@ def evaluate_paths(embeddings, labels, tasks: str, out, features: list[str] | No
     test_label_table = load_labels(test_labels, columns, column_names) if test_labels is not None else None
     if test_sets is not None and test_label_table is None:
         test_label_table = load_labels(test_embeddings, columns, column_names)
-    return evaluate_embeddings(sets, label_table, task_list, out, options, test_sets, test_label_table, report)
+    return evaluate_embeddings(sets, label_table, task_list, out, options, test_sets, test_label_table, report,
+                               log=log)

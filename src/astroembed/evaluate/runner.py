@@ -188,14 +188,16 @@ def _jsonable(value):
 
 def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, tasks: list[Task], out,
                         options: EvaluateOptions | None = None, test_feature_sets: list[FeatureSet] | None = None,
-                        test_labels: LabelTable | None = None, report: bool = True) -> dict:
+                        test_labels: LabelTable | None = None, report: bool = True, log=None) -> dict:
     """Run ``tasks`` on every feature set; write ``out/metrics.json`` (and report.html with its PNGs).
 
     The first feature set is the representation under test, the others its baselines. Without test inputs
     a seeded split of the common objects holds out ``options.test_fraction`` of them; with
     ``test_feature_sets`` (same names) and ``test_labels`` those are the held-out objects.
-    Returns the metrics dictionary (NaN written as null).
+    ``log`` (e.g. ``print``) receives a line as each task starts. Returns the metrics dictionary (NaN
+    written as null).
     """
+    log = log or (lambda message: None)
     options = options or EvaluateOptions()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +218,10 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
             data.X[fs.name] = clone(fs.transform).fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
     artefacts: dict = {"data": data}
     results = {}
+    log(f"{len(data.object_ids)} objects ({len(data.train)} train, {len(data.test)} held out), "
+        f"{len(data.X)} feature sets: {', '.join(data.X)}")
     for task in tasks:
+        log(f"task {task.key}")
         if task.target is not None and task.target not in data.labels:
             raise InvalidDataError(f"no label column {task.target!r}", source=labels.source, field=task.target)
         if task.kind in ("regression", "photo-z", "classification"):
@@ -238,5 +243,6 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
     if report:
         from .report import write_report
 
+        log("report")
         write_report(metrics, artefacts, out)
     return metrics
