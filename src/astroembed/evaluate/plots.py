@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 __all__ = ["predicted_vs_true", "label_efficiency_curves", "umap_map", "pit_histograms", "anomaly_overview",
-           "safe_name"]
+           "safe_name", "colour_composite", "cutout_gallery"]
 
 DPI = 110
 
@@ -139,4 +139,31 @@ def anomaly_overview(columns: dict[str, np.ndarray], object_ids: np.ndarray, pat
     right.set_xlabel("k-NN distance")
     right.set_ylabel("IsolationForest score")
     right.set_title("two rankings: " + ", ".join(str(o) for o in object_ids[top[:3]]), fontsize=8)
+    return _save(fig, path)
+
+
+def colour_composite(image: np.ndarray) -> np.ndarray:
+    """(bands, H, W) flux -> (H, W, 3) in [0, 1]: the reddest band as red, the bluest as blue, asinh-stretched
+    with a per-image scale (the median absolute flux), as survey viewers show cutouts."""
+    image = np.nan_to_num(np.asarray(image, np.float64))
+    rgb = image[[-1, len(image) // 2, 0]] if len(image) >= 3 else np.repeat(image[:1], 3, axis=0)
+    scale = max(float(np.median(np.abs(rgb))), 1e-12) * 3
+    stretched = np.arcsinh(np.clip(rgb, 0, None) / scale)
+    return np.clip(stretched / max(float(stretched.max()), 1e-12), 0, 1).transpose(1, 2, 0)
+
+
+def cutout_gallery(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], path: Path) -> Path:
+    """A grid of colour composites: one row per (row title, [(caption, image), ...])."""
+    n_cols = max(len(items) for _, items in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.7 * n_cols, 1.9 * len(rows)), squeeze=False)
+    for r, (title, items) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(items):
+                caption, image = items[c]
+                ax.imshow(colour_composite(image), origin="lower")
+                ax.set_title(caption, fontsize=7)
+        axes[r, 0].text(-0.1, 0.5, title, transform=axes[r, 0].transAxes, rotation=90, va="center", ha="right",
+                        fontsize=8)
     return _save(fig, path)

@@ -94,6 +94,50 @@ def _posterior_section(key: str, task: dict, artefacts: dict, out: Path) -> str:
     return "".join(parts)
 
 
+def _survey_images(survey, object_ids) -> list[np.ndarray] | None:
+    """Cutouts of ``object_ids`` from the labels' survey, or None when it has no images."""
+    if survey is None or "image_array" not in survey.columns:
+        return None
+    return [survey.get(str(o)).image.flux for o in object_ids]
+
+
+def _anomaly_gallery(name: str, columns: dict, artefacts: dict, out: Path, n: int = 8) -> str:
+    ids = artefacts["data"].object_ids
+    top = np.argsort(columns["anomaly_rank"])[:n]
+    typical = np.argsort(columns["anomaly_rank"])[len(ids) // 2:len(ids) // 2 + n]
+    images = _survey_images(artefacts.get("survey"), ids[np.r_[top, typical]])
+    if images is None:
+        return ""
+    rows = [("most anomalous", [(f"#{columns['anomaly_rank'][i]} {ids[i]}", im) for i, im in zip(top, images)]),
+            ("median rank", [(f"#{columns['anomaly_rank'][i]}", im) for i, im in zip(typical, images[n:])])]
+    return _image(plots.cutout_gallery(rows, out / f"anomalies_{plots.safe_name(name)}_gallery.png"))
+
+
+def _retrieval_gallery(key: str, artefacts: dict, out: Path, n_queries: int = 4, k: int = 5) -> str:
+    """Held-out queries and their nearest training objects (cosine) in the first feature set, as cutouts."""
+    from sklearn.neighbors import NearestNeighbors
+
+    data, survey = artefacts["data"], artefacts.get("survey")
+    if survey is None or "image_array" not in survey.columns:
+        return ""
+    name = next(iter(data.X))
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)  # noqa: E731
+    base = unit(data.X[name][data.train])
+    queries = data.test[:n_queries]
+    nearest = NearestNeighbors(n_neighbors=k).fit(base).kneighbors(unit(data.X[name][queries]),
+                                                                   return_distance=False)
+    target = artefacts.get("retrieval_target")
+    label = (lambda i: f" {target}={data.labels[target][i]:.3g}") if target else (lambda i: "")
+    rows = []
+    for q, found in zip(queries, nearest):
+        ids = [data.object_ids[q]] + [data.object_ids[data.train[j]] for j in found]
+        images = _survey_images(survey, ids)
+        captions = [f"query{label(q)}"] + [f"{j + 1}{label(data.train[f])}" for j, f in enumerate(found)]
+        rows.append((str(ids[0]), list(zip(captions, images))))
+    return (f"<p>{html.escape(name)}: held-out queries (left) and their nearest training objects</p>"
+            + _image(plots.cutout_gallery(rows, out / f"{plots.safe_name(key)}_gallery.png")))
+
+
 def _anomaly_section(task: dict, artefacts: dict, out: Path) -> str:
     parts = []
     for name, r in task["results"].items():
@@ -105,6 +149,7 @@ def _anomaly_section(task: dict, artefacts: dict, out: Path) -> str:
         if columns is not None:
             path = out / f"anomalies_{plots.safe_name(name)}.png"
             parts.append(_image(plots.anomaly_overview(columns, artefacts["data"].object_ids, path)))
+            parts.append(_anomaly_gallery(name, columns, artefacts, out))
     return "".join(parts)
 
 
@@ -138,6 +183,8 @@ def write_report(metrics: dict, artefacts: dict, out) -> Path:
             parts.append(_supervised_section(key, task, artefacts, out))
         elif task["kind"] == "retrieval":
             parts.append(_retrieval_section(task))
+            artefacts["retrieval_target"] = task["target"]
+            parts.append(_retrieval_gallery(key, artefacts, out))
         elif task["kind"] == "posterior":
             parts.append(_posterior_section(key, task, artefacts, out))
         else:

@@ -216,7 +216,7 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
             from sklearn.base import clone
 
             data.X[fs.name] = clone(fs.transform).fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
-    artefacts: dict = {"data": data}
+    artefacts: dict = {"data": data, "survey": labels.extra.get("survey")}
     results = {}
     log(f"{len(data.object_ids)} objects ({len(data.train)} train, {len(data.test)} held out), "
         f"{len(data.X)} feature sets: {', '.join(data.X)}")
