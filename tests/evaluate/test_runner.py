@@ -101,3 +101,19 @@ def test_evaluate_command_on_a_catalogue_with_feature_columns(tmp_path):
     assert bad.exit_code == 2 and "redshift" in bad.output and "cat.fits" in bad.output
     bad = runner.invoke(app, base + ["--tasks", "cluster:zspec", "--out", str(tmp_path / "o3")])
     assert bad.exit_code == 2 and "unknown task kind" in bad.output
+
+
+def test_given_held_out_ids_replace_the_seeded_split(tmp_path):
+    ids, z, good, _, _ = _objects(120, seed=3)
+    held = ids[::4]
+    metrics = evaluate_embeddings([FeatureSet("good", ids, good, "mem")], LabelTable(ids, {"z": z}, "labels"),
+                                  parse_tasks("regression:z"), tmp_path,
+                                  EvaluateOptions(probes=("linear",), n_bootstrap=10, label_fractions=(1.0,)),
+                                  report=False, held_out_ids=held)
+    assert metrics["inputs"]["n_test"] == 30 and metrics["inputs"]["split"] == "given held-out ids"
+    rows = np.isin(ids, held)
+    from astroembed.evaluate.probes import LinearProbe
+    from sklearn.metrics import r2_score
+
+    expected = r2_score(z[rows], LinearProbe().fit(good[~rows], z[~rows]).predict(good[rows]))
+    assert metrics["tasks"]["regression:z"]["results"]["good"]["linear"]["metrics"]["r2"] == pytest.approx(expected)

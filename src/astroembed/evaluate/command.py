@@ -54,7 +54,9 @@ def evaluate_paths(embeddings, labels, tasks: str, out, features: list[str] | No
     """Load the inputs named by paths and run :func:`~astroembed.evaluate.runner.evaluate_embeddings`.
 
     ``labels`` defaults to ``embeddings`` (a catalogue holding its own labels, with ``features``).
-    ``column_names`` names the columns of the text catalogues (main, labels, tests) when their header is wrong.
+    With an MMU survey as labels, the held-out objects are those of the survey-order seeded split that the
+    pretraining stages of ``astroembed demo`` leave out. ``column_names`` names the columns of the text
+    catalogues (main, labels, tests) when their header is wrong.
     """
     task_list = parse_tasks(tasks)
     labels = Path(labels or embeddings)
@@ -71,8 +73,17 @@ def evaluate_paths(embeddings, labels, tasks: str, out, features: list[str] | No
             raise ValueError("baselines with --test-embeddings are not supported: give one feature set")
         test_sets = [load_features(test_embeddings, features, main.name, modality, column_names)]
     label_table = load_labels(labels, columns, column_names)
+    held_out = None
+    if "survey" in label_table.extra and test_sets is None:
+        # The split of `astroembed demo` and the pretraining stages (seeded, in survey order): objects a
+        # model was pretrained on are never among the held-out ones.
+        from .probes import split_indices
+
+        options = options or EvaluateOptions()
+        survey_ids = label_table.object_ids
+        held_out = survey_ids[split_indices(len(survey_ids), options.test_fraction, options.seed)[1]]
     test_label_table = load_labels(test_labels, columns, column_names) if test_labels is not None else None
     if test_sets is not None and test_label_table is None:
         test_label_table = load_labels(test_embeddings, columns, column_names)
     return evaluate_embeddings(sets, label_table, task_list, out, options, test_sets, test_label_table, report,
-                               log=log)
+                               log=log, held_out_ids=held_out)

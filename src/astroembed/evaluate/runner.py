@@ -188,13 +188,15 @@ def _jsonable(value):
 
 def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, tasks: list[Task], out,
                         options: EvaluateOptions | None = None, test_feature_sets: list[FeatureSet] | None = None,
-                        test_labels: LabelTable | None = None, report: bool = True, log=None) -> dict:
+                        test_labels: LabelTable | None = None, report: bool = True, log=None,
+                        held_out_ids=None) -> dict:
     """Run ``tasks`` on every feature set; write ``out/metrics.json`` (and report.html with its PNGs).
 
     The first feature set is the representation under test, the others its baselines. Without test inputs
     a seeded split of the common objects holds out ``options.test_fraction`` of them; with
     ``test_feature_sets`` (same names) and ``test_labels`` those are the held-out objects.
-    ``log`` (e.g. ``print``) receives a line as each task starts. Returns the metrics dictionary (NaN
+    ``held_out_ids`` fixes the held-out objects instead of the seeded split (e.g. those a pretraining run
+    never saw). ``log`` (e.g. ``print``) receives a line as each task starts. Returns the metrics dictionary (NaN
     written as null).
     """
     log = log or (lambda message: None)
@@ -202,7 +204,10 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ids, X, y, summary = _align(feature_sets, labels, options.join_radius_arcsec)
-    if test_feature_sets is None:
+    if test_feature_sets is None and held_out_ids is not None:
+        held = np.isin(ids, np.asarray(held_out_ids).astype(str))
+        data, split = _Aligned(ids, X, y, np.flatnonzero(~held), np.flatnonzero(held)), "given held-out ids"
+    elif test_feature_sets is None:
         train, test = split_indices(len(ids), options.test_fraction, options.seed)
         data, split = _Aligned(ids, X, y, train, test), "seeded"
     else:
