@@ -132,7 +132,7 @@ def anomaly_overview(columns: dict[str, np.ndarray], object_ids: np.ndarray, pat
     top = np.argsort(columns["anomaly_rank"])[:n_top]
     for i in top:
         left.axvline(distance[i], color="r", lw=0.6)
-    left.set_xlabel("mean distance to the k nearest (training) objects")
+    left.set_xlabel("mean distance to the k nearest reference objects")
     left.set_title(f"top {n_top} anomalies marked in red", fontsize=9)
     right.scatter(distance, columns["isolation_forest_score"], s=3, color="k", alpha=0.5)
     right.scatter(distance[top], columns["isolation_forest_score"][top], s=12, color="r")
