@@ -107,8 +107,12 @@ def umap_map(X: np.ndarray, colours: dict[str, np.ndarray], path: Path, seed: in
 
 def pit_histograms(task: dict, pits: dict[str, np.ndarray], path: Path) -> Path:
     """PIT histogram of each posterior (uniform when calibrated), titled with NLL and 68/95 % coverage."""
-    fig, axes = plt.subplots(1, len(pits), figsize=(3.4 * len(pits), 3.2), squeeze=False)
-    for ax, (label, pit) in zip(axes[0], pits.items()):
+    n_cols = min(4, len(pits))
+    n_rows = -(-len(pits) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols, 3.0 * n_rows), squeeze=False)
+    for ax in axes.flat[len(pits):]:
+        ax.axis("off")
+    for ax, (label, pit) in zip(axes.flat, pits.items()):
         name, model = label.rsplit(" ", 1)
         result = task["results"][name][model]
         ax.hist(np.asarray(pit)[:, 0], bins=10, range=(0, 1), color="C0", alpha=0.8)
