@@ -9,7 +9,7 @@ extra       packages                                     features
 train       lightning, matplotlib                        ``astroembed pretrain ...``, ``augment --show``
 survey      galsim, speclite, kcorrect                   the built-in survey (``astroembed simulate``)
 dask        dask[distributed]                            ``astroembed embed --dask-workers N``
-evaluate    scikit-learn, matplotlib                     probes, metrics and reports (``evaluate``)
+evaluate    scikit-learn, matplotlib, zuko, umap-learn   probes, posteriors, maps and reports (``evaluate``)
 app         fastapi, uvicorn, jinja2, python-multipart   the web app (``astroembed serve``)
 all         every extra above                            ``astroembed demo`` (what ``make demo`` installs)
 ==========  ===========================================  ==============================================
@@ -31,7 +31,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("lightning", "matplotlib"),
     "survey": ("galsim", "speclite", "kcorrect"),
     "dask": ("dask", "distributed"),
-    "evaluate": ("sklearn", "matplotlib"),
+    "evaluate": ("sklearn", "matplotlib", "zuko", "umap"),
     "app": ("fastapi", "uvicorn", "jinja2", "multipart", "matplotlib"),
 }
 

@@ -1,0 +1,161 @@
+"""What `astroembed evaluate` reads: feature sets (an embedding catalogue, or feature columns of any
+catalogue: photometry is a first-class input) and labels (an MMU survey or a catalogue), and how the
+two are joined: by object_id, by row when they are the same table, or by sky position within a radius.
+
+Rows whose features are not finite are dropped and counted (``n_dropped``), the documented masking for
+catalogues that mark missing magnitudes with NaN; a missing column is an error naming file and field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.records import InvalidDataError
+
+__all__ = ["FeatureSet", "LabelTable", "load_features", "load_labels", "join", "read_table"]
+
+
+@dataclass
+class FeatureSet:
+    """One representation of a set of objects: row i of ``X`` describes object ``object_ids[i]``."""
+
+    name: str
+    object_ids: np.ndarray
+    X: np.ndarray
+    source: str
+    ra: np.ndarray | None = None
+    dec: np.ndarray | None = None
+    ids_are_rows: bool = False  # the table had no object_id column: ids are row numbers
+    n_dropped: int = 0
+    transform: object | None = None  # unfitted scikit-learn transformer (e.g. PCA): fitted on training rows only
+
+
+@dataclass
+class LabelTable:
+    """Label columns of a set of objects, in the order of ``object_ids``."""
+
+    object_ids: np.ndarray
+    columns: dict[str, np.ndarray]
+    source: str
+    ra: np.ndarray | None = None
+    dec: np.ndarray | None = None
+    ids_are_rows: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _is_survey(path: Path) -> bool:
+    return path.suffix in (".hdf5", ".h5") or (path.is_dir() and any(path.rglob("*.hdf5")))
+
+
+def _is_embedding_catalogue(path: Path) -> bool:
+    return path.is_dir() and any(path.rglob("*.parquet"))
+
+
+def read_table(path, names: list[str] | None = None) -> "astropy.table.Table":  # noqa: F821 - lazy import
+    """A catalogue as an astropy Table: FITS, Parquet, CSV, ECSV, or whitespace text whose first line is a
+    ``#``-commented header (the MLZ / photo-z codes' format). ``names`` names the columns of a text file
+    whose header is missing or wrong (its ``#`` lines are then skipped as comments)."""
+    from astropy.table import Table
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"catalogue {path} does not exist")
+    try:
+        if names:
+            return Table.read(path, format="ascii.no_header", names=list(names), guess=False, fast_reader=False)
+        if path.suffix.lower() in (".fits", ".fit", ".parquet", ".csv", ".ecsv", ".hdf5"):
+            return Table.read(path)
+        with open(path) as handle:
+            first = handle.readline()
+        if first.startswith("#"):
+            return Table.read(path, format="ascii.commented_header", guess=False, fast_reader=False)
+        return Table.read(path, format="ascii")
+    except (OSError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidDataError(f"cannot be read as a catalogue ({message}); name the columns of a text file with "
+                               "--column-names if its header does not match its rows", source=str(path)) from None
+
+
+def _ids_and_positions(table, source: str):
+    names = {c.lower(): c for c in table.colnames}
+    ids = names.get("object_id")
+    object_ids = (np.asarray(table[ids]).astype(str) if ids else np.array([f"row{i}" for i in range(len(table))]))
+    ra, dec = names.get("ra"), names.get("dec")
+    pos = (np.asarray(table[ra], np.float64), np.asarray(table[dec], np.float64)) if ra and dec else (None, None)
+    return object_ids, ids is None, pos
+
+
+def load_features(path, features: list[str] | None = None, name: str | None = None,
+                  modality: str | None = None, names: list[str] | None = None) -> FeatureSet:
+    """An embedding catalogue folder (``astroembed embed``), or ``features`` columns of a catalogue file."""
+    path = Path(path)
+    name = name or path.stem
+    if features:
+        table = read_table(path, names)
+        missing = [c for c in features if c not in table.colnames]
+        if missing:
+            raise InvalidDataError(f"no feature column {missing[0]!r}; the catalogue has {table.colnames}",
+                                   source=str(path), field=missing[0])
+        X = np.column_stack([np.asarray(table[c], np.float64) for c in features])
+        ids, rows, (ra, dec) = _ids_and_positions(table, str(path))
+        good = np.isfinite(X).all(1)
+        keep = lambda a: None if a is None else a[good]  # noqa: E731
+        return FeatureSet(name, ids[good], X[good], str(path), keep(ra), keep(dec), rows, int((~good).sum()))
+    if not _is_embedding_catalogue(path):
+        raise InvalidDataError("is neither an embedding catalogue folder (Parquet parts from `astroembed "
+                               "embed`) nor a catalogue given with --features", source=str(path))
+    from ..embed.store import read_embeddings
+
+    ids, ra, dec, X = read_embeddings(path, modality)
+    good = np.isfinite(X).all(1)
+    return FeatureSet(name, ids[good], X[good].astype(np.float64), str(path), ra[good], dec[good], False,
+                      int((~good).sum()))
+
+
+def load_labels(path, columns: list[str], names: list[str] | None = None) -> LabelTable:
+    """Label ``columns`` of an MMU survey (tile or folder) or of a catalogue file."""
+    path = Path(path)
+    if _is_survey(path):
+        from ..data.mmu import MMUSurvey
+
+        survey = MMUSurvey(path)
+        return LabelTable(survey.object_ids.astype(str), survey.labels(columns), str(path), survey.ra, survey.dec,
+                          extra={"survey": survey})
+    table = read_table(path, names)
+    missing = [c for c in columns if c not in table.colnames]
+    if missing:
+        raise InvalidDataError(f"no label column {missing[0]!r}; the catalogue has {table.colnames}",
+                               source=str(path), field=missing[0])
+    ids, rows, (ra, dec) = _ids_and_positions(table, str(path))
+    return LabelTable(ids, {c: np.asarray(table[c]) for c in columns}, str(path), ra, dec, rows)
+
+
+def join(features: FeatureSet, labels: LabelTable, radius_arcsec: float = 1.0) -> tuple[np.ndarray, str]:
+    """Indices into ``labels`` of each feature row (-1: no label) and how the join was made.
+
+    Same file: row by row (the rows were dropped together). Otherwise by object_id when both carry ids,
+    else by nearest sky position within ``radius_arcsec`` (astropy).
+    """
+    if Path(features.source).resolve() == Path(labels.source).resolve() and features.ids_are_rows:
+        lookup = {oid: i for i, oid in enumerate(labels.object_ids)}
+        return np.array([lookup[o] for o in features.object_ids]), "rows"
+    if not (features.ids_are_rows or labels.ids_are_rows):
+        lookup = {oid: i for i, oid in enumerate(labels.object_ids)}
+        index = np.array([lookup.get(o, -1) for o in features.object_ids])
+        if (index >= 0).any():
+            return index, "object_id"
+    if features.ra is None or labels.ra is None:
+        raise InvalidDataError("shares no object_id with the labels and one of them has no ra/dec columns to "
+                               f"match by position (labels: {labels.source})", source=features.source,
+                               field="object_id")
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    ours = SkyCoord(features.ra * u.deg, features.dec * u.deg)
+    theirs = SkyCoord(labels.ra * u.deg, labels.dec * u.deg)
+    nearest, separation, _ = ours.match_to_catalog_sky(theirs)
+    index = np.where(separation.arcsec <= radius_arcsec, nearest, -1)
+    return index, f"sky position within {radius_arcsec} arcsec"

@@ -1,0 +1,253 @@
+"""`astroembed evaluate` as a library call: feature sets and labels in, metrics.json (and a report) out.
+
+Every feature set (the embedding under test first, then its baselines: random init, PCA of pixels,
+photometry, ...) is scored on the same objects with the same seeded split; every probe, scaler, k,
+flow and OOD reference is fitted on the training rows only, so held-out objects never influence what
+they are scored by.
+
+metrics.json schema (``"schema": "astroembed.evaluate/1"``)::
+
+    {"schema", "created", "options": {...},
+     "inputs": {"labels": source, "feature_sets": {name: {"source", "dim", "n_objects", "n_dropped", "join"}},
+                "n_objects", "n_train", "n_test", "split": "seeded" | "given"},
+     "tasks": {"<kind>:<target>": {"kind", "target", "n_train", "n_test",
+         # regression / photo-z / classification:
+         "results": {feature_set: {probe: {"metrics": {name: value}, "intervals": {name: [lo, hi]}, "k"?}}},
+         "label_efficiency": {feature_set: {"metric", "fractions", "n_labels", "values": {probe: [...]}}},
+         # retrieval: "results": {"A" or "A->B": {"metrics", "chance", "intervals", "k", "relevance", ...}}
+         # posterior: "results": {feature_set: {"flow" | "knn_gaussian": {"nll", "coverage": {"68": [...],
+         #            "95": [...]}, "pit_histogram": [[...]]}}}
+         # anomaly: "results": {feature_set: {"held_out_fraction_below": {"0.01", "0.05", "0.1"},
+         #          "anomalies": path of the Parquet ranking}}
+     }}}
+
+Intervals are 95 % percentile-bootstrap intervals over held-out objects.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.records import InvalidDataError
+from .inputs import FeatureSet, LabelTable, join
+from .probes import split_indices
+from .tasks import LABEL_FRACTIONS, Task, label_efficiency, probe_task, retrieval_task
+
+__all__ = ["EvaluateOptions", "evaluate_embeddings", "SCHEMA"]
+
+SCHEMA = "astroembed.evaluate/1"
+
+
+@dataclass
+class EvaluateOptions:
+    """Settings of one evaluation run (all recorded in metrics.json)."""
+
+    seed: int = 0
+    test_fraction: float = 0.3
+    probes: tuple[str, ...] = ("knn", "linear", "mlp")
+    n_bootstrap: int = 300
+    label_fractions: tuple[float, ...] = LABEL_FRACTIONS
+    knn_metric: str = "cosine"
+    retrieval_k: int = 10
+    retrieval_tolerance: float = 0.01
+    cross_modal: tuple[tuple[str, str], ...] = ()
+    posterior_epochs: int = 100
+    anomaly_k: int = 10
+    join_radius_arcsec: float = 1.0
+
+
+@dataclass
+class _Aligned:
+    """Feature sets and labels on one list of objects, with the split."""
+
+    object_ids: np.ndarray
+    X: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    train: np.ndarray
+    test: np.ndarray
+
+
+def _align(feature_sets: list[FeatureSet], labels: LabelTable, radius: float) -> tuple[np.ndarray, dict, dict, dict]:
+    """Objects present in every feature set and the labels; (ids, X per set, labels, input summary)."""
+    rows, summary = {}, {}
+    for fs in feature_sets:
+        index, how = join(fs, labels, radius)
+        rows[fs.name] = {oid: (i, j) for i, (oid, j) in enumerate(zip(fs.object_ids, index)) if j >= 0}
+        summary[fs.name] = {"source": fs.source, "dim": int(fs.X.shape[1]), "n_objects": len(fs.object_ids),
+                            "n_dropped": fs.n_dropped, "join": how, "n_labelled": len(rows[fs.name])}
+    common = sorted(set.intersection(*(set(r) for r in rows.values())))
+    if not common:
+        raise InvalidDataError("no object is in every feature set and the labels", source=labels.source)
+    first = rows[feature_sets[0].name]
+    label_rows = np.array([first[o][1] for o in common])
+    X = {fs.name: fs.X[[rows[fs.name][o][0] for o in common]] for fs in feature_sets}
+    return np.array(common), X, {c: v[label_rows] for c, v in labels.columns.items()}, summary
+
+
+def _has_label(values: np.ndarray) -> np.ndarray:
+    if np.issubdtype(values.dtype, np.floating):
+        return np.isfinite(values)
+    return np.array([str(v) not in ("", "nan", "None", "--") for v in values])
+
+
+def _target(data: _Aligned, task: Task, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = data.labels[task.target][rows]
+    if task.kind in ("regression", "photo-z", "posterior") or (task.kind == "retrieval"
+                                                                and np.issubdtype(y.dtype, np.floating)):
+        y = y.astype(np.float64)
+    keep = _has_label(y)
+    return rows[keep], y[keep]
+
+
+def _supervised(data: _Aligned, task: Task, options: EvaluateOptions, artefacts: dict) -> dict:
+    train, y_train = _target(data, task, data.train)
+    test, y_test = _target(data, task, data.test)
+    out = {"n_train": len(train), "n_test": len(test), "results": {}, "label_efficiency": {}}
+    for name, X in data.X.items():
+        out["results"][name], predictions = probe_task(
+            task.kind, X[train], y_train, X[test], y_test, options.probes, options.n_bootstrap, options.seed,
+            options.knn_metric)
+        artefacts.setdefault("predictions", {}).setdefault(task.key, {})[name] = (y_test, predictions)
+        out["label_efficiency"][name] = label_efficiency(task.kind, X[train], y_train, X[test], y_test,
+                                                         options.probes, options.label_fractions, options.seed,
+                                                         options.knn_metric)
+    return out
+
+
+def _retrieval(data: _Aligned, task: Task, options: EvaluateOptions) -> dict:
+    train, y_train = _target(data, task, data.train)
+    test, y_test = _target(data, task, data.test)
+    pairs = [(n, n) for n in data.X] + [tuple(p) for p in options.cross_modal]
+    out = {"n_train": len(train), "n_test": len(test), "results": {}}
+    for query, base in pairs:
+        if query not in data.X or base not in data.X:
+            raise ValueError(f"cross-modal pair {query}->{base}: feature sets are {list(data.X)}")
+        # in one space: standardised like the probes; across modalities: the shared space as trained
+        same = query == base
+        out["results"][query if same else f"{query}->{base}"] = retrieval_task(
+            data.X[query][test], y_test, data.X[base][train], y_train, options.retrieval_k,
+            options.retrieval_tolerance, options.seed, options.n_bootstrap,
+            metric=options.knn_metric if same else "cosine", standardise=same)
+    return out
+
+
+def _posterior(data: _Aligned, task: Task, options: EvaluateOptions, artefacts: dict) -> dict:
+    from .posterior import FlowPosterior, KNNGaussianPosterior, posterior_metrics
+
+    train, y_train = _target(data, task, data.train)
+    test, y_test = _target(data, task, data.test)
+    out = {"n_train": len(train), "n_test": len(test), "results": {}}
+    for name, X in data.X.items():
+        models = {"flow": FlowPosterior(max_epochs=options.posterior_epochs, seed=options.seed),
+                  "knn_gaussian": KNNGaussianPosterior(metric=options.knn_metric, seed=options.seed)}
+        out["results"][name] = {}
+        for model_name, model in models.items():
+            metrics = posterior_metrics(model.fit(X[train], y_train), X[test], y_test)
+            artefacts.setdefault("pit", {}).setdefault(task.key, {})[f"{name} {model_name}"] = metrics.pop("pit")
+            out["results"][name][model_name] = metrics
+    return out
+
+
+def _anomaly(data: _Aligned, options: EvaluateOptions, out_dir: Path, artefacts: dict) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .anomaly import KNNOutlierScorer, rank_catalog
+
+    out = {"n_train": len(data.train), "n_test": len(data.test), "results": {}}
+    for name, X in data.X.items():
+        scorer = KNNOutlierScorer(k=options.anomaly_k, metric=options.knn_metric, seed=options.seed)
+        p = scorer.fit(X[data.train]).p_value(X[data.test])
+        columns = rank_catalog(X, k=options.anomaly_k, seed=options.seed, metric=options.knn_metric)
+        path = out_dir / f"anomalies_{name}.parquet"
+        pq.write_table(pa.table({"object_id": data.object_ids, **columns}).sort_by("anomaly_rank"), path)
+        artefacts.setdefault("anomalies", {})[name] = columns
+        out["results"][name] = {"held_out_fraction_below": {str(a): float(np.mean(p <= a)) for a in (0.01, 0.05, 0.1)},
+                                "anomalies": str(path)}
+    return out
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, tasks: list[Task], out,
+                        options: EvaluateOptions | None = None, test_feature_sets: list[FeatureSet] | None = None,
+                        test_labels: LabelTable | None = None, report: bool = True, log=None,
+                        held_out_ids=None) -> dict:
+    """Run ``tasks`` on every feature set; write ``out/metrics.json`` (and report.html with its PNGs).
+
+    The first feature set is the representation under test, the others its baselines. Without test inputs
+    a seeded split of the common objects holds out ``options.test_fraction`` of them; with
+    ``test_feature_sets`` (same names) and ``test_labels`` those are the held-out objects.
+    ``held_out_ids`` fixes the held-out objects instead of the seeded split (e.g. those a pretraining run
+    never saw). ``log`` (e.g. ``print``) receives a line as each task starts. Returns the metrics dictionary (NaN
+    written as null).
+    """
+    log = log or (lambda message: None)
+    options = options or EvaluateOptions()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ids, X, y, summary = _align(feature_sets, labels, options.join_radius_arcsec)
+    if test_feature_sets is None and held_out_ids is not None:
+        held = np.isin(ids, np.asarray(held_out_ids).astype(str))
+        data, split = _Aligned(ids, X, y, np.flatnonzero(~held), np.flatnonzero(held)), "given held-out ids"
+    elif test_feature_sets is None:
+        train, test = split_indices(len(ids), options.test_fraction, options.seed)
+        data, split = _Aligned(ids, X, y, train, test), "seeded"
+    else:
+        t_ids, t_X, t_y, _ = _align(test_feature_sets, test_labels or labels, options.join_radius_arcsec)
+        n = len(ids)
+        data = _Aligned(np.r_[ids, t_ids], {k: np.r_[X[k], t_X[k]] for k in X},
+                        {c: np.r_[y[c], t_y[c]] for c in y}, np.arange(n), np.arange(n, n + len(t_ids)))
+        split = "given"
+    for fs in feature_sets:
+        if fs.transform is not None:  # e.g. PCA of pixels: learned from the training objects only
+            from sklearn.base import clone
+
+            data.X[fs.name] = clone(fs.transform).fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
+    artefacts: dict = {"data": data, "survey": labels.extra.get("survey")}
+    results = {}
+    log(f"{len(data.object_ids)} objects ({len(data.train)} train, {len(data.test)} held out), "
+        f"{len(data.X)} feature sets: {', '.join(data.X)}")
+    for task in tasks:
+        log(f"task {task.key}")
+        if task.target is not None and task.target not in data.labels:
+            raise InvalidDataError(f"no label column {task.target!r}", source=labels.source, field=task.target)
+        if task.kind in ("regression", "photo-z", "classification"):
+            results[task.key] = _supervised(data, task, options, artefacts)
+        elif task.kind == "retrieval":
+            results[task.key] = _retrieval(data, task, options)
+        elif task.kind == "posterior":
+            results[task.key] = _posterior(data, task, options, artefacts)
+        else:
+            results[task.key] = _anomaly(data, options, out, artefacts)
+        results[task.key].update(kind=task.kind, target=task.target)
+    metrics = _jsonable({
+        "schema": SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "options": asdict(options),
+        "inputs": {"labels": labels.source, "feature_sets": summary, "n_objects": len(data.object_ids),
+                   "n_train": len(data.train), "n_test": len(data.test), "split": split},
+        "tasks": results})
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if report:
+        from .report import write_report
+
+        log("report")
+        write_report(metrics, artefacts, out)
+    return metrics

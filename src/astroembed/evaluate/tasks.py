@@ -1,0 +1,172 @@
+"""The supervised and retrieval tasks of `astroembed evaluate`, on a train / held-out split of one
+feature set: probes fitted on the training rows only, metrics with bootstrap intervals on the held-out
+rows, label-efficiency curves, and label-based retrieval quality against a random ranking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import (bootstrap_intervals, classification_metrics, ndcg_at_k, photo_z_metrics, recall_at_k,
+                      regression_metrics)
+from .probes import PROBES
+
+__all__ = ["Task", "parse_tasks", "KINDS", "PRIMARY_METRIC", "probe_task", "label_efficiency", "retrieval_task"]
+
+KINDS = ("regression", "classification", "photo-z", "retrieval", "posterior", "anomaly")
+NEEDS_TARGET = ("regression", "classification", "photo-z", "retrieval", "posterior")
+# The metric a label-efficiency curve follows, and whether larger is better.
+PRIMARY_METRIC = {"regression": ("r2", True), "photo-z": ("nmad", False), "classification": ("balanced_accuracy", True)}
+LABEL_FRACTIONS = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One evaluation: ``kind`` (see KINDS) of the label column ``target`` (None for anomaly)."""
+
+    kind: str
+    target: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.target}" if self.target else self.kind
+
+
+def parse_tasks(spec: str) -> list[Task]:
+    """``"photo-z:zs,classification:specClass,anomaly"`` -> tasks; a bad kind or missing target is an error."""
+    tasks = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        kind, _, target = item.partition(":")
+        if kind not in KINDS:
+            raise ValueError(f"unknown task kind {kind!r} in {item!r}; kinds: {', '.join(KINDS)}")
+        if kind in NEEDS_TARGET and not target:
+            raise ValueError(f"task {kind!r} needs a label column: write {kind}:COLUMN")
+        tasks.append(Task(kind, target or None))
+    if not tasks:
+        raise ValueError("no tasks given")
+    return tasks
+
+
+def probe_kind(kind: str) -> str:
+    return "classification" if kind == "classification" else "regression"
+
+
+def task_metrics(kind: str, y_true, y_pred, proba=None, classes=None) -> dict[str, float]:
+    if kind == "photo-z":
+        return photo_z_metrics(y_true, y_pred)
+    if kind == "classification":
+        return classification_metrics(y_true, y_pred, proba, classes)
+    return regression_metrics(y_true, y_pred)
+
+
+def _probe(name: str, kind: str, seed: int, metric: str):
+    cls = PROBES[name]
+    options = {"metric": metric} if name == "knn" else {}
+    return cls(task=probe_kind(kind), seed=seed, **options)
+
+
+def probe_task(kind: str, X_train, y_train, X_test, y_test, probes=("knn", "linear", "mlp"), n_bootstrap: int = 300,
+               seed: int = 0, knn_metric: str = "cosine") -> tuple[dict, dict[str, np.ndarray]]:
+    """Fit each probe on the training rows, score on the held-out rows.
+
+    Returns ``({probe: {"metrics", "intervals", ...}}, {probe: held-out predictions})``.
+    """
+    results, predictions = {}, {}
+    for name in probes:
+        probe = _probe(name, kind, seed, knn_metric).fit(X_train, y_train)
+        y_pred = probe.predict(X_test)
+        arrays = [y_test, y_pred]
+        classes = getattr(probe, "classes_", None)
+        if kind == "classification":
+            arrays.append(probe.predict_proba(X_test))
+        entry = {"metrics": task_metrics(kind, *arrays, classes=classes),
+                 "intervals": bootstrap_intervals(lambda *a, c=classes: task_metrics(kind, *a, classes=c), *arrays,
+                                                  n_resamples=n_bootstrap, seed=seed)}
+        if name == "knn":
+            entry["k"] = probe.k_
+        results[name], predictions[name] = entry, y_pred
+    return results, predictions
+
+
+def _class_subsample(y_train: np.ndarray, n: int, rng) -> np.ndarray:
+    """Seeded subset of n training rows that keeps at least one of each class."""
+    classes = np.unique(y_train)
+    first = np.array([rng.choice(np.flatnonzero(y_train == c)) for c in classes])
+    rest = np.setdiff1d(np.arange(len(y_train)), first)
+    extra = rng.choice(rest, max(0, min(n - len(first), len(rest))), replace=False)
+    return np.sort(np.r_[first, extra])
+
+
+def label_efficiency(kind: str, X_train, y_train, X_test, y_test, probes=("knn", "linear", "mlp"),
+                     fractions=LABEL_FRACTIONS, seed: int = 0, knn_metric: str = "cosine") -> dict:
+    """Primary metric on the held-out rows against the number of training labels, for each probe.
+
+    Each fraction is a seeded subset of the training rows (nested: 1 % is inside 3 %, ...), so the curves
+    differ only by how many labels the probe saw.
+    """
+    metric, _ = PRIMARY_METRIC[kind]
+    order = np.random.default_rng(seed).permutation(len(y_train))
+    out = {"metric": metric, "fractions": [], "n_labels": [], "values": {p: [] for p in probes}}
+    for fraction in fractions:
+        n = max(2, int(round(fraction * len(y_train))))
+        rows = np.sort(order[:n]) if kind != "classification" else _class_subsample(
+            y_train, n, np.random.default_rng(seed))
+        if len(np.unique(y_train[rows])) < 2:
+            continue
+        out["fractions"].append(float(fraction))
+        out["n_labels"].append(int(len(rows)))
+        for name in probes:
+            probe = _probe(name, kind, seed, knn_metric).fit(X_train[rows], y_train[rows])
+            out["values"][name].append(task_metrics(kind, y_test, probe.predict(X_test))[metric])
+    return out
+
+
+def _relevance(y_query: np.ndarray, y_base: np.ndarray, tolerance: float):
+    """(relevance function of (query rows, base indices), number of relevant base items per query).
+
+    Floats are redshift-like: relevant when |dy| / (1 + y_query) < tolerance. Other labels: same class.
+    """
+    if np.issubdtype(y_base.dtype, np.floating):
+        width = tolerance * (1 + y_query)
+        ordered = np.sort(y_base)
+        n_rel = np.searchsorted(ordered, y_query + width, "left") - np.searchsorted(ordered, y_query - width, "right")
+        return (lambda q, idx: np.abs(y_base[idx] - y_query[q][:, None]) < width[q][:, None]), n_rel
+    values, counts = np.unique(y_base, return_counts=True)
+    count_of = dict(zip(values.tolist(), counts.tolist()))
+    n_rel = np.array([count_of.get(v, 0) for v in y_query.tolist()])
+    return (lambda q, idx: y_base[idx] == y_query[q][:, None]), n_rel
+
+
+def retrieval_task(query_X, query_y, base_X, base_y, k: int = 10, tolerance: float = 0.01, seed: int = 0,
+                   n_bootstrap: int = 300, metric: str = "cosine", standardise: bool = False) -> dict:
+    """Recall@1, recall@k and nDCG@k of the top-k database items (nearest by ``metric``, on inputs optionally
+    standardised with the database's statistics) for each query, with relevance from the label, beside the
+    same metrics for a random ranking (what an uninformative embedding gives)."""
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.preprocessing import StandardScaler
+
+    query_y, base_y = np.asarray(query_y), np.asarray(base_y)
+    k = min(k, len(base_y))
+    query_X, base_X = np.asarray(query_X, np.float64), np.asarray(base_X, np.float64)
+    if standardise:
+        scaler = StandardScaler().fit(base_X)
+        query_X, base_X = scaler.transform(query_X), scaler.transform(base_X)
+    if metric == "cosine":
+        query_X = query_X / np.linalg.norm(query_X, axis=1, keepdims=True).clip(1e-12)
+        base_X = base_X / np.linalg.norm(base_X, axis=1, keepdims=True).clip(1e-12)
+    nearest = NearestNeighbors(n_neighbors=k).fit(base_X).kneighbors(query_X, return_distance=False)
+    relevant, n_rel = _relevance(query_y, base_y, tolerance)
+    rows = np.arange(len(query_y))
+    rng = np.random.default_rng(seed)
+    random = np.array([rng.choice(len(base_y), k, replace=False) for _ in rows])
+
+    def metrics(rel, n):
+        return {"recall@1": recall_at_k(rel, 1), f"recall@{k}": recall_at_k(rel, k), f"ndcg@{k}": ndcg_at_k(rel, n, k)}
+
+    found, chance = relevant(rows, nearest), relevant(rows, random)
+    return {"metrics": metrics(found, n_rel), "chance": metrics(chance, n_rel),
+            "intervals": bootstrap_intervals(metrics, found, n_rel, n_resamples=n_bootstrap, seed=seed),
+            "k": k, "n_queries": len(rows), "n_database": len(base_y),
+            "relevance": "|dy|/(1+y) < %g" % tolerance if np.issubdtype(base_y.dtype, np.floating) else "same class"}
