@@ -20,7 +20,7 @@ import typer
 from typer.testing import CliRunner
 
 from astroembed.cli import app
-from astroembed.cli_errors import EXIT_CODE, ReportingGroup, one_line
+from astroembed.cli.errors import EXIT_CODE, ReportingGroup, one_line
 from astroembed.data.mmu import write_survey
 from astroembed.embed import EmbedConfig, embed_catalog
 from astroembed.search.catalog_search import build_index

@@ -25,8 +25,8 @@ import errno
 import typer
 from typer.core import TyperGroup
 
-from .optional import MissingDependencyError
-from .runtime import DeviceUnavailableError
+from ..optional import MissingDependencyError
+from ..runtime import DeviceUnavailableError
 
 __all__ = ["DeviceUnavailableError", "EXIT_CODE", "ReportingGroup", "debug_requested", "expected_failure", "one_line",
            "report"]

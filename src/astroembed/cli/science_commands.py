@@ -1,0 +1,120 @@
+"""`astroembed evaluate`, `anomalies`, `demo`, `serve`: what the embeddings are worth, and exploring them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from .base import app, console, fail, require
+
+
+@app.command()
+def evaluate(
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Embedding catalogue folder, or a "
+                                              "catalogue file with --features."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Embed --data with this model first (instead of "
+                                         "--embeddings)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="MMU survey to embed with --model (default labels)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="MMU survey or catalogue with the label columns "
+                                          "(default: the --embeddings catalogue itself)."),
+    tasks: str = typer.Option(..., "--tasks", help="Comma-separated KIND:COLUMN: regression, classification, "
+                              "photo-z, retrieval, posterior; and anomaly (no column)."),
+    out: Path = typer.Option(..., "--out", help="Report folder: metrics.json, report.html, PNGs."),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature columns of a catalogue, e.g. u,g,r,i,z."),
+    column_names: Optional[str] = typer.Option(None, "--column-names", help="Names of a text catalogue's columns "
+                                               "when its header is missing or wrong."),
+    baseline: List[str] = typer.Option([], "--baseline", help="NAME=PATH (embedding catalogue), NAME=PATH#cols, "
+                                       "or pca_pixels / pca_flux / photometry (from the --labels survey)."),
+    test_embeddings: Optional[Path] = typer.Option(None, "--test-embeddings", help="Held-out objects (no split)."),
+    test_labels: Optional[Path] = typer.Option(None, "--test-labels", help="Labels of the held-out objects."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name of the evaluated representation in the tables."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Embedding column: image or spectrum."),
+    probes: str = typer.Option("knn,linear,mlp", "--probes", help="Probes to fit."),
+    cross_modal: List[str] = typer.Option([], "--cross-modal", help="QUERY:BASE feature-set names for retrieval."),
+    seed: int = typer.Option(0, "--seed"),
+    test_fraction: float = typer.Option(0.3, "--test-fraction"),
+    bootstrap: int = typer.Option(300, "--bootstrap", help="Bootstrap resamples of each interval."),
+    no_report: bool = typer.Option(False, "--no-report", help="metrics.json only."),
+):
+    """Downstream science of an embedding: probes, baselines, posteriors, anomalies and a report."""
+    from ..data.records import InvalidDataError
+    from ..evaluate.command import embed_for_evaluation, evaluate_paths
+    from ..evaluate.runner import EvaluateOptions
+
+    try:
+        if (embeddings is None) == (model is None) or (model is not None and data is None):
+            raise ValueError("give --embeddings, or --model with --data")
+        if model is not None:
+            embeddings, labels = embed_for_evaluation(model, data, out, modality or "auto"), labels or data
+        options = EvaluateOptions(seed=seed, test_fraction=test_fraction, n_bootstrap=bootstrap,
+                                  probes=tuple(p for p in probes.split(",") if p),
+                                  cross_modal=tuple(tuple(c.split(":", 1)) for c in cross_modal),
+                                  knn_metric="euclidean" if features else "cosine")
+        evaluate_paths(embeddings, labels, tasks, out, features.split(",") if features else None, name, baseline,
+                       test_embeddings, test_labels, modality, options, report=not no_report,
+                       column_names=column_names.split(",") if column_names else None, log=console.print)
+    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
+        fail(exc)
+    console.print(f"wrote {out / 'metrics.json'}" + ("" if no_report else f" and {out / 'report.html'}"))
+
+
+@app.command()
+def anomalies(
+    embeddings: Path = typer.Option(..., "--embeddings", help="Embedding catalogue folder to rank."),
+    out: Path = typer.Option(..., "--out", help="Parquet file of object_id, ra, dec and the anomaly columns."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Embeddings of normal objects "
+                                             "(default: rank the catalogue against itself)."),
+    k: int = typer.Option(10, "--k", help="Neighbours of the k-NN distance."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Rank a catalogue by strangeness: k-NN distance with a calibrated p-value, and IsolationForest."""
+    from ..data.records import InvalidDataError
+    from ..evaluate.anomaly import write_anomalies
+
+    try:
+        path = write_anomalies(embeddings, out, reference, k=k, seed=seed)
+    except (InvalidDataError, ValueError, FileNotFoundError) as exc:
+        fail(exc)
+    console.print(f"wrote {path} (most anomalous first; filter on ood_pvalue or anomaly_rank)")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Working folder of the demo."),
+         n: int = typer.Option(2000, "--n", help="Galaxies in the built-in survey."),
+         seed: int = typer.Option(0, "--seed"),
+         minutes: float = typer.Option(3.0, "--minutes", help="Budget of each pretraining stage (CLIP: 2/3 of it).")):
+    """The main job: every stage of the pipeline that exists, on the built-in survey."""
+    require("survey", "train", "evaluate", feature="the main job (astroembed demo)")
+    from ..pipeline import DemoFolderError, run_demo
+
+    try:
+        run_demo(out=out, n=n, seed=seed, console=Console(), image_minutes=minutes, spectrum_minutes=minutes,
+                 clip_minutes=2 * minutes / 3)
+    except DemoFolderError as exc:
+        fail(exc)
+
+
+@app.command()
+def serve(
+    index_dir: Path = typer.Option(..., "--index", help="Index folder (astroembed index)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Survey for pictures and labels (default: the one "
+                                        "the catalogue was embedded from)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Picture cache folder (default: beside the index)."),
+    cors_origin: List[str] = typer.Option([], "--cors-origin", help="Allow API calls from this origin (CORS)."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest query file accepted."),
+):
+    """Web app: explore a catalogue, search it by example within and across modalities, and by upload."""
+    require("app", feature="astroembed serve")
+    from ..app.server import serve as run_server
+    from ..data.records import InvalidDataError
+
+    try:
+        run_server(index_dir, data, host=host, port=port, cache_dir=cache, cors_origins=cors_origin,
+                   max_upload_mb=max_upload_mb)
+    except (InvalidDataError, FileNotFoundError) as exc:
+        fail(exc)
