@@ -149,8 +149,12 @@ def fit_stage(module, dataset, run: RunConfig, run_dir: Path, data_name: str, ex
 # Lightning's notices that speak to ML engineers, not to the astronomer running a stage: the hardware
 # summary, tips for cloud services, the stopping reason, a logging interval longer than a tiny epoch,
 # modules deliberately kept in eval mode (frozen backbones), a deprecation inside Lightning itself.
+# On a resume: the checkpoint folder is not empty (it holds the resume point) and the shuffled loader
+# restarts its epoch (every sample is drawn afresh, so nothing is lost or repeated that matters).
 _LIGHTNING_NOTICES = (r".*is smaller than the logging interval.*", r".*module\(s\) in eval mode.*",
-                      r".*isinstance\(treespec, LeafSpec\).*", r".*does not have many workers.*")
+                      r".*isinstance\(treespec, LeafSpec\).*", r".*does not have many workers.*",
+                      r".*Checkpoint directory .* exists and is not empty.*",
+                      r".*resuming from a checkpoint that ended before the epoch ended.*")
 
 
 @contextlib.contextmanager
