@@ -93,7 +93,8 @@ def spectrum(request: Request, object_id: str, format: Literal["json", "png"] = 
     return Response(data, media_type="image/png", headers=_PNG_CACHE)
 
 
-@router.get("/map", summary="2-D map of the catalogue (PCA of the embeddings), optionally with a label")
+@router.get("/map", summary="2-D map of the catalogue (UMAP of the embeddings), coloured by a label",
+             description='label: a survey label, or "anomaly score" (k-NN distance; higher = more unusual)')
 def catalogue_map(request: Request, label: Optional[str] = Query(None, max_length=100)) -> dict:
     return _state(request).catalogue_map.as_json(label)
 
