@@ -14,10 +14,10 @@ from typing import Literal, Optional
 
 import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from ..data.records import InvalidDataError
-from .explorer import MAX_CONE_ARCSEC, MAX_K, Explorer, NotFoundError, check_k, hits_as_dicts
+from .explorer import MAX_CONE_ARCSEC, MAX_K, Explorer, NotFoundError, json_value, check_k, hits_as_dicts
 from .queries import MAX_QUERY_CHARS, resolve
 from .render import spectrum_png, spectrum_series, thumbnail_png
 from .uploads import UploadTooLargeError, parse_upload, safe_name
@@ -192,7 +192,10 @@ def _load_upload(request: Request, key: str, modality: str):
 
 def _results(query: dict, neighbours: list[dict], format: str):
     if format == "json":
-        return {"query": query, "neighbours": neighbours}
+        # Already JSON values (hits_as_dicts): a JSONResponse skips FastAPI's jsonable_encoder, which walked
+        # every field of every neighbour again, ~0.4 ms of the server's ~1.8 ms per search (cProfile,
+        # BENCHMARKS.md).
+        return JSONResponse({"query": {k: json_value(v) for k, v in query.items()}, "neighbours": neighbours})
     import pyarrow as pa
 
     columns = ("rank", "object_id", "similarity", "ra", "dec", "separation_arcsec")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.records import InvalidDataError
-from .explorer import Explorer, NotFoundError, _json_value
+from .explorer import Explorer, NotFoundError, json_value
 
 __all__ = ["CatalogueMap", "MAX_POINTS", "ANOMALY_LABEL", "umap_coordinates"]
 
@@ -185,7 +185,7 @@ class CatalogueMap:
         elif label:
             values = self.label_values(label)[rows]
             out["label"] = label
-            out["values"] = [_json_value(_scalar(v)) for v in values]
+            out["values"] = [json_value(_scalar(v)) for v in values]
             out["numeric"] = all(v is None or isinstance(v, (int, float)) for v in out["values"])
         return out
 
