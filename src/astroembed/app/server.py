@@ -16,6 +16,7 @@ Safe by default:
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -190,5 +191,9 @@ def serve(index_dir, data=None, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
     limits = UploadLimits(max_bytes=int(max_upload_mb * 1024 * 1024))
     app = create_app(index_dir, data, cache_dir, cors_origins, limits)
     # The map's UMAP takes tens of seconds the first time: do it (or load it) before the first visitor.
-    app.state.catalogue_map.points()
+    catalogue_map = app.state.catalogue_map
+    if not catalogue_map.cache_path().is_file():
+        print(f"computing the catalogue map (UMAP, once; kept in {catalogue_map.cache_path().parent})",
+              file=sys.stderr, flush=True)
+    catalogue_map.points()
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, access_log=access_log)
