@@ -10,7 +10,7 @@ train       lightning, matplotlib                        ``astroembed pretrain .
 survey      galsim, speclite, kcorrect                   the built-in survey (``astroembed simulate``)
 dask        dask[distributed]                            ``astroembed embed --dask-workers N``
 evaluate    scikit-learn, matplotlib, zuko, umap-learn   probes, posteriors, maps and reports (``evaluate``)
-app         fastapi, uvicorn, jinja2, python-multipart   the web app (``astroembed serve``)
+app         fastapi, uvicorn, jinja2, umap-learn, ...    the web app (``astroembed serve``)
 all         every extra above                            ``astroembed demo`` (what ``make demo`` installs)
 ==========  ===========================================  ==============================================
 
@@ -32,7 +32,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "survey": ("galsim", "speclite", "kcorrect"),
     "dask": ("dask", "distributed"),
     "evaluate": ("sklearn", "matplotlib", "zuko", "umap"),
-    "app": ("fastapi", "uvicorn", "jinja2", "multipart", "matplotlib"),
+    "app": ("fastapi", "uvicorn", "jinja2", "multipart", "matplotlib", "sklearn", "umap"),
 }
 
 

@@ -200,21 +200,27 @@ def test_spectrum_series_masks_ivar_zero_and_plot(client, app_catalogue):
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_map_is_the_pca_of_the_embeddings_with_labels(client, app_catalogue):
+def test_map_is_a_umap_of_the_embeddings_with_labels_and_anomaly_scores(client, app_catalogue):
+    from sklearn.manifold import trustworthiness
+
+    from astroembed.evaluate.anomaly import rank_catalog
+
     body = client.get("/api/map", params={"label": "redshift"}).json()
     ids, _, _, image = _vectors(app_catalogue, "image")
-    assert body["object_id"] == ids and body["numeric"]
-    centred = image - image.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    reference = centred @ vt[:2].T
-    got = np.column_stack([body["x"], body["y"]])
-    for axis in range(2):  # principal axes are defined up to sign
-        sign = np.sign(got[:, axis] @ reference[:, axis])
-        np.testing.assert_allclose(sign * got[:, axis], reference[:, axis], atol=2e-4)
+    assert body["projection"] == "UMAP" and body["object_id"] == ids and body["numeric"]
+    xy = np.column_stack([body["x"], body["y"]])
+    # a map of these vectors keeps their neighbourhoods; coordinates unrelated to them score about 0.5
+    assert trustworthiness(image, xy, n_neighbors=5, metric="cosine") > 0.8
     z = {g.object_id: g.labels["redshift"] for g in app_catalogue["galaxies"]}
     np.testing.assert_allclose(body["values"], [z[i] for i in ids])
     kinds = client.get("/api/map", params={"label": "kind"}).json()
     assert not kinds["numeric"] and set(kinds["values"]) == {"disc", "bulge"}
+    assert kinds["x"] == body["x"]  # one map, whatever the colouring
+    anomaly = client.get("/api/map", params={"label": "anomaly score"}).json()
+    assert anomaly["numeric"] and anomaly["object_id"] == ids
+    reference = rank_catalog(image, k=10, seed=0)  # the evaluation's scores of the same objects
+    np.testing.assert_allclose(anomaly["values"], reference["knn_distance"], atol=1e-5)
+    np.testing.assert_allclose(anomaly["ood_pvalue"], reference["ood_pvalue"], atol=1e-6)
 
 
 def test_cone_search_and_resolve(client, app_catalogue):

@@ -30,6 +30,7 @@ def server(app_catalogue, tmp_path_factory):
     from astroembed.app.server import create_app
 
     app = create_app(app_catalogue["index"], cache_dir=tmp_path_factory.mktemp("browser_cache"))
+    app.state.catalogue_map.points()  # as `astroembed serve` does: the UMAP is ready before the first page
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -140,6 +141,9 @@ def test_random_galaxy_and_map_click(page, server, app_catalogue):
     page.select_option("#map-label", "redshift")
     page.wait_for_function("() => document.querySelector('#map-legend').textContent.startsWith('redshift')")
     _shot(page, "04-map-redshift")
+    page.select_option("#map-label", "anomaly score")
+    page.wait_for_function("() => document.querySelector('#map-legend').textContent.startsWith('anomaly score')")
+    _shot(page, "04-map-anomaly")
     data = page.request.get(f"{server}/api/map").json()
     xs, ys = data["x"], data["y"]
     # the same mapping as app.js: 12-pixel padding on a 640 x 480 canvas

@@ -108,7 +108,7 @@ class Explorer:
                 "modalities": have, "labels": {}, "has_image": False, "has_spectrum": False}
         galaxy = self.galaxy(object_id)
         if galaxy is not None:
-            info["labels"] = {k: _json_value(v) for k, v in galaxy.labels.items()}
+            info["labels"] = {k: json_value(v) for k, v in galaxy.labels.items()}
             info["has_image"], info["has_spectrum"] = galaxy.image is not None, galaxy.spectrum is not None
         return info
 
@@ -328,7 +328,7 @@ def check_spectrum_coverage(spectrum, config) -> None:
 
 
 def hits_as_dicts(hits: list[Hit]) -> list[dict]:
-    return [{k: _json_value(v) for k, v in asdict(h).items()} for h in hits]
+    return [{k: json_value(v) for k, v in asdict(h).items()} for h in hits]
 
 
 def _open_survey(data, engine: CatalogSearch):
@@ -371,7 +371,7 @@ def _finite(x) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _json_value(v):
+def json_value(v):
     """numpy scalars -> Python; NaN -> None (JSON has no NaN)."""
     if isinstance(v, np.generic):
         v = v.item()

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from .catalogue_map import ANOMALY_LABEL
 from .explorer import NotFoundError
 
 router = APIRouter(include_in_schema=False)
@@ -29,7 +30,7 @@ def _page(request: Request, name: str, status: int = 200, **context) -> HTMLResp
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request):
-    return _page(request, "home.html")
+    return _page(request, "home.html", anomaly_label=ANOMALY_LABEL)
 
 
 @router.get("/upload", response_class=HTMLResponse)

@@ -10,12 +10,13 @@ Safe by default:
 - CORS is off unless origins are given; pages send a Content-Security-Policy that allows only this
   server's own scripts, styles and images;
 - read-only: the survey is opened read-only and the index is only read; the app writes only in its
-  cache folder (thumbnails, spectrum plots, uploaded queries' embeddings).
+  cache folder (thumbnails, spectrum plots, the catalogue map, uploaded queries' embeddings).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -138,8 +139,8 @@ def create_app(index_dir, data=None, cache_dir=None, cors_origins: Sequence[str]
     ----------
     index_dir : folder written by ``astroembed index``.
     data : the survey for pictures and labels (default: the tiles the catalogue was embedded from).
-    cache_dir : where thumbnails, plots and uploaded queries are kept (default ``<index>.app-cache``
-        beside the index folder; never inside it).
+    cache_dir : where thumbnails, plots, the catalogue map and uploaded queries are kept
+        (default ``<index>.app-cache`` beside the index folder; never inside it).
     cors_origins : origins allowed to call the API from other sites; empty (the default) = CORS off.
     limits : upload size and pixel limits.
     """
@@ -150,9 +151,10 @@ def create_app(index_dir, data=None, cache_dir=None, cors_origins: Sequence[str]
                   # Swagger UI and ReDoc pages load their scripts from a CDN: nothing here may depend on
                   # another site (and the CSP forbids it), so the schema is served as JSON only.
                   openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(index_dir)
     app.state.explorer = explorer
-    app.state.catalogue_map = CatalogueMap(explorer)
-    app.state.cache = ThumbnailCache(cache_dir or default_cache_dir(index_dir))
+    app.state.catalogue_map = CatalogueMap(explorer, cache_dir)
+    app.state.cache = ThumbnailCache(cache_dir)
     app.state.preprocessing = explorer.image_preprocessing()
     app.state.limits = limits
     _install_error_handlers(app)
@@ -188,4 +190,10 @@ def serve(index_dir, data=None, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
     faiss.omp_set_num_threads(max(1, int(search_threads)))
     limits = UploadLimits(max_bytes=int(max_upload_mb * 1024 * 1024))
     app = create_app(index_dir, data, cache_dir, cors_origins, limits)
+    # The map's UMAP takes tens of seconds the first time: do it (or load it) before the first visitor.
+    catalogue_map = app.state.catalogue_map
+    if not catalogue_map.cache_path().is_file():
+        print(f"computing the catalogue map (UMAP, once; kept in {catalogue_map.cache_path().parent})",
+              file=sys.stderr, flush=True)
+    catalogue_map.points()
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, access_log=access_log)
