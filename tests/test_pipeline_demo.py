@@ -141,6 +141,26 @@ def test_demo_runs_every_stage_and_a_rerun_resumes(tmp_path):
         assert all(zz == pytest.approx(z[oid], abs=1e-4) for oid, _, zz in rows)
     assert search["query"] not in [oid for oid, _, _ in search["neighbours"]["image->image"]]
 
+    # The report: `astroembed evaluate` on every embedding and the photometry baseline, same held-out split.
+    report = out / "report"
+    metrics = json.loads((report / "metrics.json").read_text(), parse_constant=refuse)
+    assert (report / "report.html").is_file() and results["report"]["html"] == str(report / "report.html")
+    assert metrics["inputs"]["n_test"] == 18 and metrics["inputs"]["split"] == "given held-out ids"
+    assert set(metrics["tasks"]) == {"photo-z:redshift", "regression:log_stellar_mass", "regression:metallicity",
+                                     "regression:sfr_300myr_fraction"}
+    for key, task in metrics["tasks"].items():
+        assert set(task["results"]) == {"image_pretrained", "image_random_init", "spectrum", "clip_image",
+                                        "clip_spectrum", "photometry"}, key
+        for name, by_probe in task["results"].items():
+            for probe, r in by_probe.items():
+                lo, hi = r["intervals"]["r2"]
+                assert r["metrics"]["r2"] <= 1 and lo <= hi and r["metrics"]["mae"] > 0, (key, name, probe)
+    # held-out galaxies joined to their own redshifts: the spectrum embedding and photometry predict them
+    redshift = metrics["tasks"]["photo-z:redshift"]["results"]
+    assert redshift["spectrum"]["linear"]["metrics"]["r2"] > 0.2 and redshift["photometry"]["knn"]["metrics"]["r2"] > 0
+    assert redshift["spectrum"]["knn"]["metrics"]["nmad"] < 0.5
+    assert results["report"]["r2_knn"]["photo-z:redshift"]["spectrum"] == redshift["spectrum"]["knn"]["metrics"]["r2"]
+
     # Rerunning finds every stage done: same models (same content), same numbers.
     mtime = (out / "spectrum" / "model" / "model.safetensors").stat().st_mtime_ns
     again = run_demo(out, n=60, seed=0, console=QUIET, **budget)

@@ -9,6 +9,7 @@ already there, so an interrupted demo picks up where it stopped:
     out/clip/          image-spectrum alignment run
     out/embeddings/    embedding catalogues (Parquet, one part per tile)
     out/index/         vector indexes (faiss) of the aligned embeddings
+    out/report/        `astroembed evaluate` on those embeddings: metrics.json, report.html and its PNGs
 
 The stage functions are also what the experiments in ``experiments/`` call, with larger budgets.
 """
@@ -30,7 +31,11 @@ class DemoFolderError(ValueError):
     """The demo's output folder holds something the demo must not overwrite or delete."""
 
 
-STAGE_OUTPUTS = ("image", "image_random_init", "spectrum", "clip", "embeddings", "index", "results.json")
+STAGE_OUTPUTS = ("image", "image_random_init", "spectrum", "clip", "embeddings", "index", "report", "results.json")
+# The built-in survey's physical properties the report probes (AstroCLIP's table: redshift, stellar mass,
+# metallicity and a star-formation measure; see `astroembed info` for every label).
+REPORT_LABELS = ("redshift", "log_stellar_mass", "metallicity", "sfr_300myr_fraction")
+
 RENDERING = "RENDERING.json"  # written before the survey is rendered, removed when it is complete
 
 
@@ -271,6 +276,34 @@ def index_and_search_stage(embeddings: list[Path], index_dir: Path, survey_path:
     return {"query": query, "query_redshift": float(z[query]), "neighbours": examples}
 
 
+def report_stage(embeddings: dict[str, Path], survey_path: Path, out: Path, seed: int = 0,
+                 log=None) -> dict:
+    """`astroembed evaluate` on the demo's embeddings: the report every demo ends with.
+
+    ``embeddings`` maps a feature-set name to its catalogue folder (the first is the representation under
+    test, the others are compared with it); the photometry-only baseline is added from the survey. The
+    held-out galaxies are those of :func:`held_out_split` (never seen by any pretraining stage). The demo's
+    budget keeps to the fast probes (k-NN and linear, 200 bootstrap resamples; no label-efficiency curves,
+    posterior flows or retrieval, which the demo's retrieval and search stages report);
+    ``astroembed evaluate`` runs the rest. Returns the metrics dictionary; writes ``out/metrics.json``
+    and ``out/report.html``.
+    """
+    from .evaluate.baselines import photometry
+    from .evaluate.inputs import load_features, load_labels
+    from .evaluate.runner import EvaluateOptions, evaluate_embeddings
+    from .evaluate.tasks import Task
+
+    modalities = {name: ("spectrum" if "spectrum" in name else "image") for name in embeddings}
+    sets = [load_features(path, name=name, modality=modalities[name]) for name, path in embeddings.items()]
+    sets.append(photometry(survey_path))
+    labels = load_labels(survey_path, list(REPORT_LABELS))
+    tasks = [Task("photo-z", "redshift"), *(Task("regression", c) for c in REPORT_LABELS[1:])]
+    options = EvaluateOptions(seed=seed, test_fraction=TEST_FRACTION, probes=("knn", "linear"), n_bootstrap=200,
+                              label_fractions=())
+    survey_ids, _, test = held_out_split(survey_path, seed)
+    return evaluate_embeddings(sets, labels, tasks, out, options, log=log, held_out_ids=survey_ids[test])
+
+
 def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,
              image_minutes: float = 3.0, spectrum_minutes: float = 3.0, clip_minutes: float = 2.0,
              max_steps: int | None = None) -> dict:
@@ -330,7 +363,20 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     for name, r in results["neighbour_redshift"].items():
         console.print(f"[green]search[/]: {name} top-10 neighbours median |dz|/(1+z) {r['median_dz_neighbours']:.4f} "
                       f"vs random pairs {r['median_dz_random']:.4f}")
+
+    console.print("[green]report[/]: astroembed evaluate on every embedding (k-NN and linear probes, with the "
+                  "photometry-only baseline)")
+    t0 = time.perf_counter()
+    metrics = report_stage({"image_pretrained": out / "embeddings" / "image_pretrained",
+                            "image_random_init": out / "embeddings" / "image_random_init",
+                            "spectrum": spectrum_emb, "clip_image": clip_image, "clip_spectrum": clip_spectrum},
+                           survey, out / "report", seed, log=lambda m: console.print(f"[green]report[/]: {m}"))
+    results["report"] = {"metrics": str(out / "report" / "metrics.json"),
+                         "html": str(out / "report" / "report.html"), "seconds": round(time.perf_counter() - t0, 1),
+                         "r2_knn": {key: {name: r["knn"]["metrics"].get("r2") for name, r in task["results"].items()}
+                                    for key, task in metrics["tasks"].items() if "label_efficiency" in task}}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     console.print(f"results written to {out / 'results.json'}")
     console.print(f"explore them in a browser: astroembed serve --index {out / 'index'}")
+    console.print(f"report: {out / 'report' / 'report.html'}")
     return results

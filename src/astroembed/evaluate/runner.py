@@ -113,6 +113,8 @@ def _supervised(data: _Aligned, task: Task, options: EvaluateOptions, artefacts:
             task.kind, X[train], y_train, X[test], y_test, options.probes, options.n_bootstrap, options.seed,
             options.knn_metric)
         artefacts.setdefault("predictions", {}).setdefault(task.key, {})[name] = (y_test, predictions)
+        if not options.label_fractions:  # no curve asked for (e.g. the demo's time budget)
+            continue
         out["label_efficiency"][name] = label_efficiency(task.kind, X[train], y_train, X[test], y_test,
                                                          options.probes, options.label_fractions, options.seed,
                                                          options.knn_metric)
