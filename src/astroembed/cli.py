@@ -138,7 +138,8 @@ RUN_OPTIONS = {
     "device": typer.Option(None, "--device", help="auto, cpu, cuda."),
     "devices": typer.Option(None, "--devices", help="Processes/GPUs (DDP when > 1)."),
     "strategy": typer.Option(None, "--strategy", help="auto, ddp, ddp_spawn."),
-    "precision": typer.Option(None, "--precision", help="auto, 32-true, bf16-mixed."),
+    "precision": typer.Option(None, "--precision", help="auto (bf16-mixed where the CPU/GPU has bf16 units, "
+                              "else 32-true), 32-true, bf16-mixed."),
     "num_workers": typer.Option(None, "--num-workers"),
     "seed": typer.Option(None, "--seed"),
 }
@@ -285,6 +286,8 @@ def embed(
     out: Path = typer.Option(..., "--out", help="Output folder of the Parquet embeddings (one part per tile)."),
     modality: str = typer.Option("auto", "--modality", help="image, spectrum, or auto (what the model embeds)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast where the CPU/GPU has bf16 "
+                                  "units, else 32-bit), 32-true, bf16-mixed. Embeddings are float32 either way."),
     batch_size: int = typer.Option(256, "--batch-size", help="Objects per forward pass."),
     num_workers: int = typer.Option(0, "--num-workers", help="Reader processes (single-process run only)."),
     overwrite: bool = typer.Option(False, "--overwrite",
@@ -305,7 +308,7 @@ def embed(
         _require("dask", feature="distributed embedding")
     try:
         config = EmbedConfig(model=str(model), data=str(data), out=str(out), modality=modality, device=device,
-                             batch_size=batch_size, num_workers=num_workers, overwrite=overwrite,
+                             precision=precision, batch_size=batch_size, num_workers=num_workers, overwrite=overwrite,
                              bands_as=bands_as.split(",") if bands_as else None)
         if dask_address or dask_workers:
             path = embed_catalog_dask(config, dask_address, n_workers=dask_workers or 2)
