@@ -169,8 +169,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(embed_inputs, referen
         (folder / ".part-0.parquet.0123456789abcdef.tmp").write_bytes(b"PAR1 half a file")
     done_before = {p: p.stat().st_mtime_ns for p in parts(out)}
 
-    embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(out), device="cpu", batch_size=16),
-                  progress=False)  # one torch thread (conftest), as in the reference run
+    embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(out), device="cpu", batch_size=16,
+                              precision="32-true"), progress=False)  # one torch thread, fp32, as the reference
     assert all(p.stat().st_mtime_ns == t for p, t in done_before.items())  # finished parts were kept
     assert not list(out.rglob("*.tmp"))
     ids, ra, dec, vectors = read_embeddings(out)
