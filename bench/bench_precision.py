@@ -1,6 +1,7 @@
 """What a CPU user gets per model and precision: training and embedding throughput, FLOP/s, % of peak.
 
     python bench/bench_precision.py [--models small_cnn resnet18 spectrum] [--repeats 3] [--clock-ghz G]
+                                    [--channels-last]
 
 For each model (the small CNN and ResNet-18 at 64 px, 3 bands, as the image stages train them; the
 spectrum transformer of ``spectrum_masked_demo``, dim 128, depth 4, on its 4 A grid) it times
@@ -13,7 +14,9 @@ in fp32 (``32-true``) and in bf16 autocast (``bf16-mixed``, what ``--precision a
 bf16 units), alternating the two precisions ``--repeats`` times and keeping the best of each (the
 machine is shared: its speed drifts from one minute to the next). The FLOPs of each call are counted
 by torch (bench/peak.py: matrix work only); the achieved FLOP/s is set against the machine's peak for
-the precision (fp32: AVX-512 FMA units; bf16: AMX where the CPU has it).
+the precision (fp32: AVX-512 FMA units; bf16: AMX where the CPU has it). ``--channels-last`` puts the
+image models and their input in NHWC, the layout oneDNN's bf16 convolutions compute in (in NCHW every
+convolution reorders its input and output).
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from peak import count_flops, machine_peak
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
-def image_model(arch: str):
+def image_model(arch: str, channels_last: bool = False):
     torch.manual_seed(0)
-    return build_image_encoder(ImageEncoderConfig(arch=arch, in_channels=3, image_size=64)), \
-        lambda n: torch.randn(n, 3, 64, 64)
+    model = build_image_encoder(ImageEncoderConfig(arch=arch, in_channels=3, image_size=64))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return model.to(memory_format=layout), lambda n: torch.randn(n, 3, 64, 64).contiguous(memory_format=layout)
 
 
 def spectrum_model():
@@ -90,13 +94,14 @@ def main():
     parser.add_argument("--models", nargs="+", default=["small_cnn", "resnet18", "spectrum"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clock-ghz", type=float, default=None)
+    parser.add_argument("--channels-last", action="store_true", help="image models and inputs in NHWC")
     args = parser.parse_args()
     print(f"keep_freed_memory: {keep_freed_memory()}; torch threads {torch.get_num_threads()}")
     peaks = {p: machine_peak(p, clock=args.clock_ghz) for p in PRECISIONS}
     for p, peak in peaks.items():
         print(f"{p}: {peak.describe()}")
     for name in args.models:
-        model, make_batch = spectrum_model() if name == "spectrum" else image_model(name)
+        model, make_batch = spectrum_model() if name == "spectrum" else image_model(name, args.channels_last)
         train_batch, embed_batch = (32, 64) if name == "spectrum" else (64, 256)
         best = {p: None for p in PRECISIONS}
         for _ in range(args.repeats):  # alternating, so drift hits both precisions alike

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from astroembed.runtime import autocast, keep_freed_memory, resolve_precision
+from astroembed.runtime import autocast, bf16_layout, keep_freed_memory, resolve_precision
 from astroembed.config import load_yaml_config
 from astroembed.train.common import RunConfig, cosine_with_warmup
 from astroembed.train.image import ImagePretrainConfig, ImageSSLModule
@@ -57,7 +57,7 @@ def config(args) -> ImagePretrainConfig:
 def bare_loop(args, loader) -> float:
     torch.manual_seed(0)
     cfg = config(args)
-    networks = ImageSSLModule(cfg, ("g", "r", "z"))
+    networks = bf16_layout(ImageSSLModule(cfg, ("g", "r", "z")), args.precision, "cpu")  # as pretrain_image
     optimizer = torch.optim.AdamW([p for p in networks.parameters() if p.requires_grad], lr=1e-3, weight_decay=1e-4)
     scheduler = cosine_with_warmup(optimizer, 10, args.steps)
     networks.train()
@@ -82,7 +82,7 @@ def lightning_loop(args, loader) -> float:
 
     torch.manual_seed(0)
     cfg = config(args)
-    networks = ImageSSLModule(cfg, ("g", "r", "z"))
+    networks = bf16_layout(ImageSSLModule(cfg, ("g", "r", "z")), args.precision, "cpu")  # as pretrain_image
     module = StageModule(networks, RunConfig(learning_rate=1e-3, warmup_steps=10))
     times = {}
 

@@ -29,7 +29,7 @@ from .data.records import InvalidDataError
 from .data.validate import band_order, check_spectrum_rows, check_wavelength_coverage
 from .models.io import ModelFileError, content_hash, load_model
 from .registry import Registry
-from .runtime import autocast, check_device, keep_freed_memory, resolve_precision
+from .runtime import autocast, bf16_layout, check_device, keep_freed_memory, resolve_precision
 
 __all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "EMBEDDERS",
            "fill_padded_wavelengths", "prepare_stored_spectra"]
@@ -85,6 +85,7 @@ class ImageEmbedder(_Embedder):
     def __init__(self, encoder: torch.nn.Module, config: dict[str, Any], path: Path,
                  device: str | torch.device | None = None, precision: str = "auto"):
         super().__init__(encoder, config, path, device, precision)
+        bf16_layout(self.model, self.precision, self.device.type)  # NHWC: what bf16 convolutions compute in
         self.preprocess_config = PreprocessConfig.from_dict(config["preprocessing"])
         self.bands = tuple(config["bands"])
 
