@@ -47,6 +47,10 @@ def test_bf16_embeddings_agree_with_fp32_per_object(bf16_trained):
     fp32 = inference.load(model_dir, precision="32-true")
     bf16 = inference.load(model_dir, precision="bf16-mixed")
     assert (fp32.precision, bf16.precision) == ("32-true", "bf16-mixed")
+    # bf16 convolutions run channels-last (oneDNN's layout for them); fp32 keeps the stored layout
+    conv = [n for n, p in bf16.encoder.named_parameters() if p.ndim == 4][0]
+    assert dict(bf16.encoder.named_parameters())[conv].is_contiguous(memory_format=torch.channels_last)
+    assert dict(fp32.encoder.named_parameters())[conv].is_contiguous()
     a, b = fp32.embed(flux), bf16.embed(flux)
     assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (32, fp32.embed_dim)
     assert not np.array_equal(a, b)  # bf16 really ran: its rounding shows in the low bits
