@@ -3,16 +3,20 @@
 
     python bench/bench_spectrum.py [--batch 64] [--steps 30] [--dim 128] [--depth 4] [--wave-step 2]
                                    [--n-embed 4096] [--device auto] [--threads N] [--repeats 2]
+                                   [--precision auto|32-true|bf16-mixed] [--clock-ghz G]
 
 Training: both sides run the identical work per step on the same in-memory batches of stored spectra
 (7781-pixel DESI grid): resample + normalise + patch on the device, masked modelling, backward, AdamW.
-Only the loop around it differs (bf16 autocast on CUDA on both sides, as RunConfig's "auto" precision).
+Only the loop around it differs (``--precision``, resolved as RunConfig resolves it, on both sides: bf16
+autocast where the device has bf16 units under ``auto``).
 Steady-state time per step after the warm-up steps. Embedding: ``embed_spectrum`` takes the raw arrays
 (numpy, host memory) and does everything; the reference is the model alone on batches already prepared
 on the device, so the ratio is the cost of accepting data as stored.
 Training sides run interleaved ``--repeats`` times (medians), so drifting machine load hits both
 alike. On a shared, oversubscribed CPU pass ``--threads 1``: torch's intra-op threads then fight for
-cores and small elementwise ops get 10-20x slower. Prints one line per figure.
+cores and small elementwise ops get 10-20x slower. Prints one line per figure, and for the training step
+and the bare embedding forward the matrix FLOPs counted by torch, the FLOP/s achieved and the fraction of
+the machine's peak for the precision (bench/peak.py; CPU only).
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ import torch
 
 import astroembed
 from astroembed.preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
-from astroembed.runtime import keep_freed_memory
+from astroembed.runtime import autocast, keep_freed_memory, resolve_precision
 from astroembed.config import load_yaml_config
 from astroembed.train.common import RunConfig, cosine_with_warmup
 from astroembed.train.lightning_module import StageModule
 from astroembed.train.spectrum import SpectrumMaskedModelling, SpectrumPretrainConfig, export_spectrum_encoder
+from peak import count_flops, efficiency_line, machine_peak
 
 WARMUP = 3
 DESI = np.arange(3600.0, 9824.0 + 1e-6, 0.8)
@@ -68,7 +73,7 @@ def config(args) -> SpectrumPretrainConfig:
         "preprocess": {"wave_step": args.wave_step},
         "model": {"dim": args.dim, "depth": args.depth, "num_heads": max(1, args.dim // 32)},
         "run": {"batch_size": args.batch, "num_workers": 0, "progress": False, "warmup_steps": 10,
-                "device": args.device}})
+                "device": args.device, "precision": args.precision}})
 
 
 def sync(device: torch.device) -> None:
@@ -87,7 +92,7 @@ def bare_loop(args, loader, device) -> float:
             sync(device)
             t_start = time.perf_counter()
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device.type, args.precision):
             loss = networks.training_loss(networks.inputs(batch, device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -131,7 +136,8 @@ def embedding(args, device) -> tuple[float, float]:
     model = SpectrumMaskedModelling(cfg).model.eval()
     flux, ivar, mask = desi_spectra(args.n_embed, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
-        embedder = astroembed.load(export_spectrum_encoder(model, cfg.preprocess, Path(tmp) / "model"), device=device)
+        embedder = astroembed.load(export_spectrum_encoder(model, cfg.preprocess, Path(tmp) / "model"), device=device,
+                                   precision=args.precision)
     bs = args.embed_batch
     ours = []
     for _ in range(2):
@@ -144,7 +150,7 @@ def embedding(args, device) -> tuple[float, float]:
     prepared = [prepare_batch(flux[i:i + bs], ivar[i:i + bs], mask[i:i + bs], DESI, cfg.preprocess, device=device)
                 for i in range(0, len(flux), bs)]
     bare = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device.type, args.precision):
         for _ in range(2):
             sync(device)
             t = time.perf_counter()
@@ -152,7 +158,21 @@ def embedding(args, device) -> tuple[float, float]:
                 model(batch).float().cpu()
             sync(device)
             bare.append(time.perf_counter() - t)
-    return min(ours), min(bare)
+    return min(ours), min(bare), count_flops(lambda: model(prepared[0]))
+
+
+def step_flops(args, loader, device) -> int:
+    """Matrix FLOPs of one masked-modelling training step (forward + backward), counted by torch."""
+    torch.manual_seed(0)
+    networks = SpectrumMaskedModelling(config(args)).to(device).train()
+    batch = {k: v.to(device) for k, v in next(iter(loader)).items()}
+
+    def step():
+        with autocast(device.type, args.precision):
+            loss = networks.training_loss(networks.inputs(batch, device))
+        loss.backward()
+
+    return count_flops(step)
 
 
 def main():
@@ -167,6 +187,9 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--precision", default="auto", help="auto (bf16 where the device has bf16 units), "
+                        "32-true, bf16-mixed")
+    parser.add_argument("--clock-ghz", type=float, default=None, help="override the clock read from /proc/cpuinfo")
     args = parser.parse_args()
     # Both sides of every comparison run with the allocator setting the package uses (runtime.py);
     # without it CPU figures mostly measure the kernel's page faults.
@@ -176,6 +199,7 @@ def main():
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     args.device = device.type
+    args.precision = resolve_precision(args.precision, device.type)
     data = StoredBatches(args.batch * args.steps)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch, shuffle=False, drop_last=True)
     bare, ours = [], []
@@ -189,10 +213,16 @@ def main():
     print(f"pretrain bare PyTorch loop : {args.batch / bare:9.1f} spectra/s ({bare * 1000:.1f} ms/step)")
     print(f"pretrain astroembed stage  : {args.batch / ours:9.1f} spectra/s ({ours * 1000:.1f} ms/step)")
     print(f"pretrain overhead ratio ours/bare: {ours / bare:.3f}")
-    emb, emb_bare = embedding(args, device)
+    peak = machine_peak(args.precision, clock=args.clock_ghz) if device.type == "cpu" else None
+    if peak:
+        print(f"pretrain {args.precision}: {efficiency_line(step_flops(args, loader, device), ours, peak)}")
+    emb, emb_bare, forward_flops = embedding(args, device)
     print(f"embed SpectrumEmbedder on raw DESI arrays : {args.n_embed / emb:9.1f} spectra/s")
     print(f"embed bare model on prepared tensors      : {args.n_embed / emb_bare:9.1f} spectra/s")
     print(f"embed ratio raw-input / bare-forward time: {emb / emb_bare:.3f}")
+    if peak:  # FLOPs of one batch's forward x batches, over the embedder's time on all of them
+        n_batches = -(-args.n_embed // args.embed_batch)
+        print(f"embed {args.precision}: {efficiency_line(forward_flops * n_batches, emb, peak)}")
 
 
 if __name__ == "__main__":

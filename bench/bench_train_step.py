@@ -1,11 +1,14 @@
 """One image-pretraining step through our Lightning stage vs a bare PyTorch loop, same model and batches.
 
-    python bench/bench_train_step.py [--arch small_cnn] [--batch 64] [--steps 30] [--method simclr]
+    python bench/bench_train_step.py [--arch small_cnn] [--batch 64] [--steps 30] [--method simclr] \
+        [--precision 32-true|bf16-mixed|auto]
 
 Both sides run the identical work per step (two batched augmented views, preprocessing, encoder,
 projection head, loss, backward, AdamW step) on the same in-memory batches; only the loop around it
 differs. Steady-state seconds per step are timed after 5 warm-up steps. Prints both and the overhead
-ratio (ours / bare; goal <= 1.10).
+ratio (ours / bare; goal <= 1.10), and the efficiency: the step's matrix FLOPs (counted by torch's
+FlopCounterMode on one step) per second of the stage, as a fraction of the machine's peak for the precision
+(bench/peak.py). ``bf16-mixed`` runs both loops under bf16 autocast (Lightning's ``precision`` on our side).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import time
 import numpy as np
 import torch
 
-from astroembed.runtime import keep_freed_memory
+from astroembed.runtime import autocast, bf16_layout, keep_freed_memory, resolve_precision
 from astroembed.config import load_yaml_config
 from astroembed.train.common import RunConfig, cosine_with_warmup
 from astroembed.train.image import ImagePretrainConfig, ImageSSLModule
 from astroembed.train.lightning_module import StageModule
+from peak import count_flops, efficiency_line, machine_peak
 
 WARMUP = 5
 
@@ -53,7 +57,7 @@ def config(args) -> ImagePretrainConfig:
 def bare_loop(args, loader) -> float:
     torch.manual_seed(0)
     cfg = config(args)
-    networks = ImageSSLModule(cfg, ("g", "r", "z"))
+    networks = bf16_layout(ImageSSLModule(cfg, ("g", "r", "z")), args.precision, "cpu")  # as pretrain_image
     optimizer = torch.optim.AdamW([p for p in networks.parameters() if p.requires_grad], lr=1e-3, weight_decay=1e-4)
     scheduler = cosine_with_warmup(optimizer, 10, args.steps)
     networks.train()
@@ -61,7 +65,8 @@ def bare_loop(args, loader) -> float:
     for step, batch in enumerate(loader):
         if step == WARMUP:
             t_start = time.perf_counter()
-        loss = networks.training_loss(*networks.views(batch))
+        with autocast("cpu", args.precision):  # what Lightning's bf16-mixed does around training_step
+            loss = networks.training_loss(*networks.views(batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -77,7 +82,7 @@ def lightning_loop(args, loader) -> float:
 
     torch.manual_seed(0)
     cfg = config(args)
-    networks = ImageSSLModule(cfg, ("g", "r", "z"))
+    networks = bf16_layout(ImageSSLModule(cfg, ("g", "r", "z")), args.precision, "cpu")  # as pretrain_image
     module = StageModule(networks, RunConfig(learning_rate=1e-3, warmup_steps=10))
     times = {}
 
@@ -86,7 +91,7 @@ def lightning_loop(args, loader) -> float:
             if trainer.global_step == WARMUP:
                 times["start"] = time.perf_counter()
 
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=args.steps, logger=False,
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=args.steps, logger=False, precision=args.precision,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[Clock()], num_sanity_val_steps=0)
     trainer.fit(module, train_dataloaders=loader)
@@ -100,7 +105,10 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed or auto (what this CPU gets)")
+    parser.add_argument("--clock-ghz", type=float, default=None, help="override the clock read from /proc/cpuinfo")
     args = parser.parse_args()
+    args.precision = resolve_precision(args.precision, "cpu")
     # Both sides of every comparison run with the allocator setting the package uses (runtime.py);
     # without it CPU figures mostly measure the kernel's page faults.
     print(f"keep_freed_memory: {keep_freed_memory()}")
@@ -115,6 +123,22 @@ def main():
     print(f"bare PyTorch loop : {b * 1000:8.1f} ms/step ({args.batch / b:7.1f} images/s)")
     print(f"astroembed stage  : {o * 1000:8.1f} ms/step ({args.batch / o:7.1f} images/s)")
     print(f"overhead ratio ours/bare: {o / b:.3f}")
+    peak = machine_peak(args.precision, clock=args.clock_ghz)
+    print(f"stage, precision {args.precision}: {efficiency_line(step_flops(args, loader), o, peak)}")
+
+
+def step_flops(args, loader) -> int:
+    """Matrix FLOPs of one training step (views, forward, loss, backward), counted by torch."""
+    torch.manual_seed(0)
+    networks = ImageSSLModule(config(args), ("g", "r", "z"))
+    batch = next(iter(loader))
+
+    def step():
+        with autocast("cpu", args.precision):
+            loss = networks.training_loss(*networks.views(batch))
+        loss.backward()
+
+    return count_flops(step)
 
 
 if __name__ == "__main__":

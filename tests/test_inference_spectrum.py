@@ -39,7 +39,7 @@ def spectrum_model(tmp_path_factory):
     model = SpectrumTransformer(SpectrumTransformerConfig.for_preprocess(PRE, dim=32, depth=1, num_heads=4,
                                                                          pooling="mean"))
     path = export_spectrum_encoder(model, PRE, tmp_path_factory.mktemp("spec") / "model")
-    return astroembed.load(path), model.eval()
+    return astroembed.load(path, precision="32-true"), model.eval()  # exact comparisons: fp32
 
 
 def reference(model, flux, ivar, mask, wave):
@@ -138,7 +138,7 @@ def aligned(tmp_path_factory):
 
 def test_aligned_embedder_embeds_both_modalities_into_one_space(aligned):
     path, model, image_pre = aligned
-    embedder = astroembed.load(path)
+    embedder = astroembed.load(path, precision="32-true")
     assert embedder.modality == "aligned" and embedder.modalities == ("image", "spectrum")
     images = np.random.default_rng(0).normal(0, 0.1, (4, 3, 32, 32)).astype(np.float32)
     flux, ivar = spectra(DESI, 3)

@@ -62,3 +62,48 @@ def test_check_device_refuses_what_this_machine_cannot_run():
             check_device(name)
         with pytest.raises(DeviceUnavailableError, match=f"'cuda:{count}'.*has {count} CUDA device"):
             check_device(f"cuda:{count}")
+
+
+# ------------------------------------------------------------------ precision: what --precision auto means
+
+SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+SKYLAKE = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512dq avx512_vnni\n"
+GRAVITON3 = "processor\t: 0\nFeatures\t: fp asimd sve i8mm bf16 svebf16\nCPU implementer\t: 0x41\n"
+
+
+def test_bf16_units_are_read_from_the_cpu_flags():
+    from astroembed.runtime import cpu_bf16_flags, cpu_supports_bf16
+
+    assert cpu_bf16_flags(SAPPHIRE_RAPIDS) == ("amx_bf16", "avx512_bf16")
+    assert cpu_bf16_flags(GRAVITON3) == ("bf16",)
+    # avx512f, vnni (int8) and "svebf16" are not whole-word bf16 dot-product flags
+    assert cpu_bf16_flags(SKYLAKE) == () and not cpu_supports_bf16(SKYLAKE)
+    assert cpu_bf16_flags("model name\t: some CPU\n") == ()
+
+
+@pytest.mark.parametrize("cpuinfo, expected", [(SAPPHIRE_RAPIDS, "bf16-mixed"), (SKYLAKE, "32-true"),
+                                               (GRAVITON3, "bf16-mixed")])
+def test_auto_precision_follows_the_cpu_for_training_and_embedding(monkeypatch, cpuinfo, expected):
+    import astroembed.runtime as runtime
+    from astroembed.train.common import RunConfig
+
+    real = runtime.cpu_bf16_flags
+    monkeypatch.setattr(runtime, "cpu_bf16_flags", lambda text=None: real(cpuinfo))
+    assert runtime.resolve_precision("auto", "cpu") == expected
+    assert RunConfig(device="cpu").resolved_precision() == expected
+    # a forced choice is kept whatever the CPU has
+    assert RunConfig(device="cpu", precision="32").resolved_precision() == "32-true"
+    assert RunConfig(device="cpu", precision="bf16-mixed").resolved_precision() == "bf16-mixed"
+    assert runtime.resolve_precision("32-true", "cpu") == "32-true"
+
+
+def test_autocast_computes_in_bf16_only_when_asked():
+    import torch
+
+    from astroembed.runtime import autocast
+
+    a, b = torch.randn(4, 8), torch.randn(8, 3)
+    with autocast("cpu", "bf16-mixed"):
+        assert (a @ b).dtype == torch.bfloat16
+    with autocast("cpu", "32-true"):
+        assert (a @ b).dtype == torch.float32

@@ -29,7 +29,7 @@ from .data.records import InvalidDataError
 from .data.validate import band_order, check_spectrum_rows, check_wavelength_coverage
 from .models.io import ModelFileError, content_hash, load_model
 from .registry import Registry
-from .runtime import check_device, keep_freed_memory
+from .runtime import autocast, bf16_layout, check_device, keep_freed_memory, resolve_precision
 
 __all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "EMBEDDERS",
            "fill_padded_wavelengths", "prepare_stored_spectra"]
@@ -42,18 +42,31 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def _precision(precision: str, device: torch.device) -> str:
+    # Embedding takes 32-bit or bf16 autocast only (Lightning's other precisions are training settings).
+    if precision not in ("auto", "32", "32-true", "bf16-mixed"):
+        raise ValueError(f"precision {precision!r}: expected auto, 32-true or bf16-mixed")
+    return resolve_precision(precision, device.type)
+
+
 class _Embedder:
     """What every exported model shares: where it came from, its config, its device, its identity."""
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], path: Path,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, precision: str = "auto"):
         self.path = Path(path)
         self.config = config
         self.device = _device(device)
+        self.precision = _precision(precision, self.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # faster CPU forward passes: see astroembed/runtime.py and BENCHMARKS.md
         self.model = model.to(self.device).eval()
         self.embed_dim = int(config["embed_dim"])
+
+    def _forward(self, network, batch) -> np.ndarray:
+        """One forward pass in the embedder's precision; (B, D) float32 on the CPU whatever it computed in."""
+        with autocast(self.device.type, self.precision):
+            return network(batch).float().cpu().numpy()
 
     @property
     def name(self) -> str:
@@ -70,8 +83,9 @@ class ImageEmbedder(_Embedder):
     modality = "image"
 
     def __init__(self, encoder: torch.nn.Module, config: dict[str, Any], path: Path,
-                 device: str | torch.device | None = None):
-        super().__init__(encoder, config, path, device)
+                 device: str | torch.device | None = None, precision: str = "auto"):
+        super().__init__(encoder, config, path, device, precision)
+        bf16_layout(self.model, self.precision, self.device.type)  # NHWC: what bf16 convolutions compute in
         self.preprocess_config = PreprocessConfig.from_dict(config["preprocessing"])
         self.bands = tuple(config["bands"])
 
@@ -130,7 +144,7 @@ class ImageEmbedder(_Embedder):
         images = _select_planes(images, self.bands, bands, bands_as, object_ids, source)
         if len(images) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
-        out = [self.encoder(self.prepare(images[i:i + batch_size])).float().cpu().numpy()
+        out = [self._forward(self.encoder, self.prepare(images[i:i + batch_size]))
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -314,8 +328,8 @@ class SpectrumEmbedder(_Embedder):
     modality = "spectrum"
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], path: Path,
-                 device: str | torch.device | None = None):
-        super().__init__(model, config, path, device)
+                 device: str | torch.device | None = None, precision: str = "auto"):
+        super().__init__(model, config, path, device, precision)
         self.preprocess_config = SpectrumPreprocessConfig.from_dict(config["preprocessing"])
 
     def prepare(self, flux, ivar=None, wavelength=None, mask=None) -> dict[str, torch.Tensor]:
@@ -363,7 +377,7 @@ class SpectrumEmbedder(_Embedder):
         """
         if _n_rows(flux) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
-        out = [self.model(b).float().cpu().numpy()
+        out = [self._forward(self.model, b)
                for b in self._batches(flux, ivar, wavelength, mask, batch_size, object_ids, source)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -384,16 +398,16 @@ class AlignedEmbedder(_Embedder):
     modalities = ("image", "spectrum")
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], path: Path,
-                 device: str | torch.device | None = None):
-        super().__init__(model, config, path, device)
+                 device: str | torch.device | None = None, precision: str = "auto"):
+        super().__init__(model, config, path, device, precision)
         pre = config["preprocessing"]
         self.bands = tuple(config["bands"])
         self._image = ImageEmbedder(model.image_encoder, {"preprocessing": pre["image"], "bands": self.bands,
                                                           "embed_dim": model.image_encoder.embed_dim},
-                                    path, self.device)
+                                    path, self.device, self.precision)
         self._spectrum = SpectrumEmbedder(model.spectrum_encoder, {"preprocessing": pre["spectrum"],
                                                                    "embed_dim": model.spectrum_encoder.embed_dim},
-                                          path, self.device)
+                                          path, self.device, self.precision)
         self.preprocess_config = self._image.preprocess_config
         self.spectrum_preprocess_config = self._spectrum.preprocess_config
 
@@ -405,7 +419,7 @@ class AlignedEmbedder(_Embedder):
         images = _select_planes(images, self.bands, bands, bands_as, object_ids, source)
         if len(images) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
-        out = [self.model.embed_image(self._image.prepare(images[i:i + batch_size])).float().cpu().numpy()
+        out = [self._forward(self.model.embed_image, self._image.prepare(images[i:i + batch_size]))
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -418,7 +432,7 @@ class AlignedEmbedder(_Embedder):
         """(N, D) unit vectors in the shared space from spectra as stored (see ``SpectrumEmbedder``)."""
         if _n_rows(flux) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
-        out = [self.model.embed_spectrum(b).float().cpu().numpy()
+        out = [self._forward(self.model.embed_spectrum, b)
                for b in self._spectrum._batches(flux, ivar, wavelength, mask, batch_size, object_ids, source)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -443,8 +457,20 @@ EMBEDDERS.register("spectrum_transformer", SpectrumEmbedder)
 EMBEDDERS.register("aligned", AlignedEmbedder)
 
 
-def load(path, device: str | torch.device | None = "cpu"):
-    """Load an exported model folder (``config.json`` + ``model.safetensors``) for embedding."""
+def load(path, device: str | torch.device | None = "cpu", precision: str = "auto"):
+    """Load an exported model folder (``config.json`` + ``model.safetensors``) for embedding.
+
+    Parameters
+    ----------
+    path
+        the model folder, or the run folder holding it as ``model/``.
+    device
+        "cpu", "cuda", "cuda:N" or "auto".
+    precision
+        "auto" (bf16 autocast around the forward pass where the device has bf16 units, see
+        :func:`astroembed.runtime.resolve_precision`; 32-bit elsewhere), "32-true" or "bf16-mixed". The
+        weights stay float32 and embeddings are returned as float32 in every case.
+    """
     path = Path(path)
     if (path / "model" / "config.json").is_file() and not (path / "config.json").is_file():
         path = path / "model"  # a run folder was given
@@ -454,7 +480,7 @@ def load(path, device: str | torch.device | None = "cpu"):
         raise InvalidDataError(f"model type {model_type!r} cannot embed; known: {EMBEDDERS.names()}",
                                source=str(path / "config.json"), field="model_type")
     try:
-        return EMBEDDERS[model_type](module, config, path, device=device)
+        return EMBEDDERS[model_type](module, config, path, device=device, precision=precision)
     except KeyError as exc:  # the embedders read config[...] directly: name the key and the file
         raise ModelFileError(f"lacks the key {exc.args[0]!r} that a {model_type!r} model needs "
                              f"(an incomplete or hand-edited export?)", source=str(path / "config.json"),

@@ -81,7 +81,8 @@ def reference_run(embed_inputs, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(out), device="cpu", batch_size=16),
+        embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(out), device="cpu", precision="32-true",
+                                      batch_size=16),
                       progress=False)
     finally:
         torch.set_num_threads(threads)

@@ -59,7 +59,7 @@ def test_embeddings_equal_the_model_applied_directly(embed_inputs, reference_run
 
     with_image = sorted((g for g in galaxies if g.image is not None), key=lambda g: g.object_id)
     assert ids.tolist() == [g.object_id for g in with_image]  # every object with an image, once, sorted
-    embedder = load(model, device="cpu")
+    embedder = load(model, device="cpu", precision="32-true")  # the exact fp32 reference
     expected = independent_image_forward(model, np.stack([g.image.flux for g in with_image]))
     assert vectors.dtype == np.float32 and vectors.shape == (len(with_image), embedder.embed_dim)
     # Batches differ (16 per tile here, all at once there), so allow float32 round-off only.
@@ -97,7 +97,7 @@ def test_embeddings_equal_the_model_applied_directly(embed_inputs, reference_run
 def test_reader_processes_give_identical_bytes(embed_inputs, reference_run, tmp_path):
     data, _, model, _ = embed_inputs
     out = embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(tmp_path / "emb"), device="cpu",
-                                    batch_size=16, num_workers=1), progress=True)
+                                    precision="32-true", batch_size=16, num_workers=1), progress=True)
     for got, want in zip(read_embeddings(out), read_embeddings(reference_run)):
         np.testing.assert_array_equal(got, want)
 
@@ -139,8 +139,8 @@ def slow_embed(self, images, batch_size=256):  # slow enough that the kill lands
     time.sleep(0.04)
     return embed(self, images, batch_size)
 inference.ImageEmbedder.embed = slow_embed
-embed_catalog(EmbedConfig(model=sys.argv[1], data=sys.argv[2], out=sys.argv[3], device="cpu", batch_size=16),
-              progress=False)
+embed_catalog(EmbedConfig(model=sys.argv[1], data=sys.argv[2], out=sys.argv[3], device="cpu", batch_size=16,
+                          precision="32-true"), progress=False)
 """
 
 
@@ -169,8 +169,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(embed_inputs, referen
         (folder / ".part-0.parquet.0123456789abcdef.tmp").write_bytes(b"PAR1 half a file")
     done_before = {p: p.stat().st_mtime_ns for p in parts(out)}
 
-    embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(out), device="cpu", batch_size=16),
-                  progress=False)  # one torch thread (conftest), as in the reference run
+    embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(out), device="cpu", batch_size=16,
+                              precision="32-true"), progress=False)  # one torch thread, fp32, as the reference
     assert all(p.stat().st_mtime_ns == t for p, t in done_before.items())  # finished parts were kept
     assert not list(out.rglob("*.tmp"))
     ids, ra, dec, vectors = read_embeddings(out)
@@ -275,7 +275,8 @@ def test_real_spectrum_model_matches_embedding_each_spectrum_alone(tmp_path):
     torch_model = SpectrumTransformer(spectrum_training.SpectrumModelConfig(dim=32, depth=1, num_heads=2))
     model = spectrum_training.export_spectrum_encoder(torch_model, SpectrumPreprocessConfig(), tmp_path / "m")
     out = embed_catalog(EmbedConfig(model=str(model), data=str(tmp_path / "s" / "spec" / "default"),
-                                    out=str(tmp_path / "emb"), device="cpu", batch_size=8), progress=False)
+                                    out=str(tmp_path / "emb"), device="cpu", precision="32-true", batch_size=8),
+                        progress=False)
     ids, _, _, vectors = read_embeddings(out)
     keep = sorted((g for g in galaxies if g.spectrum is not None), key=lambda g: g.object_id)
     assert ids.tolist() == [g.object_id for g in keep]
@@ -298,15 +299,15 @@ def test_batches_run_on_across_tile_boundaries(embed_inputs, reference_run, tmp_
     data, galaxies, model, _ = embed_inputs
     sizes = []
 
-    def counting_load(path, device="cpu"):
-        embedder = load(path, device=device)
+    def counting_load(path, device="cpu", precision="auto"):
+        embedder = load(path, device=device, precision=precision)
         forward = embedder.embed
         embedder.embed = lambda images: sizes.append(len(images)) or forward(images)
         return embedder
 
     monkeypatch.setattr(astroembed.inference, "load", counting_load)
     out = embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(tmp_path / "emb"), device="cpu",
-                                    batch_size=16), progress=False)
+                                    precision="32-true", batch_size=16), progress=False)
     tile_rows = [job.n_rows for job in plan_tiles(data, tmp_path / "emb")]
     assert len(sizes) == -(-len(galaxies) // 16) < sum(-(-n // 16) for n in tile_rows)
     assert sum(sizes) == sum(g.image is not None for g in galaxies)

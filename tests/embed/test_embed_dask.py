@@ -22,7 +22,8 @@ def cluster():
 
 def test_two_workers_give_the_single_process_bytes(embed_inputs, reference_run, cluster, tmp_path):
     data, _, model, other = embed_inputs
-    config = EmbedConfig(model=str(model), data=str(data), out=str(tmp_path / "emb"), device="cpu", batch_size=16)
+    config = EmbedConfig(model=str(model), data=str(data), out=str(tmp_path / "emb"), device="cpu", precision="32-true",
+                         batch_size=16)
     out = embed_catalog_dask(config, cluster.scheduler_address, progress=False)  # connect by address
 
     for got, want in zip(read_embeddings(out), read_embeddings(reference_run)):
@@ -59,7 +60,8 @@ def test_own_local_cluster_resumes_a_partial_run(embed_inputs, reference_run, tm
         (out / ref.parent.name).mkdir(parents=True)
         (out / ref.parent.name / ref.name).write_bytes(ref.read_bytes())
     copied = {p: p.stat().st_mtime_ns for p in out.glob("healpix_*/part-0.parquet")}
-    config = EmbedConfig(model=str(model), data=str(data), out=str(out), device="cpu", batch_size=16)
+    config = EmbedConfig(model=str(model), data=str(data), out=str(out), device="cpu", precision="32-true",
+                         batch_size=16)
     embed_catalog_dask(config, None, n_workers=1, progress=True)  # a fresh cluster
     assert {p: p.stat().st_mtime_ns for p in copied} == copied
     assert len(list(out.glob("healpix_*/part-0.parquet"))) == len(reference_parts)

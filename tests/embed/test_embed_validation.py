@@ -69,7 +69,8 @@ def test_planes_in_another_order_are_picked_by_name(embed_inputs, reference_run,
     _, galaxies, model, _ = embed_inputs
     write_survey(rebanded(galaxies, ("z", "g", "r"), order=(2, 0, 1)), tmp_path / "s", "zgr")
     out = embed_catalog(EmbedConfig(model=str(model), data=str(tmp_path / "s" / "zgr" / "default"),
-                                    out=str(tmp_path / "e"), device="cpu", batch_size=16), progress=False)
+                                    out=str(tmp_path / "e"), device="cpu", precision="32-true", batch_size=16),
+                        progress=False)  # fp32, as the reference run
     ids, _, _, vectors = read_embeddings(out)
     ref_ids, _, _, ref_vectors = read_embeddings(reference_run)
     assert ids.tolist() == ref_ids.tolist()

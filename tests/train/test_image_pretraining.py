@@ -132,9 +132,9 @@ def test_export_embeds_raw_flux_like_the_training_preprocessing(blob_survey, tmp
     flux = torch.from_numpy(np.stack([g.image.flux for g in galaxies[:6]]))
     # Independent path: centre crop + the LS arcsinh stretch, straight from the training config.
     expected = encoder(preprocess(flux, cfg.preprocess, ("g", "r", "z"))).detach().numpy()
-    got = inference.load(model_dir).embed(flux.numpy())
+    got = inference.load(model_dir, precision="32-true").embed(flux.numpy())  # exact: fp32
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    single = inference.load(model_dir).embed(flux[0].numpy())
+    single = inference.load(model_dir, precision="32-true").embed(flux[0].numpy())
     np.testing.assert_allclose(single, expected[:1], rtol=1e-5, atol=1e-6)
     assert config["preprocessing"]["crop_size"] == 24 and config["bands"] == ["g", "r", "z"]
 

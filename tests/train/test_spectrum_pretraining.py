@@ -128,7 +128,7 @@ def test_embed_spectrum_on_stored_padded_arrays_matches_model_on_prepared_record
                              ("spectrum_flux", "spectrum_ivar", "spectrum_lambda", "spectrum_mask"))
     padded = (lam == -1).any(1)
     assert padded.any() and not padded.all()  # the survey mixes lengths: padding is exercised
-    model = astroembed.load(model_dir)
+    model = astroembed.load(model_dir, precision="32-true")  # compared with the fp32 model to 1e-4
     got = model.embed_spectrum(flux, ivar, lam, mask=mask, batch_size=10)
     # Independent path: the written records, each on its own unpadded grid, through prepare_spectra.
     encoder, config = load_model(model_dir)

@@ -19,6 +19,8 @@ def embed(
     out: Path = typer.Option(..., "--out", help="Output folder of the Parquet embeddings (one part per tile)."),
     modality: str = typer.Option("auto", "--modality", help="image, spectrum, or auto (what the model embeds)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast where the CPU/GPU has bf16 "
+                                  "units, else 32-bit), 32-true, bf16-mixed. Embeddings are float32 either way."),
     batch_size: int = typer.Option(256, "--batch-size", help="Objects per forward pass."),
     num_workers: int = typer.Option(0, "--num-workers", help="Reader processes (single-process run only)."),
     overwrite: bool = typer.Option(False, "--overwrite",
@@ -39,7 +41,8 @@ def embed(
         require("dask", feature="distributed embedding")
     try:
         config = EmbedConfig(model=str(model), data=str(data), out=str(out), modality=modality, device=device,
-                             batch_size=batch_size, num_workers=num_workers, overwrite=overwrite,
+                             precision=precision, batch_size=batch_size, num_workers=num_workers,
+                             overwrite=overwrite,
                              bands_as=bands_as.split(",") if bands_as else None)
         if dask_address or dask_workers:
             path = embed_catalog_dask(config, dask_address, n_workers=dask_workers or 2)

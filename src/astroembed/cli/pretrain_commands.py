@@ -27,7 +27,8 @@ RUN_OPTIONS = {
     "device": typer.Option(None, "--device", help="auto, cpu, cuda."),
     "devices": typer.Option(None, "--devices", help="Processes/GPUs (DDP when > 1)."),
     "strategy": typer.Option(None, "--strategy", help="auto, ddp, ddp_spawn."),
-    "precision": typer.Option(None, "--precision", help="auto, 32-true, bf16-mixed."),
+    "precision": typer.Option(None, "--precision", help="auto (bf16-mixed where the CPU/GPU has bf16 units, "
+                              "else 32-true), 32-true, bf16-mixed."),
     "num_workers": typer.Option(None, "--num-workers"),
     "seed": typer.Option(None, "--seed"),
 }

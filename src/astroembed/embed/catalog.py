@@ -274,7 +274,7 @@ def embed_catalog(config: EmbedConfig, progress: bool = True) -> Path:
     """
     from astroembed.inference import load
 
-    embedder = load(config.model, device=config.device)
+    embedder = load(config.model, device=config.device, precision=config.precision)
     jobs, todo, modality, meta = prepare_run(config, embedder)
     out = Path(config.out)
     if todo:

@@ -33,20 +33,20 @@ __all__ = ["embed_catalog_dask", "worker_embedder", "worker_model_loads"]
 
 log = logging.getLogger(__name__)
 
-# Per worker process: (model path, weights hash, device) -> embedder, plus how many times each was loaded
+# Per worker process: (model path, weights hash, device, precision) -> embedder, plus how many times each was loaded
 # (reported back to the driver so tests can check "once per worker").
-_MODELS: dict[tuple[str, str, str], Any] = {}
-_LOADS: dict[tuple[str, str, str], int] = {}
+_MODELS: dict[tuple[str, str, str, str], Any] = {}
+_LOADS: dict[tuple[str, str, str, str], int] = {}
 
 
-def worker_embedder(model: str, model_hash: str, device: str):
+def worker_embedder(model: str, model_hash: str, device: str, precision: str = "auto"):
     """The embedder for this process, loaded on first use and reused by every later task."""
-    key = (model, model_hash, device)
+    key = (model, model_hash, device, precision)
     if key not in _MODELS:
         from astroembed.inference import load
 
         torch.set_num_threads(1)
-        embedder = load(model, device=device)
+        embedder = load(model, device=device, precision=precision)
         if embedder.content_hash != model_hash:
             raise RuntimeError(f"model {model} changed while embedding (weights hash {embedder.content_hash}, "
                                f"the run started with {model_hash})")
@@ -55,14 +55,15 @@ def worker_embedder(model: str, model_hash: str, device: str):
     return _MODELS[key]
 
 
-def worker_model_loads() -> dict[tuple[str, str, str], int]:
+def worker_model_loads() -> dict[tuple[str, str, str, str], int]:
     """How many times this process loaded each model (``client.run(worker_model_loads)`` asks every worker)."""
     return dict(_LOADS)
 
 
 def _tile_task(job: TileJob, model: str, device: str, modality: str, batch_size: int, meta: dict[str, str],
-               overwrite: bool, bands_as: tuple[str, ...] | None = None) -> dict[str, Any]:
-    key = (model, meta["model_hash"], device)
+               overwrite: bool, bands_as: tuple[str, ...] | None = None,
+               precision: str = "auto") -> dict[str, Any]:
+    key = (model, meta["model_hash"], device, precision)
     embedder = worker_embedder(*key)
     torch.set_num_threads(1)  # another library in the worker may have changed it
     rows, skipped = embed_tile(embedder, job, modality, batch_size, meta, overwrite=overwrite, bands_as=bands_as)
@@ -116,7 +117,7 @@ def embed_catalog_dask(config: EmbedConfig, client_or_address=None, n_workers: i
     try:
         if todo:
             futures = [client.submit(_tile_task, job, model, config.device, modality, config.batch_size, meta,
-                                     config.overwrite, config.bands_as,
+                                     config.overwrite, config.bands_as, config.precision,
                                      key=f"embed-tile-{job.healpix}-{uuid.uuid4().hex[:12]}", pure=False)
                        for job in todo]
             with Progress(progress, len(jobs), len(jobs) - len(todo)) as bar:

@@ -37,6 +37,9 @@ class EmbedConfig:
         the one the survey has).
     device
         "cpu", "cuda", "cuda:1", or "auto" (CUDA when available).
+    precision
+        "auto" (bf16 autocast where the device has bf16 units, 32-bit elsewhere; see
+        :func:`astroembed.inference.load`), "32-true" or "bf16-mixed"; embeddings are float32 either way.
     batch_size
         objects per forward pass (and per read).
     num_workers
@@ -54,6 +57,7 @@ class EmbedConfig:
     out: str
     modality: str = "auto"
     device: str = "auto"
+    precision: str = "auto"
     batch_size: int = 256
     num_workers: int = 0
     overwrite: bool = False

@@ -32,7 +32,7 @@ class RunConfig(Config):
 
     device: str = "auto"            # "auto", "cpu", "cuda", "gpu"
     devices: int | str = 1          # number of devices (processes under DDP); "auto" = all
-    precision: str = "auto"         # "auto" (bf16-mixed on CUDA, 32 on CPU), "32-true", "bf16-mixed", ...
+    precision: str = "auto"         # "auto" (bf16-mixed where the GPU/CPU has bf16 units), "32-true", "bf16-mixed"
     strategy: str = "auto"          # "auto", "ddp", "ddp_spawn", ...
     max_epochs: int = 100
     max_steps: int = -1
@@ -58,9 +58,10 @@ class RunConfig(Config):
         return {"cuda": "gpu"}.get(self.device, self.device)
 
     def resolved_precision(self) -> str:
-        if self.precision != "auto":
-            return self.precision
-        return "bf16-mixed" if self.accelerator() == "gpu" else "32-true"
+        """Lightning's precision: ``auto`` is bf16-mixed on hardware with bf16 units (runtime.resolve_precision)."""
+        from astroembed.runtime import resolve_precision
+
+        return resolve_precision(self.precision, self.accelerator())
 
 
 class TimeBudget:

@@ -22,6 +22,7 @@ from ..preprocess.image import PreprocessConfig, preprocess
 from ..models.image_encoder import ImageEncoderConfig, build_image_encoder
 from ..models.io import save_model
 from ..config import Config, save_yaml_config
+from ..runtime import bf16_layout
 from .common import RunConfig, fit_stage
 from .data import image_dataset
 from .methods import SSL_METHODS
@@ -121,6 +122,7 @@ def pretrain_image(config: ImagePretrainConfig) -> Path:
     save_yaml_config(config, run_dir / "config.yaml")
 
     networks = ImageSSLModule(config, bands)
+    bf16_layout(networks, config.run.resolved_precision(), config.run.accelerator())  # NHWC for bf16 on CPU
     module = StageModule(networks, config.run)
     return fit_stage(module, dataset, config.run, run_dir, str(config.data),
                      lambda model_dir, extra: export_image_encoder(networks.encoder, config, bands, model_dir, extra))
