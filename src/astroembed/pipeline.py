@@ -211,7 +211,8 @@ def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0,
     """
     from .data.dataset import MMUDataset
     from .evaluate.reconstruction import reconstruction_report
-    from .inference import load, prepare_stored_spectra
+    from .inference import load
+    from .preprocess.stored import prepare_stored_spectra
 
     _, _, test = held_out_split(survey_path, seed)
     embedder = load(spectrum_model)

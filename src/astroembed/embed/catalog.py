@@ -98,6 +98,8 @@ def run_metadata(embedder, modality: str) -> dict[str, str]:
             # where the model was: lets a search embed a query file with the same model (informative only)
             "model_path": str(Path(getattr(embedder, "path", "")).resolve()),
             "modality": modality, "embed_dim": str(int(embedder.embed_dim)),
+            # the resolved precision (32-true or bf16-mixed): a resumed run must not mix the two in one catalogue
+            "precision": str(getattr(embedder, "precision", "32-true")),
             "astroembed_version": __version__}
 
 

@@ -21,7 +21,8 @@ tile, so its row-group statistics let filters on ``healpix`` skip the other part
 Catalogues written with the earlier hive folders are still read; embedding into one is refused.
 
 Each part's schema metadata records ``model_name``, ``model_hash`` (SHA-256 of the weights),
-``modality``, ``embed_dim``, ``astroembed_version``, ``source_tile`` (resolved path of the input tile),
+``modality``, ``embed_dim``, ``precision`` (``32-true`` or ``bf16-mixed``, as resolved), ``astroembed_version``,
+``source_tile`` (resolved path of the input tile),
 ``source_rows`` (rows in that tile) and ``n_skipped``.
 
 Resumable: a part is written to a hidden temporary file in its folder, fsynced and renamed, so a part
@@ -70,8 +71,8 @@ _TMP_PATTERN = re.compile(r"^\.part-\d+\.parquet\.[0-9a-f]+\.tmp$")
 _HIVE = re.compile(r"^healpix=(-?\d+)$")  # MMU input tiles (and earlier catalogues)
 TILE_FOLDER = "healpix_{}"
 _TILE_GLOB, _LEGACY_TILE_GLOB = "healpix_*", "healpix=*"
-_META_KEYS = ("model_name", "model_hash", "model_path", "modality", "embed_dim", "astroembed_version",
-              "source_tile", "source_rows", "n_skipped")
+_META_KEYS = ("model_name", "model_hash", "model_path", "modality", "embed_dim", "precision",
+              "astroembed_version", "source_tile", "source_rows", "n_skipped")
 
 
 def part_path(out, healpix: int) -> Path:
@@ -91,15 +92,17 @@ def part_metadata(path: Path) -> dict[str, str]:
 def part_is_done(job, meta: dict[str, str], overwrite: bool) -> bool:
     """True when ``job``'s part exists and was written by the same model from the same tile.
 
-    Raises InvalidDataError naming the part when it exists but came from another model, modality or
-    tile (unless ``overwrite``, which re-embeds it).
+    Raises InvalidDataError naming the part when it exists but came from another model, modality,
+    precision or tile (unless ``overwrite``, which re-embeds it).
     """
     path = Path(job.part)
     if overwrite or not path.is_file():
         return False
     have = part_metadata(path)
     expected = {**meta, "source_tile": job.tile, "source_rows": str(job.n_rows)}
-    for key in ("model_hash", "modality", "source_tile", "source_rows"):
+    # Parts written before precision was recorded were 32-bit (the only precision then).
+    have = {"precision": "32-true", **have}
+    for key in ("model_hash", "modality", "precision", "source_tile", "source_rows"):
         if have.get(key) != expected[key]:
             raise InvalidDataError(
                 f"existing part has {key}={have.get(key)!r} but this run has {expected[key]!r} (model "

@@ -30,7 +30,7 @@ from ..augment.spectrum import SpectrumAugmentConfig, augment_spectra
 from ..preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
 from ..data.dataset import MMUDataset
 from ..data.records import InvalidDataError
-from ..inference import fill_padded_wavelengths
+from ..preprocess.stored import fill_padded_wavelengths
 from ..models.clip_model import AlignedModel
 from ..models.io import load_model, save_model
 from ..objectives.clip import CLIPLoss

@@ -4,7 +4,7 @@
 
 Batches are the spectra as stored (MMUDataset, any grid, -1 padding). They are resampled onto the
 model grid, normalised and patched inside the training step, batched on the training device (the
-same :func:`astroembed.inference.prepare_stored_spectra` that embedding uses, so the exported model
+same :func:`astroembed.preprocess.stored.prepare_stored_spectra` that embedding uses, so the exported model
 sees its input exactly as in training). Contiguous chunks of patches are hidden and the model predicts
 their normalised flux; the loss counts hidden pixels only, each weighted by its inverse variance.
 """
@@ -22,7 +22,7 @@ from torch import nn
 from ..preprocess.spectrum import SpectrumPreprocessConfig
 from ..data.dataset import MMUDataset
 from ..data.records import InvalidDataError
-from ..inference import prepare_stored_spectra
+from ..preprocess.stored import prepare_stored_spectra
 from ..models.io import save_model
 from ..models.spectrum_transformer import SpectrumTransformer, SpectrumTransformerConfig
 from ..objectives.masked import masked_modelling_loss
