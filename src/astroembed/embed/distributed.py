@@ -99,7 +99,7 @@ def embed_catalog_dask(config: EmbedConfig, client_or_address=None, n_workers: i
                                           dask_distributed.as_completed)
 
     # The driver loads the model on the CPU only to resolve the modality and hash the weights.
-    embedder = load(config.model, device="cpu")
+    embedder = load(config.model, device="cpu", precision=config.precision)  # its precision goes in the metadata
     jobs, todo, modality, meta = prepare_run(config, embedder)
     del embedder
     model = str(Path(config.model).resolve())
