@@ -114,7 +114,11 @@ def print_summary(summary: dict, console=None) -> None:
         details = ""
         if modality == "image":
             im = summary["image"]
-            details = f"bands {im['bands']}, shape {im['shape']}, {im['pixel_scale']} arcsec/pix"
+            # each entry is a set of distinct values: most surveys have one band list, shape and scale
+            bands = "; ".join(",".join(b) for b in im["bands"])
+            shapes = "; ".join("x".join(str(n) for n in shape) for shape in im["shape"])
+            scales = "; ".join(f"{scale:g}" for scale in im["pixel_scale"])
+            details = f"bands {bands}, shape {shapes}, {scales} arcsec/pix"
         elif modality == "spectrum":
             sp = summary["spectrum"]
             details = (f"{sp['wavelength_min']:.1f}-{sp['wavelength_max']:.1f} A, "
