@@ -30,7 +30,7 @@ from .data.validate import band_order, check_spectrum_rows, check_wavelength_cov
 from .models.io import ModelFileError, content_hash, load_model
 from .registry import Registry
 from .preprocess.stored import prepare_stored_spectra
-from .runtime import autocast, bf16_layout, check_device, keep_freed_memory, resolve_precision
+from .runtime import PRECISIONS, autocast, bf16_layout, check_device, keep_freed_memory, resolve_precision
 
 __all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "EMBEDDERS"]
 
@@ -44,7 +44,7 @@ def _device(device: str | torch.device | None) -> torch.device:
 
 def _precision(precision: str, device: torch.device) -> str:
     # Embedding takes 32-bit or bf16 autocast only (Lightning's other precisions are training settings).
-    if precision not in ("auto", "32", "32-true", "bf16-mixed"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected auto, 32-true or bf16-mixed")
     return resolve_precision(precision, device.type)
 

@@ -16,6 +16,7 @@ The stage functions are also what the experiments in ``experiments/`` call, with
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -87,14 +88,36 @@ def build_survey(out: Path, n: int, seed: int, console: Console) -> Path:
     return root / SURVEY / "default"
 
 
-def held_out_split(survey_path: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(object_ids in survey order, train indices, test indices): the split every stage and report uses."""
+def _tiles_fingerprint(survey_path: Path) -> tuple:
+    from .data.mmu import find_tiles
+
+    return tuple((str(t), t.stat().st_mtime_ns, t.stat().st_size) for t in find_tiles(survey_path))
+
+
+@functools.lru_cache(maxsize=4)
+def _survey_ids_and_redshifts(survey_path: str, fingerprint: tuple) -> tuple[np.ndarray, np.ndarray]:
+    # Opening the survey validates every tile (seconds for the built-in survey), and every stage and
+    # report needs the same ids and redshifts: read once per survey state (the fingerprint of its tiles'
+    # names, sizes and times makes a rewritten survey a new key).
     from .data.mmu import MMUSurvey
-    from .evaluate.probes import split_indices
 
     survey = MMUSurvey(survey_path)
-    train, test = split_indices(len(survey), TEST_FRACTION, seed)
-    return survey.object_ids, train, test
+    ids, z = survey.object_ids.copy(), survey.labels(["redshift"])["redshift"].astype(np.float64)
+    ids.flags.writeable = z.flags.writeable = False  # shared by every caller: read-only
+    return ids, z
+
+
+def _survey_table(survey_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    return _survey_ids_and_redshifts(str(survey_path), _tiles_fingerprint(survey_path))
+
+
+def held_out_split(survey_path: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(object_ids in survey order, train indices, test indices): the split every stage and report uses."""
+    from .evaluate.probes import split_indices
+
+    ids, _ = _survey_table(survey_path)
+    train, test = split_indices(len(ids), TEST_FRACTION, seed)
+    return ids, train, test
 
 
 def train_on_split(config_cls, run_stage, config_name: str, survey_path: Path, run_dir: Path, minutes: float,
@@ -162,9 +185,7 @@ def embed_stage(model_dir: Path, survey_path: Path, out: Path, modality: str = "
 
 def survey_redshifts(survey_path: Path) -> np.ndarray:
     """The built-in survey's spectroscopic redshifts, in survey order."""
-    from .data.mmu import MMUSurvey
-
-    return MMUSurvey(survey_path).labels(["redshift"])["redshift"].astype(np.float64)
+    return _survey_table(survey_path)[1]
 
 
 def redshift_report(embeddings_dir: Path, survey_path: Path, seed: int = 0, modality: str | None = None) -> dict:
@@ -256,14 +277,12 @@ def neighbour_stage(query_embeddings: Path, target_embeddings: Path, survey_path
 def index_and_search_stage(embeddings: list[Path], index_dir: Path, survey_path: Path, console: Console,
                            k: int = 5) -> dict:
     """Index the catalogues and show an example search: the first held-out galaxy's neighbours."""
-    from .data.mmu import MMUSurvey
     from .search.catalog_search import CatalogSearch, build_index
 
     search = CatalogSearch(build_index(embeddings, index_dir))
-    survey = MMUSurvey(survey_path)
     survey_ids, _, test = held_out_split(survey_path)
     query = str(survey_ids[test[0]])
-    z = dict(zip(survey.object_ids, survey.labels(["redshift"])["redshift"]))
+    z = dict(zip(survey_ids, survey_redshifts(survey_path)))
     examples = {}
     for target in search.modalities:
         q_mod = search.modalities[0]

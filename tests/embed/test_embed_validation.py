@@ -5,6 +5,7 @@ parts that would mislead an index (an id in two parts, a non-finite vector) are 
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,7 @@ from astroembed.data.records import InvalidDataError
 from astroembed.embed import EmbedConfig, embed_catalog, read_embeddings
 from astroembed.inference import load
 from astroembed.search.catalog_search import CatalogSearch, build_index
+from tests.embed.test_embed_catalog import independent_image_forward
 
 
 def rebanded(galaxies, bands, order=(0, 1, 2)):
@@ -50,9 +52,10 @@ def test_other_bands_are_refused_by_name_and_accepted_when_declared(embed_inputs
     assert "['u', 'g', 'r']" in str(err.value) and "--bands-as g,r,z" in str(err.value)
 
     out = embed_catalog(EmbedConfig(model=str(model), data=str(data), out=str(tmp_path / "b"), device="cpu",
-                                    bands_as=("g", "r", "z")), progress=False)
+                                    bands_as=("g", "r", "z"), precision="32-true"), progress=False)
     ids, _, _, vectors = read_embeddings(out)
-    expected = load(model).embed(np.stack([g.image.flux for g in with_image(galaxies)]))  # planes as stored
+    # independent reference: the saved weights and the documented crop + arcsinh in numpy, planes as stored
+    expected = independent_image_forward(Path(model), np.stack([g.image.flux for g in with_image(galaxies)]))
     assert ids.tolist() == [g.object_id for g in with_image(galaxies)]
     np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
 

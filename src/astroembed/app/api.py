@@ -17,6 +17,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from ..data.records import InvalidDataError
+from ..search.catalog_search import POSITION_MATCH_ARCSEC
 from .explorer import MAX_CONE_ARCSEC, MAX_K, Explorer, NotFoundError, json_value, check_k, hits_as_dicts
 from .queries import MAX_QUERY_CHARS, resolve
 from .render import spectrum_png, spectrum_series, thumbnail_png
@@ -124,9 +125,10 @@ def search(request: Request, object_id: Optional[str] = Query(None, max_length=2
         if object_id is None:
             if ra is None or dec is None:
                 raise InvalidDataError("a position query needs both ra and dec", field="ra" if ra is None else "dec")
-            found = explorer.cone(ra, dec, 2.0, limit=1)
+            found = explorer.cone(ra, dec, POSITION_MATCH_ARCSEC, limit=1)
             if not found:
-                raise NotFoundError(f"no catalogued object within 2\" of (ra {ra}, dec {dec})", field="ra")
+                raise NotFoundError(f"no catalogued object within {POSITION_MATCH_ARCSEC:g}\" of (ra {ra}, dec {dec})",
+                                    field="ra")
             object_id = found[0]["object_id"]
         hits = explorer.search_object(object_id, query_modality, target_modality, k, exclude_within_arcsec)
         query["object_id"] = object_id

@@ -175,14 +175,7 @@ class MMUWriter:
         for galaxy in galaxies:
             for modality, count in galaxy.validate(self.source).items():
                 self.n_masked[modality] += count
-            if galaxy.object_id in self._seen:
-                raise InvalidDataError("duplicated object id", source=self.source,
-                                       object_id=galaxy.object_id, field="object_id")
-            if galaxy.object_id in self._existing_tile_of:
-                raise InvalidDataError(f"object id already in the survey being appended to (tile "
-                                       f"{self._existing_tile_of[galaxy.object_id]}); ids must be unique "
-                                       f"across a survey", source=self.source, object_id=galaxy.object_id,
-                                       field="object_id")
+            self._check_new_id(galaxy.object_id, self._seen)
             self._seen.add(galaxy.object_id)
             self._image_shape = self._check_image_shape(galaxy, self._image_shape)
             tile = int(healpix_index(galaxy.ra, galaxy.dec)[0])
@@ -191,16 +184,24 @@ class MMUWriter:
                 self._flush(tile)
 
     def check(self, galaxies: Sequence[Galaxy]) -> None:
-        """Raise the InvalidDataError that :meth:`add` would raise for a duplicated object id or an image
-        of another shape, without adding anything: a caller can then skip the whole file instead of
-        writing part of it."""
-        ids, shape = set(), self._image_shape
+        """Raise the InvalidDataError that :meth:`add` would raise for a duplicated object id (in this write
+        or in the survey appended to) or an image of another shape, without adding anything: a caller can
+        then skip the whole file instead of writing part of it."""
+        ids, shape = set(self._seen), self._image_shape
         for galaxy in galaxies:
-            if galaxy.object_id in self._seen or galaxy.object_id in ids:
-                raise InvalidDataError("duplicated object id", source=self.source, object_id=galaxy.object_id,
-                                       field="object_id")
+            self._check_new_id(galaxy.object_id, ids)
             ids.add(galaxy.object_id)
             shape = self._check_image_shape(galaxy, shape)
+
+    def _check_new_id(self, object_id: str, seen) -> None:
+        """The id must be new to this write (``seen``) and to the survey being appended to."""
+        if object_id in seen:
+            raise InvalidDataError("duplicated object id", source=self.source, object_id=object_id,
+                                   field="object_id")
+        if object_id in self._existing_tile_of:
+            raise InvalidDataError(f"object id already in the survey being appended to (tile "
+                                   f"{self._existing_tile_of[object_id]}); ids must be unique across a survey",
+                                   source=self.source, object_id=object_id, field="object_id")
 
     def _check_image_shape(self, galaxy: Galaxy, expected: tuple | None) -> tuple | None:
         """The survey's (shape, bands) once ``galaxy`` is in it (``expected`` until then); raises when its

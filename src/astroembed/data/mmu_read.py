@@ -35,8 +35,8 @@ def find_tiles(path) -> list[Path]:
         return [path]
     if not path.exists():
         raise InvalidDataError("no such file or folder", source=str(path))
-    tiles = sorted(p for p in path.rglob("*.hdf5") if not p.name.endswith(".tmp"))
-    tiles += sorted(p for p in path.rglob("*.h5") if not p.name.endswith(".tmp"))
+    # writers' temporaries end in .tmp, so these patterns never match them
+    tiles = sorted(path.rglob("*.hdf5")) + sorted(path.rglob("*.h5"))
     if not tiles:
         raise InvalidDataError("no HDF5 tiles (*.hdf5) found below this folder", source=str(path))
     return tiles
@@ -151,10 +151,8 @@ class MMUSurvey:
 
     def index_of(self, object_id) -> int:
         if self._id_to_index is None:
+            # ids are unique: __init__ checked them across every tile (check_unique_across)
             self._id_to_index = {oid: i for i, oid in enumerate(self.object_ids)}
-            if len(self._id_to_index) != len(self.object_ids):
-                from .records import check_unique_ids
-                check_unique_ids(self.object_ids, source=str(self.path))
         try:
             return self._id_to_index[str(object_id)]
         except KeyError:

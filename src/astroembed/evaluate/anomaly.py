@@ -83,7 +83,10 @@ class KNNOutlierScorer(BaseEstimator):
 
     def p_value(self, X) -> np.ndarray:
         """Conformal p-value: small means few in-distribution objects are this far from the reference."""
-        scores = self.score(X)
+        return self.p_value_of_scores(self.score(X))
+
+    def p_value_of_scores(self, scores) -> np.ndarray:
+        """:meth:`p_value` of scores already computed with :meth:`score` (the neighbour search is the cost)."""
         n_at_least = len(self.calibration_scores_) - np.searchsorted(self.calibration_scores_, scores, "left")
         return (1 + n_at_least) / (len(self.calibration_scores_) + 1)
 
@@ -118,7 +121,8 @@ def _cross_fit_scores(X: np.ndarray, k: int, seed: int, metric: str) -> tuple[np
     score, p = np.empty(len(X)), np.empty(len(X))
     for part in (half, ~half):
         scorer = KNNOutlierScorer(k=k, metric=metric, seed=seed).fit(X[~part])
-        score[part], p[part] = scorer.score(X[part]), scorer.p_value(X[part])
+        score[part] = scorer.score(X[part])
+        p[part] = scorer.p_value_of_scores(score[part])
     return score, p
 
 
@@ -138,7 +142,8 @@ def rank_catalog(X, reference=None, k: int = 10, seed: int = 0, metric: str = "c
         forest = IsolationForestScorer(seed=seed).fit(X)
     else:
         scorer = KNNOutlierScorer(k=k, metric=metric, seed=seed).fit(reference)
-        score, p = scorer.score(X), scorer.p_value(X)
+        score = scorer.score(X)
+        p = scorer.p_value_of_scores(score)
         forest = IsolationForestScorer(seed=seed).fit(reference)
     rank = np.empty(len(X), np.int64)
     rank[np.argsort(-score, kind="stable")] = np.arange(1, len(X) + 1)

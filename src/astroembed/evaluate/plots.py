@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .metrics import OUTLIER_THRESHOLD, redshift_residuals  # noqa: E402
+
 __all__ = ["predicted_vs_true", "label_efficiency_curves", "umap_map", "pit_histograms", "anomaly_overview",
            "safe_name", "colour_composite", "cutout_gallery"]
 
@@ -50,11 +52,11 @@ def predicted_vs_true(task: dict, predictions: dict, path: Path, probe: str = "k
                    else f"R$^2$ {metrics['r2']:.3f}")
         top.set_title(f"{name} ({chosen})\n{summary}", fontsize=9)
         top.set_ylabel(f"predicted {task['target']}")
-        residual = (y_pred - y_true) / (1 + y_true) if photo_z else y_pred - y_true
+        residual = redshift_residuals(y_pred, y_true) if photo_z else y_pred - y_true
         bottom.scatter(y_true, residual, s=2, alpha=0.4, color="k")
         bottom.axhline(0, color="r", lw=1)
         if photo_z:
-            for bound in (-0.15, 0.15):
+            for bound in (-OUTLIER_THRESHOLD, OUTLIER_THRESHOLD):
                 bottom.axhline(bound, color="r", ls=":", lw=1)
         bottom.set_ylabel("dz/(1+z)" if photo_z else "residual")
         bottom.set_xlabel(f"true {task['target']}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
+from .tasks import PRIMARY_METRIC
 
 __all__ = ["write_report"]
 
@@ -52,8 +53,8 @@ def _random_init_note(task: dict) -> str:
     first = next(iter(results))
     if not random_names or "knn" not in results[first]:
         return ""
-    key = {"photo-z": "nmad", "regression": "r2", "classification": "balanced_accuracy"}[task["kind"]]
-    better_low = key == "nmad"
+    key, higher_is_better = PRIMARY_METRIC[task["kind"]]
+    better_low = not higher_is_better
     ours, theirs = results[first]["knn"]["metrics"][key], results[random_names[0]]["knn"]["metrics"][key]
     if ours is None or theirs is None or (ours < theirs if better_low else ours > theirs):
         return ""

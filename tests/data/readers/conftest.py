@@ -87,18 +87,22 @@ def write_legacy_cutout(path: Path, size: int = 256) -> Path:
     return path
 
 
+def _real_or_synthetic(request, tmp_path_factory, real_fixture: str, write, name: str) -> Path:
+    """The real file of ../shared/data (its fixture skips when absent) or one written in its layout."""
+    if request.param == "real":
+        return request.getfixturevalue(real_fixture)
+    return write(tmp_path_factory.mktemp(real_fixture) / name)
+
+
 @pytest.fixture(scope="session", params=["synthetic", "real"])
 def sdss_any(request, tmp_path_factory) -> Path:
-    if request.param == "real":
-        return request.getfixturevalue("sdss_file")
-    return write_sdss_spec_lite(tmp_path_factory.mktemp("sdss") / "spec-0266-51602-0001.fits")
+    return _real_or_synthetic(request, tmp_path_factory, "sdss_file", write_sdss_spec_lite, "spec-0266-51602-0001.fits")
 
 
 @pytest.fixture(scope="session", params=["synthetic", "real"])
 def legacy_any(request, tmp_path_factory) -> Path:
-    if request.param == "real":
-        return request.getfixturevalue("legacy_file")
-    return write_legacy_cutout(tmp_path_factory.mktemp("legacy") / "legacysurvey_dr9_grz_256.fits")
+    return _real_or_synthetic(request, tmp_path_factory, "legacy_file", write_legacy_cutout,
+                              "legacysurvey_dr9_grz_256.fits")
 
 
 def write_desi_coadd(path: Path, targetid: int = 39633345008634465) -> Path:
@@ -131,6 +135,5 @@ def write_desi_coadd(path: Path, targetid: int = 39633345008634465) -> Path:
 
 @pytest.fixture(scope="session", params=["synthetic", "real"])
 def desi_any(request, tmp_path_factory) -> Path:
-    if request.param == "real":
-        return request.getfixturevalue("desi_file")
-    return write_desi_coadd(tmp_path_factory.mktemp("desi") / "coadd-4-80613-thru20210324.fits")
+    return _real_or_synthetic(request, tmp_path_factory, "desi_file", write_desi_coadd,
+                              "coadd-4-80613-thru20210324.fits")

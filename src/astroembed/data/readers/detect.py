@@ -22,6 +22,8 @@ _SIGNATURES = (
     (b"SIMPLE  =", "fits"),
     (b"\xff\xd8\xff", "image"),  # JPEG
     (b"\x89PNG\r\n\x1a\n", "image"),
+    (b"II*\x00", "image"),  # TIFF, little- and big-endian (the image-folder reader takes .tif/.tiff)
+    (b"MM\x00*", "image"),
     (b"PAR1", "parquet"),
     (b"\x89HDF\r\n\x1a\n", "hdf5"),
     (b"PK\x03\x04", "zip"),
@@ -106,5 +108,5 @@ def file_kind(path: str | Path) -> str:
         return "catalogue"
     reasons = {"hdf5": "an HDF5 file (an MMU tile is already in the layout: use its folder directly)",
                "zip": "a zip archive (e.g. NumPy .npz): no reader for its arrays",
-               "binary": "a binary file of unknown type (not FITS, JPEG/PNG, Parquet or text)"}
+               "binary": "a binary file of unknown type (not FITS, JPEG/PNG/TIFF, Parquet or text)"}
     raise Unsupported(reasons[container], source=source)
