@@ -177,3 +177,15 @@ def test_concurrent_writers_take_turns_and_lose_nothing(tmp_path):
     assert finished.is_set()
     assert sorted(MMUSurvey(tmp_path / "toy").object_ids) == sorted(g.object_id for g in galaxies)
     assert not list((tmp_path / "toy" / "default").glob(".astroembed-write.lock"))  # removed when released
+
+
+def test_check_refuses_what_add_would_refuse_before_anything_is_written(tmp_path):
+    """convert checks a whole file with MMUWriter.check before adding it, so it can skip the file."""
+    galaxies = _same_tile(make_galaxies(4))
+    write_survey(galaxies[:3], tmp_path, "toy")
+    with MMUWriter(tmp_path, survey="toy") as writer:
+        writer.check([galaxies[3]])  # a new id passes
+        with pytest.raises(InvalidDataError, match=r"object obj-001.*already in the survey"):
+            writer.check([galaxies[3], galaxies[1]])
+        writer.add([galaxies[3]])
+    assert sorted(MMUSurvey(tmp_path / "toy" / "default").object_ids) == [g.object_id for g in galaxies]

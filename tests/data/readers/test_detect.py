@@ -49,3 +49,11 @@ def test_unsupported_files_are_named_with_the_reason(shared_data, tmp_path):
         with pytest.raises(Unsupported, match=reason) as err:
             file_kind(path)
         assert str(path) in str(err.value)
+
+
+def test_tiff_is_an_image(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "cutout.dat"  # the kind comes from the bytes, not the suffix
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(path, format="TIFF")
+    assert file_kind(path) == "image"
