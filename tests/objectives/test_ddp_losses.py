@@ -52,6 +52,11 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+    # Leave without the interpreter's teardown: with torch 2.13, gloo's threads sometimes abort a process at
+    # exit ("terminate called without an active exception", SIGABRT) after destroy_process_group has
+    # returned and the results are on disk (about 1 run in 12 on 2 busy cores, with a TCP or a file store).
+    # Nothing of ours runs after this line, so skipping the teardown loses nothing and keeps CI honest.
+    os._exit(0)
 
 
 def free_port() -> int:
