@@ -161,7 +161,12 @@ def test_spectra_the_model_cannot_see_are_refused(client, app_catalogue, tmp_pat
     far = copy.deepcopy(app_catalogue["galaxies"][1])
     far.spectrum.wavelength = far.spectrum.wavelength * 5  # 19,000-46,000 A; the model covers 3,800-9,800 A
     _check(_upload(client, "far.fits", write_sdss_spectrum(tmp_path / "far.fits", far).read_bytes()), 422,
-           "far.fits: field 'spectrum_lambda': the spectrum's valid pixels (18948-46022 A) cover 0%")
+           "field 'spectrum_lambda': wavelengths 18948.3-46022.5 A cover 0% of the model's grid")
+    # Wavelengths that span the grid are not enough: the VALID pixels must (here 10 % of them, at the blue end).
+    blind = copy.deepcopy(app_catalogue["galaxies"][1])
+    blind.spectrum.ivar[len(blind.spectrum.ivar) // 10:] = 0
+    _check(_upload(client, "blind.fits", write_sdss_spectrum(tmp_path / "blind.fits", blind).read_bytes()), 422,
+           "of the model's grid; the model expects Angstrom covering at least 20%")
     dead = copy.deepcopy(app_catalogue["galaxies"][1])
     dead.spectrum.ivar[:] = 0  # every pixel masked
     _check(_upload(client, "dead.fits", write_sdss_spectrum(tmp_path / "dead.fits", dead).read_bytes()), 422,

@@ -17,6 +17,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from ..data.records import InvalidDataError
+from ..files import atomic_path
 from ..search.catalog_search import POSITION_MATCH_ARCSEC
 from .explorer import MAX_CONE_ARCSEC, MAX_K, Explorer, NotFoundError, json_value, check_k, hits_as_dicts
 from .queries import MAX_QUERY_CHARS, resolve
@@ -178,9 +179,9 @@ def _upload_path(request: Request, key: str, modality: str):
 def _save_upload(request: Request, key: str, modality: str, vector, ra: float, dec: float) -> None:
     path = _upload_path(request, key, modality)
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.save(buffer, np.concatenate([[ra, dec], np.asarray(vector, np.float64)]), allow_pickle=False)
-    path.write_bytes(buffer.getvalue())
+    # Written whole or not at all: a crash mid-write must not leave a truncated query for its permalink.
+    with atomic_path(path, fsync=False) as tmp, open(tmp, "wb") as f:  # a handle: np.save would add ".npy"
+        np.save(f, np.concatenate([[ra, dec], np.asarray(vector, np.float64)]), allow_pickle=False)
 
 
 def _load_upload(request: Request, key: str, modality: str):

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..data.records import InvalidDataError
+from ..files import atomic_path
 from .explorer import Explorer, NotFoundError, json_value
 
 __all__ = ["CatalogueMap", "MAX_POINTS", "ANOMALY_LABEL", "umap_coordinates"]
@@ -192,15 +191,9 @@ class CatalogueMap:
 
 def _write_npz(path: Path, **arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename: a concurrent reader sees no map or the whole map, never half of it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Written whole or not at all: a concurrent reader sees no map or the whole map, never half of it.
+    with atomic_path(path, fsync=False) as tmp, open(tmp, "wb") as f:  # a handle: np.savez would add ".npz"
+        np.savez(f, **arrays)
 
 
 def _scalar(v):

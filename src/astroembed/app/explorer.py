@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.records import InvalidDataError
+from ..data.validate import check_wavelength_coverage
 from ..search.catalog_search import CatalogSearch
 
 __all__ = ["Explorer", "NotFoundError", "Hit", "MODALITY_CHOICES", "MAX_K", "MAX_CONE_ARCSEC", "check_k",
@@ -28,7 +29,6 @@ MODALITY_CHOICES = ("image", "spectrum", "both")
 MAX_K = 100
 MAX_CONE_ARCSEC = 180 * 3600.0  # the whole sky: the cost is O(N) whatever the radius; `limit` bounds the answer
 _CANDIDATE_FACTOR = 4  # "both" targets: candidates fetched from each index per neighbour wanted
-MIN_COVERAGE = 0.25  # uploaded spectra: least fraction of the model's wavelength range with valid pixels
 
 
 class NotFoundError(InvalidDataError):
@@ -249,24 +249,17 @@ class Explorer:
         if modality not in ("image", "spectrum"):
             raise InvalidDataError(f"an upload is an image or a spectrum, got {modality!r}", field="modality")
         model = self.embedder(modality)
-        if modality == "image" and galaxy.image is not None:
-            bands, wanted = tuple(galaxy.image.bands), tuple(getattr(model, "bands", ()))
-            rgb_model = getattr(model, "preprocess_config", None) is not None and model.preprocess_config.mode == "rgb"
-            if wanted and bands != wanted and not rgb_model:
-                # Same band count is not enough: R,G,B pixel values read as g,r,z flux would embed as garbage.
-                raise InvalidDataError(f"the catalogue's model takes bands {list(wanted)}; the file has "
-                                       f"{list(bands)}", field="image_band")
         try:
             with self._embed_lock:  # one forward pass at a time: torch already uses every core
                 if modality == "image":
                     if galaxy.image is None:
                         raise InvalidDataError("the file holds no image", field="image_array")
-                    vector = model.embed(galaxy.image.flux[None])[0]
+                    vector = model.embed(galaxy.image.flux[None], **_band_check(model, galaxy.image))[0]
                 else:
                     if galaxy.spectrum is None:
                         raise InvalidDataError("the file holds no spectrum", field="spectrum_flux")
                     check_spectrum_coverage(galaxy.spectrum, getattr(model, "spectrum_preprocess_config", None)
-                                            or model.preprocess_config)
+                                            or model.preprocess_config, galaxy.object_id)
                     vector = model.embed_spectrum([galaxy.spectrum])[0]
         except RuntimeError as exc:  # a shape the network cannot take: say so, not a torch traceback
             raise InvalidDataError(f"the model cannot embed this {modality} ({str(exc).splitlines()[0]})",
@@ -306,25 +299,31 @@ def check_k(k: int) -> int:
     return k
 
 
-def check_spectrum_coverage(spectrum, config) -> None:
-    """Refuse a spectrum whose valid pixels span under MIN_COVERAGE of the model's wavelength range.
+def _band_check(model, image) -> dict:
+    """The embedder's own band check for an uploaded cutout: its planes are named, so a file in other
+    bands (R,G,B pixel values read as g,r,z flux would embed as garbage) is refused naming both lists.
+    An RGB model takes its three planes as they are."""
+    pre = getattr(model, "preprocess_config", None)
+    if pre is not None and pre.mode == "rgb":
+        return {}
+    return {"bands": tuple(image.bands)}
 
-    Outside its range the model sees only masked padding, so such a spectrum would embed as a vector
-    that looks like any other and means nothing."""
+
+def check_spectrum_coverage(spectrum, config, object_id=None) -> None:
+    """Refuse a spectrum whose VALID pixels (finite flux, ivar > 0, mask good) cover too little of the
+    model's wavelength range: the library's rule (:func:`~astroembed.data.validate.check_wavelength_coverage`,
+    same threshold, same unit guesses), applied to the valid pixels only, because outside them the model
+    sees masked padding and an upload would embed as a vector that looks like any other and means nothing."""
     wave = np.asarray(spectrum.wavelength, np.float64)
     good = np.isfinite(np.asarray(spectrum.flux, np.float64))
     if spectrum.ivar is not None:
         good &= np.asarray(spectrum.ivar) > 0
     if spectrum.mask is not None:
         good &= np.asarray(spectrum.mask, bool)
-    lo, hi = float(config.wave_min), float(config.wave_max)
-    inside = wave[good & (wave >= lo) & (wave <= hi)]
-    covered = (inside.max() - inside.min()) / (hi - lo) if inside.size > 1 else 0.0
-    if covered < MIN_COVERAGE:
-        span = f"{wave[good].min():.0f}-{wave[good].max():.0f} A" if good.any() else "no valid pixel"
-        raise InvalidDataError(f"the spectrum's valid pixels ({span}) cover {covered:.0%} of the model's "
-                               f"{lo:.0f}-{hi:.0f} A; at least {MIN_COVERAGE:.0%} is needed",
-                               field="spectrum_lambda")
+    if not good.any():
+        raise InvalidDataError("the spectrum has no valid pixel (finite flux with ivar > 0)", field="spectrum_ivar")
+    check_wavelength_coverage(wave[good], (float(config.wave_min), float(config.wave_max)),
+                              object_ids=None if object_id is None else [object_id])
 
 
 def hits_as_dicts(hits: list[Hit]) -> list[dict]:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..files import atomic_path
 
 __all__ = ["ThumbnailCache", "thumbnail_png", "spectrum_png", "spectrum_series"]
 
@@ -46,11 +46,9 @@ class ThumbnailCache:
             return path.read_bytes()
         data = render()
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: a concurrent reader sees the old state or the whole file, never half of it.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        # Written whole or not at all: a concurrent reader sees no file or the whole file, never half of it.
+        with atomic_path(path, fsync=False) as tmp:
+            tmp.write_bytes(data)
         return data
 
 
