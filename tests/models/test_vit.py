@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from astroembed.models.vit import Attention, VisionTransformer, interpolate_pos_embed, vit_s8
+from astroembed.models.vit import Attention, VisionTransformer, attend, interpolate_pos_embed, vit_s8
 
 TINY = dict(embed_dim=32, depth=2, num_heads=2)
 
@@ -110,6 +110,25 @@ def test_attention_matches_naive_softmax():
     weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(4), dim=-1)
     expected = attn.proj((weights @ v).transpose(1, 2).reshape(2, 5, 12))
     torch.testing.assert_close(attn(x), expected)
+
+
+def test_attention_under_cpu_bf16_autocast_is_computed_in_fp32():
+    # bf16 q, k, v (what autocast's linear layers hand over): the attention itself must be the fp32 result
+    # of those inputs (float64 reference), not a bf16 one (~3 significant digits, off by ~1e-3 here).
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(2, 3, 40, 8).to(torch.bfloat16) for _ in range(3))
+    qd, kd, vd = (t.double() for t in (q, k, v))
+    reference = torch.softmax(qd @ kd.transpose(-1, -2) / math.sqrt(8), dim=-1) @ vd
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attend(q, k, v)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), reference, rtol=1e-5, atol=1e-6)
+    bf16 = F.scaled_dot_product_attention(q, k, v).double()  # what the bf16 kernel gives: visibly coarser
+    assert (bf16 - reference).abs().max() > 1e-3
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # and a whole block still trains: finite gradients
+        x = torch.randn(2, 40, 16, requires_grad=True)
+        Attention(16, 2)(x).float().sum().backward()
+    assert torch.isfinite(x.grad).all()
 
 
 def test_init_statistics():
