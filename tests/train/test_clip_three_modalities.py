@@ -59,7 +59,8 @@ def triple(tmp_path_factory):
     ids = MMUSurvey(data).object_ids.astype(str)  # the survey holds the galaxies in tile order
     with_spectra = [i for i, oid in enumerate(ids) if int(oid.split("-")[1]) not in NO_SPECTRUM]
     spectrum = pretrain_spectrum(load_yaml_config(SpectrumPretrainConfig, None, {
-        "data": str(data), "out": str(tmp / "spectrum"), "train_indices": with_spectra, "preprocess": {"wave_step": 10.0},
+        "data": str(data), "out": str(tmp / "spectrum"), "train_indices": with_spectra,
+        "preprocess": {"wave_step": 10.0},
         "model": {"dim": 32, "depth": 1, "num_heads": 4}, "run": run}))
     image = pretrain_image(load_yaml_config(ImagePretrainConfig, None, {
         "data": str(data), "out": str(tmp / "image"), "encoder": {"arch": "small_cnn", "widths": [8, 16, 16, 32]},
@@ -112,7 +113,8 @@ def test_each_pair_counts_only_the_galaxies_that_have_both(triple, tmp_path):
     from astroembed.preprocess.spectrum import SpectrumPreprocessConfig
     from astroembed.train.clip_data import AlignmentInputs
 
-    inputs = AlignmentInputs(image=clip_stage._image_preprocess(config, configs["image"], dataset), bands=("g", "r", "z"),
+    inputs = AlignmentInputs(image=clip_stage._image_preprocess(config, configs["image"], dataset),
+                             bands=("g", "r", "z"),
                              spectrum=SpectrumPreprocessConfig.from_dict(configs["spectrum"]["preprocessing"]),
                              photometry=PhotometryPreprocessConfig.from_dict(configs["photometry"]["preprocessing"]),
                              survey_photometry_bands=BANDS)
@@ -139,7 +141,8 @@ def test_any_two_modalities_with_an_exported_photometry_encoder(triple, tmp_path
     phot = pretrain_photometry(load_yaml_config(PhotometryPretrainConfig, None, {
         "data": str(data), "out": str(tmp_path / "phot"), "model": {"dim": 16, "depth": 1, "num_heads": 2},
         "run": {**RUN, "max_steps": 3}}))
-    assert astroembed.load(phot).embed_photometry(galaxies[2].photometry.flux, galaxies[2].photometry.ivar).shape == (1, 16)
+    g = galaxies[2]
+    assert astroembed.load(phot).embed_photometry(g.photometry.flux, g.photometry.ivar).shape == (1, 16)
     model_dir = pretrain_clip(clip_config(tmp_path / "clip", {"max_steps": 2}, image_model=str(image),
                                           photometry_model=str(phot), freeze_photometry=True, data=str(data)))
     aligned, config = load_model(model_dir)
