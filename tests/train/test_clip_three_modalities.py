@@ -185,3 +185,18 @@ def test_a_two_modality_export_of_the_earlier_layout_still_loads(triple, tmp_pat
     assert model.modalities == ("image", "spectrum")
     assert model.embed(galaxies[1].image.flux).shape == (1, 16)
     assert model.embed_spectrum([galaxies[1].spectrum]).shape == (1, 16)
+
+
+def test_the_command_needs_two_modalities_and_says_so_in_one_line(triple, tmp_path):
+    from typer.testing import CliRunner
+
+    from astroembed.cli import app
+
+    data, _, image, _ = triple
+    result = CliRunner().invoke(app, ["pretrain", "clip", "--image-model", str(image), "--data", str(data),
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0
+    assert "two or three modalities" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["pretrain", "clip", "--image-model", str(image), "--photometry",
+                                      "--photometry-model", str(image), "--data", str(data), "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "not both" in result.output
