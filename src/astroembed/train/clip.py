@@ -33,14 +33,18 @@ from ..config import Config, save_yaml_config
 from ..data.dataset import MMUDataset
 from ..data.records import InvalidDataError
 from ..models.clip_model import MODALITIES, AlignedModel
-from ..models.io import load_model, save_model
-from ..models.photometry_encoder import PhotometryEncoderConfig, build_photometry_encoder
+from ..models.photometry_encoder import PhotometryEncoderConfig
 from ..objectives.clip import CLIPLoss, CLIPOutput
 from ..preprocess.image import PreprocessConfig
 from ..preprocess.photometry import PhotometryPreprocessConfig, fit_photometry_preprocess
 from ..preprocess.spectrum import SpectrumPreprocessConfig
+from .clip_build import build_aligned, export_aligned, export_aligned_model, load_encoder
 from .clip_data import AlignmentInputs, survey_photometry, survey_photometry_bands
 from .common import RunConfig, fit_stage
+
+# build_aligned, load_encoder and the exports live in clip_build.py; named here too, where callers found them.
+__all__ = ["CLIPConfig", "CLIPNetworks", "LightImageAugmentConfig", "build_aligned", "export_aligned",
+           "export_aligned_model", "load_encoder", "pretrain_clip"]
 
 
 @dataclass
@@ -105,18 +109,6 @@ class CLIPConfig(Config):
         given = {"image": bool(self.image_model), "spectrum": bool(self.spectrum_model),
                  "photometry": bool(self.photometry or self.photometry_model)}
         return tuple(m for m in MODALITIES if given[m])
-
-
-def load_encoder(path, model_type: str, what: str) -> tuple[nn.Module, dict]:
-    """An exported encoder and its config, checked to be of ``model_type``."""
-    path = Path(path)
-    if (path / "model" / "config.json").is_file() and not (path / "config.json").is_file():
-        path = path / "model"  # a run folder was given
-    module, config = load_model(path)
-    if config["model_type"] != model_type:
-        raise InvalidDataError(f"{what} must be a {model_type!r} export, this is {config['model_type']!r}",
-                               source=str(path / "config.json"), field="model_type")
-    return module, config
 
 
 def pair_name(a: str, b: str) -> str:
@@ -194,67 +186,6 @@ class CLIPNetworks(nn.Module):
 
     def logit_scales(self) -> dict[str, float]:
         return {name: float(loss.logit_scale.detach().exp()) for name, loss in self.losses.items()}
-
-
-def _encoder_entry(cfg: dict) -> dict:
-    return {"model_type": cfg["model_type"], "model": cfg["model"]}
-
-
-def build_aligned(config: CLIPConfig, photometry_pre: PhotometryPreprocessConfig | None = None
-                  ) -> tuple[AlignedModel, dict[str, dict]]:
-    """The aligned model from the exported encoders (and a new photometry encoder), and each encoder's
-    saved config (``model_type``, ``model``, ``preprocessing``, ...) by modality."""
-    modalities = config.modalities
-    if len(modalities) < 2:
-        raise ValueError(f"CLIP alignment needs two or three modalities (--image-model, --spectrum-model, "
-                         f"--photometry or --photometry-model); got {list(modalities)}")
-    encoders, configs = {}, {}
-    if config.image_model:
-        encoders["image"], configs["image"] = load_encoder(config.image_model, "image_encoder", "--image-model")
-    if config.spectrum_model:
-        encoders["spectrum"], configs["spectrum"] = load_encoder(config.spectrum_model, "spectrum_transformer",
-                                                                 "--spectrum-model")
-    if config.photometry_model:
-        encoders["photometry"], configs["photometry"] = load_encoder(config.photometry_model, "photometry_encoder",
-                                                                     "--photometry-model")
-    elif config.photometry:
-        if photometry_pre is None:
-            raise ValueError("a new photometry encoder needs its fitted preprocessing")
-        arch = dataclasses.replace(config.photometry_encoder, n_bands=len(photometry_pre.bands))
-        encoders["photometry"] = build_photometry_encoder(arch)
-        configs["photometry"] = {"model_type": "photometry_encoder", "model": arch.to_dict(),
-                                 "preprocessing": photometry_pre.to_dict()}
-    model = AlignedModel(encoders.get("image"), encoders.get("spectrum"), config.embed_dim, config.projection_hidden,
-                         photometry_encoder=encoders.get("photometry"),
-                         **{f"{m}_config": _encoder_entry(c) for m, c in configs.items()})
-    return model, configs
-
-
-def export_aligned_model(model: AlignedModel, image_cfg: dict, spectrum_cfg: dict, directory: Path,
-                         extra: dict | None = None) -> Path:
-    """Save an image + spectrum aligned model (the two-modality form of :func:`export_aligned`)."""
-    return export_aligned(model, {"image": image_cfg, "spectrum": spectrum_cfg}, directory, extra)
-
-
-def export_aligned(model: AlignedModel, configs: dict[str, dict], directory: Path, extra: dict | None = None) -> Path:
-    """Save the aligned model as one folder: every encoder and head, every preprocessing config.
-
-    ``configs`` maps each of the model's modalities to its encoder's saved config (``preprocessing``;
-    ``bands`` for the image encoder)."""
-    config = {
-        "model_type": "aligned",
-        "modality": "aligned",
-        "modalities": list(model.modalities),
-        "model": model.model_config(),
-        "preprocessing": {m: configs[m]["preprocessing"] for m in model.modalities},
-        "embed_dim": int(model.embed_dim),
-        "training": {"method": "clip", **(extra or {})},
-    }
-    if "image" in configs:
-        config["bands"] = list(configs["image"]["bands"])
-    if "photometry" in configs:
-        config["photometry_bands"] = list(configs["photometry"]["preprocessing"]["bands"])
-    return save_model(model, config, directory)
 
 
 def _image_preprocess(config: CLIPConfig, image_cfg: dict, dataset: MMUDataset) -> PreprocessConfig:
