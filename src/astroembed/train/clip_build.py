@@ -39,8 +39,7 @@ def _encoder_entry(cfg: dict) -> dict:
 def build_aligned(config, photometry_pre: PhotometryPreprocessConfig | None = None
                   ) -> tuple[AlignedModel, dict[str, dict]]:
     """The aligned model a ``CLIPConfig`` describes, from the exported encoders (and a new photometry
-    encoder), and each encoder's
-    saved config (``model_type``, ``model``, ``preprocessing``, ...) by modality."""
+    encoder), and each encoder's saved config (``model_type``, ``model``, ``preprocessing``, ...) by modality."""
     modalities = config.modalities
     if len(modalities) < 2:
         raise ValueError(f"CLIP alignment needs two or three modalities (--image-model, --spectrum-model, "
