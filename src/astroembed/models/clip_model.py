@@ -99,6 +99,7 @@ class AlignedModel(nn.Module):
         return getattr(self, f"{modality}_encoder")
 
     def head(self, modality: str) -> nn.Module:
+        """The projection head of ``modality`` into the shared space."""
         self.encoder(modality)
         return getattr(self, f"{modality}_head")
 

@@ -106,7 +106,8 @@ class CLIPLoss(nn.Module):
             rows = slice(None)
         else:
             rows = mask.bool()
-            columns = distributed.gather_no_grad(rows) if gather else rows
+            # (gathered as bytes: not every backend gathers bool tensors)
+            columns = distributed.gather_no_grad(rows.to(torch.uint8)).bool() if gather else rows
             logits_a = logits_a.masked_fill(~columns[None], float("-inf"))
             logits_b = logits_b.masked_fill(~columns[None], float("-inf"))
             ce = (F.cross_entropy(logits_a[rows], labels[rows], reduction="sum")

@@ -112,6 +112,7 @@ class CLIPConfig(Config):
 
 
 def pair_name(a: str, b: str) -> str:
+    """The name of the loss (and its logged values) of modalities ``a`` and ``b``: ``"image_spectrum"``."""
     return f"{a}_{b}"
 
 
