@@ -57,6 +57,9 @@ def main():
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ebv-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="dE(B-V) range of the reddening augmentation (default: the config's)")
+    parser.add_argument("--no-reddening", action="store_true", help="views differ in noise and bands only")
     args = parser.parse_args()
     out = Path(args.out)
     survey = out / "survey" / "mlz" / "default"
@@ -72,8 +75,9 @@ def main():
     if not (run / "model" / "model.safetensors").exists():
         from astroembed.train.photometry import PhotometryPretrainConfig, pretrain_photometry
 
+        augment = {"reddening": not args.no_reddening, **({"ebv_range": args.ebv_range} if args.ebv_range else {})}
         pretrain_photometry(PhotometryPretrainConfig.from_dict({
-            "data": str(survey), "out": str(run), "train_indices": train.tolist(),
+            "data": str(survey), "out": str(run), "train_indices": train.tolist(), "augment": augment,
             "run": {"max_steps": args.max_steps, "batch_size": args.batch_size, "num_workers": 0,
                     "warmup_steps": 50, "seed": args.seed, "progress": False, "checkpoint_every_n_steps": 500}}))
     from astroembed.pipeline import random_init_model
@@ -91,7 +95,8 @@ def main():
                "--baseline", f"mags_colours={table}#{','.join(MAGS_COLOURS)}", "--baseline", "photometry",
                "--no-report", "--seed", str(args.seed))
     metrics = json.loads((report / "metrics.json").read_text())
-    summary = {"max_steps": args.max_steps, "batch_size": args.batch_size, "metrics": metrics}
+    summary = {"max_steps": args.max_steps, "batch_size": args.batch_size, "reddening": not args.no_reddening,
+               "ebv_range": args.ebv_range, "metrics": metrics}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(metrics, indent=2)[:4000])
 
