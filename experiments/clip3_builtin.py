@@ -31,6 +31,7 @@ def main():
     parser.add_argument("--out", default="runs/clip3")
     parser.add_argument("--max-steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--max-minutes", type=float, default=None, help="Wall-clock budget (default: steps only).")
     parser.add_argument("--freeze", action="store_true", help="Freeze the image and spectrum encoders.")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -46,17 +47,21 @@ def main():
     if not (out / "clip" / "model" / "model.safetensors").exists():
         from astroembed.train.clip import pretrain_clip
 
-        pretrain_clip(CLIPConfig.from_yaml("clip_three_cpu", {
+        config = CLIPConfig.from_yaml("clip_three_cpu", {
             "image_model": args.image_model, "spectrum_model": args.spectrum_model, "data": str(survey),
             "out": str(out / "clip"), "train_indices": train.tolist(), "freeze_image": args.freeze,
-            "freeze_spectrum": args.freeze, "run.max_steps": args.max_steps, "run.max_minutes": None,
-            "run.batch_size": args.batch_size, "run.seed": args.seed, "run.progress": False}))
+            "freeze_spectrum": args.freeze, "run.max_steps": args.max_steps, "run.batch_size": args.batch_size,
+            "run.seed": args.seed, "run.progress": False})
+        config.run.max_minutes = args.max_minutes  # None (an override of None would keep the config's 8)
+        pretrain_clip(config)
     train_seconds = time.monotonic() - start
     vectors = {}
     for m in MODALITIES:
         emb = embed_stage(out / "clip" / "model", survey, out / f"embeddings_{m}", m)
         vectors[m] = read_embeddings(emb, m, object_ids=ids[test])[3]
-    results = {"max_steps": args.max_steps, "batch_size": args.batch_size, "frozen_backbones": args.freeze,
+    steps = json.loads((out / "clip" / "model" / "config.json").read_text())["training"]["global_step"]
+    results = {"max_steps": args.max_steps, "steps": steps, "batch_size": args.batch_size,
+               "frozen_backbones": args.freeze,
                "train_seconds": round(train_seconds, 1), "n_held_out": int(len(test)),
                "retrieval": {f"{a}_to_{b}": retrieval_report(vectors[a], vectors[b])
                              for a, b in permutations(MODALITIES, 2)}}
