@@ -107,7 +107,7 @@ def test_each_pair_counts_only_the_galaxies_that_have_both(triple, tmp_path):
     config = clip_config(tmp_path / "clip", image_model=str(image), spectrum_model=str(spectrum), photometry=True,
                          data=str(data))
     pre = clip_stage._fit_photometry(config, MMUDataset(data, ("photometry",)), BANDS)
-    model, configs = clip_stage.build_aligned(config, pre)
+    model, configs = clip_stage.build_aligned(config, lambda: pre)
     dataset = MMUDataset(data, modalities=("image", "spectrum", "photometry"))
     from astroembed.preprocess.photometry import PhotometryPreprocessConfig
     from astroembed.preprocess.spectrum import SpectrumPreprocessConfig

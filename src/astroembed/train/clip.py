@@ -229,13 +229,20 @@ def pretrain_clip(config: CLIPConfig) -> Path:
         raise ValueError(f"CLIP alignment needs two or three modalities (--image-model, --spectrum-model, "
                          f"--photometry or --photometry-model); got {list(modalities)}")
     data = Path(config.data)
-    if not data.exists():
-        raise InvalidDataError("no such file or folder", source=str(data))
-    dataset = MMUDataset(data, modalities=modalities, indices=config.train_indices)
-    survey_bands = (survey_photometry_bands(dataset.survey, dataset.indices, str(data))
-                    if "photometry" in modalities else ())
-    model, configs = build_aligned(config, _fit_photometry(config, dataset, survey_bands) if config.photometry
+    opened: dict = {}
+
+    def open_data():  # the survey and its photometry bands, read once the exported encoders have loaded
+        if not opened:
+            if not data.exists():
+                raise InvalidDataError("no such file or folder", source=str(data))
+            dataset = MMUDataset(data, modalities=modalities, indices=config.train_indices)
+            opened.update(dataset=dataset, bands=survey_photometry_bands(dataset.survey, dataset.indices, str(data))
+                          if "photometry" in modalities else ())
+        return opened["dataset"], opened["bands"]
+
+    model, configs = build_aligned(config, (lambda: _fit_photometry(config, *open_data())) if config.photometry
                                    else None)
+    dataset, survey_bands = open_data()
     image_pre = _image_preprocess(config, configs["image"], dataset) if "image" in modalities else None
     inputs = AlignmentInputs(
         image=image_pre, bands=tuple(configs["image"]["bands"]) if image_pre else (),

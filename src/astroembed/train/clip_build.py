@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 from torch import nn
 
 from ..data.records import InvalidDataError
@@ -36,7 +37,7 @@ def _encoder_entry(cfg: dict) -> dict:
     return {"model_type": cfg["model_type"], "model": cfg["model"]}
 
 
-def build_aligned(config, photometry_pre: PhotometryPreprocessConfig | None = None
+def build_aligned(config, photometry_pre: Callable[[], PhotometryPreprocessConfig] | None = None
                   ) -> tuple[AlignedModel, dict[str, dict]]:
     """The aligned model a ``CLIPConfig`` describes, from the exported encoders (and a new photometry
     encoder), and each encoder's saved config (``model_type``, ``model``, ``preprocessing``, ...) by modality."""
@@ -56,6 +57,8 @@ def build_aligned(config, photometry_pre: PhotometryPreprocessConfig | None = No
     elif config.photometry:
         if photometry_pre is None:
             raise ValueError("a new photometry encoder needs its fitted preprocessing")
+        # Called after the exported encoders loaded: a wrong model path is reported before the data is read.
+        photometry_pre = photometry_pre()
         arch = dataclasses.replace(config.photometry_encoder, n_bands=len(photometry_pre.bands))
         encoders["photometry"] = build_photometry_encoder(arch)
         configs["photometry"] = {"model_type": "photometry_encoder", "model": arch.to_dict(),
