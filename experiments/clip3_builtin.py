@@ -33,8 +33,11 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--max-minutes", type=float, default=None, help="Wall-clock budget (default: steps only).")
     parser.add_argument("--freeze", action="store_true", help="Freeze the image and spectrum encoders.")
+    parser.add_argument("--no-photometry", action="store_true",
+                        help="Image and spectrum only (the same recipe without the third modality, to compare).")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    modalities = MODALITIES[:2] if args.no_photometry else MODALITIES
 
     from astroembed.embed.store import read_embeddings
     from astroembed.evaluate.retrieval import retrieval_report
@@ -51,12 +54,12 @@ def main():
             "image_model": args.image_model, "spectrum_model": args.spectrum_model, "data": str(survey),
             "out": str(out / "clip"), "train_indices": train.tolist(), "freeze_image": args.freeze,
             "freeze_spectrum": args.freeze, "run.max_steps": args.max_steps, "run.batch_size": args.batch_size,
-            "run.seed": args.seed, "run.progress": False})
+            "run.seed": args.seed, "run.progress": False, "photometry": not args.no_photometry})
         config.run.max_minutes = args.max_minutes  # None (an override of None would keep the config's 8)
         pretrain_clip(config)
     train_seconds = time.monotonic() - start
     vectors = {}
-    for m in MODALITIES:
+    for m in modalities:
         emb = embed_stage(out / "clip" / "model", survey, out / f"embeddings_{m}", m)
         vectors[m] = read_embeddings(emb, m, object_ids=ids[test])[3]
     steps = json.loads((out / "clip" / "model" / "config.json").read_text())["training"]["global_step"]
@@ -64,7 +67,7 @@ def main():
                "frozen_backbones": args.freeze,
                "train_seconds": round(train_seconds, 1), "n_held_out": int(len(test)),
                "retrieval": {f"{a}_to_{b}": retrieval_report(vectors[a], vectors[b])
-                             for a, b in permutations(MODALITIES, 2)}}
+                             for a, b in permutations(modalities, 2)}}
     (out / "retrieval.json").write_text(json.dumps(results, indent=2))
     for name, r in results["retrieval"].items():
         print(f"{name:24s} top-1 {r['top1']:.3f}  top-1% {r['top1pct']:.3f}")
