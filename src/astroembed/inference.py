@@ -12,7 +12,13 @@ spectra as stored, on any wavelength grid (the saved preprocessing resamples the
     model = astroembed.load("runs/spectrum/model")
     vectors = model.embed_spectrum(flux, ivar, wavelength, mask)   # or a list of Spectrum records
 
-and an aligned (CLIP) model embeds both into one space: ``.embed(images)``, ``.embed_spectrum(...)``.
+photometry models take catalogue fluxes with their ivar and band names (missing bands are masked):
+
+    model = astroembed.load("runs/photometry/model")
+    vectors = model.embed_photometry(flux, ivar, bands=("u", "g", "r", "i", "z"))   # nanomaggies
+
+and an aligned (CLIP) model embeds two or three of them into one space: ``.embed(images)``,
+``.embed_spectrum(...)``, ``.embed_photometry(...)``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 import torch
 
 from .preprocess.image import PreprocessConfig, preprocess, standardize
+from .preprocess.photometry import PhotometryPreprocessConfig, band_columns, prepare_photometry
 from .preprocess.spectrum import SpectrumPreprocessConfig
 from .data.records import InvalidDataError
 from .data.validate import band_order, check_spectrum_rows, check_wavelength_coverage
@@ -32,7 +39,8 @@ from .registry import Registry
 from .preprocess.stored import prepare_stored_spectra
 from .runtime import PRECISIONS, autocast, bf16_layout, check_device, keep_freed_memory, resolve_precision
 
-__all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "AlignedEmbedder", "EMBEDDERS"]
+__all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "PhotometryEmbedder", "AlignedEmbedder", "EMBEDDERS",
+           "check_photometry"]
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -289,37 +297,148 @@ class SpectrumEmbedder(_Embedder):
     __call__ = embed_spectrum
 
 
+# ----------------------------------------------------------------------------------------- photometry
+
+def _as_rows(x, field: str, source=None) -> np.ndarray:
+    """A per-band input as float64 (N, K) (one galaxy's (K,) -> (1, K)); anything else names its field."""
+    try:
+        a = np.asarray(_as_numpy(x), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidDataError(f"expected numbers, got {type(x).__name__}", source=source, field=field) from None
+    a = a[None] if a.ndim == 1 else a
+    if a.ndim != 2:
+        raise InvalidDataError(f"expected (N, bands) or (bands,), got shape {a.shape}", source=source, field=field)
+    return a
+
+
+def check_photometry(flux, ivar, bands, model_bands, object_ids=None, source=None):
+    """Catalogue fluxes as the photometry embedders take them: (flux, ivar) float64 (N, K) and the band names.
+
+    ``ivar=None`` means unknown (ones). ``bands=None`` means the model's bands, in order. Errors name the
+    field, and the object (``object_ids[i]`` or its index in the input) where one row is at fault:
+    shapes that disagree, a band list of another length, negative ivar, a galaxy with no usable band of
+    the model's. NaN/inf fluxes or ivars are masked (the documented masking of records).
+    """
+    flux = _as_rows(flux, "photometry_flux", source)
+    ivar = np.ones_like(flux) if ivar is None else _as_rows(ivar, "photometry_ivar", source)
+    if ivar.shape != flux.shape:
+        raise InvalidDataError(f"ivar shape {ivar.shape} differs from flux shape {flux.shape}", source=source,
+                               field="photometry_ivar")
+    n = len(flux)
+    names = [str(i) for i in object_ids] if object_ids is not None else [f"#{i} of the input" for i in range(n)]
+    if len(names) != n:
+        raise InvalidDataError(f"{len(names)} object ids for {n} galaxies", source=source, field="object_id")
+    bands = tuple(model_bands) if bands is None else tuple(str(b) for b in bands)
+    if len(bands) != flux.shape[1]:
+        raise InvalidDataError(f"{len(bands)} band names {list(bands)} for {flux.shape[1]} fluxes per galaxy "
+                               f"(the model's bands are {list(model_bands)})", source=source, field="photometry_band")
+    negative = np.flatnonzero((ivar < 0).any(axis=1))
+    if negative.size:
+        raise InvalidDataError("negative inverse variance", source=source, object_id=names[negative[0]],
+                               field="photometry_ivar")
+    columns = band_columns(bands, model_bands, source, names[0] if n else None)
+    usable = (np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0))[:, columns[columns >= 0]]
+    empty = np.flatnonzero(~usable.any(axis=1))
+    if empty.size:
+        raise InvalidDataError(f"no usable flux in the model's bands {list(model_bands)} (all missing, "
+                               "non-finite or ivar 0)", source=source, object_id=names[empty[0]],
+                               field="photometry_flux")
+    return flux, ivar, bands
+
+
+class PhotometryEmbedder(_Embedder):
+    """A photometry encoder plus its saved preprocessing (bands, softening, standardisation)."""
+
+    modality = "photometry"
+
+    def __init__(self, model: torch.nn.Module, config: dict[str, Any], path: Path,
+                 device: str | torch.device | None = None, precision: str = "auto"):
+        super().__init__(model, config, path, device, precision)
+        self.photometry_preprocess_config = PhotometryPreprocessConfig.from_dict(config["preprocessing"])
+        self.photometry_bands = self.photometry_preprocess_config.bands
+
+    def _batches(self, flux, ivar, bands, batch_size: int, object_ids=None, source=None):
+        flux, ivar, bands = check_photometry(flux, ivar, bands, self.photometry_bands, object_ids, source)
+        for i in range(0, len(flux), batch_size):
+            yield prepare_photometry(flux[i:i + batch_size], ivar[i:i + batch_size], bands,
+                                     self.photometry_preprocess_config, self.device)
+
+    @torch.inference_mode()
+    def embed_photometry(self, flux, ivar=None, bands=None, batch_size: int = 1024, object_ids=None,
+                         source=None) -> np.ndarray:
+        """(N, D) float32 embeddings of catalogue photometry.
+
+        Parameters
+        ----------
+        flux
+            (N, K) or (K,) fluxes in the survey's unit (the model's ``unit``: nanomaggies for SDSS and
+            the Legacy Surveys), numpy or torch.
+        ivar
+            like flux, inverse variances (``None``: unknown, taken as 1). ivar 0 or a NaN/inf value
+            marks a band as missing: it is masked, not read as zero flux.
+        bands
+            the K band names of the columns (``None``: the model's bands, in order). Bands the model was
+            not trained on are left out; model bands the input lacks are masked.
+        batch_size
+            galaxies per forward pass.
+        object_ids, source
+            names of the galaxies and of their file, for error messages.
+        """
+        if _n_rows(flux) == 0:
+            return np.zeros((0, self.embed_dim), np.float32)
+        out = [self._forward(self.model, b) for b in self._batches(flux, ivar, bands, batch_size, object_ids, source)]
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    embed = embed_photometry
+    __call__ = embed_photometry
+
+
 # ----------------------------------------------------------------------------------------- aligned
 
 class AlignedEmbedder(_Embedder):
-    """Image and spectrum encoders aligned by CLIP: both modalities into one L2-normalised space.
+    """Two or three encoders aligned by CLIP: each modality into one L2-normalised space.
 
-    ``embed(images)`` and ``embed_spectrum(flux, ivar, wavelength, mask)`` return (N, D) float32 unit
-    vectors; ``similarity`` scores them against each other (cosine), for cross-modal retrieval.
+    ``embed(images)``, ``embed_spectrum(flux, ivar, wavelength, mask)`` and ``embed_photometry(flux, ivar,
+    bands)`` return (N, D) float32 unit vectors (each where the model has that encoder: ``modalities``);
+    ``similarity`` scores them against each other (cosine), for cross-modal retrieval.
     """
 
     modality = "aligned"
-    modalities = ("image", "spectrum")
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], path: Path,
                  device: str | torch.device | None = None, precision: str = "auto"):
         super().__init__(model, config, path, device, precision)
         pre = config["preprocessing"]
-        self.bands = tuple(config["bands"])
-        self._image = ImageEmbedder(model.image_encoder, {"preprocessing": pre["image"], "bands": self.bands,
-                                                          "embed_dim": model.image_encoder.embed_dim},
-                                    path, self.device, self.precision)
-        self._spectrum = SpectrumEmbedder(model.spectrum_encoder, {"preprocessing": pre["spectrum"],
-                                                                   "embed_dim": model.spectrum_encoder.embed_dim},
-                                          path, self.device, self.precision)
-        self.preprocess_config = self._image.preprocess_config
-        self.spectrum_preprocess_config = self._spectrum.preprocess_config
+        self.modalities = tuple(model.modalities)
+        if "image" in self.modalities:
+            self.bands = tuple(config["bands"])
+            self._image = ImageEmbedder(model.image_encoder, {"preprocessing": pre["image"], "bands": self.bands,
+                                                              "embed_dim": model.image_encoder.embed_dim},
+                                        path, self.device, self.precision)
+            self.preprocess_config = self._image.preprocess_config
+        if "spectrum" in self.modalities:
+            self._spectrum = SpectrumEmbedder(model.spectrum_encoder, {"preprocessing": pre["spectrum"],
+                                                                       "embed_dim": model.spectrum_encoder.embed_dim},
+                                              path, self.device, self.precision)
+            self.spectrum_preprocess_config = self._spectrum.preprocess_config
+        if "photometry" in self.modalities:
+            self._photometry = PhotometryEmbedder(model.photometry_encoder, {
+                "preprocessing": pre["photometry"], "embed_dim": model.photometry_encoder.embed_dim},
+                path, self.device, self.precision)
+            self.photometry_preprocess_config = self._photometry.photometry_preprocess_config
+            self.photometry_bands = self._photometry.photometry_bands
+
+    def _require(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise InvalidDataError(f"this aligned model has no {modality} encoder; it aligns {list(self.modalities)}",
+                                   source=str(self.path / "config.json"), field="modalities")
 
     @torch.inference_mode()
     def embed(self, images, batch_size: int = 256, bands=None, bands_as=None, object_ids=None,
               source=None) -> np.ndarray:
         """(N, D) unit vectors in the shared space from raw cutouts (as ``ImageEmbedder.embed`` takes them,
         with the same band-name checks)."""
+        self._require("image")
         images = _select_planes(images, self.bands, bands, bands_as, object_ids, source)
         if len(images) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
@@ -334,16 +453,29 @@ class AlignedEmbedder(_Embedder):
     def embed_spectrum(self, flux, ivar=None, wavelength=None, mask=None, batch_size: int = 256,
                        object_ids=None, source=None) -> np.ndarray:
         """(N, D) unit vectors in the shared space from spectra as stored (see ``SpectrumEmbedder``)."""
+        self._require("spectrum")
         if _n_rows(flux) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         out = [self._forward(self.model.embed_spectrum, b)
                for b in self._spectrum._batches(flux, ivar, wavelength, mask, batch_size, object_ids, source)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
+    @torch.inference_mode()
+    def embed_photometry(self, flux, ivar=None, bands=None, batch_size: int = 1024, object_ids=None,
+                         source=None) -> np.ndarray:
+        """(N, D) unit vectors in the shared space from catalogue fluxes (see ``PhotometryEmbedder``)."""
+        self._require("photometry")
+        if _n_rows(flux) == 0:
+            return np.zeros((0, self.embed_dim), np.float32)
+        out = [self._forward(self.model.embed_photometry, b)
+               for b in self._photometry._batches(flux, ivar, bands, batch_size, object_ids, source)]
+        return np.concatenate(out).astype(np.float32, copy=False)
+
     @staticmethod
     def similarity(image_vectors, spectrum_vectors) -> np.ndarray:
-        """(N_image, N_spectrum) cosine similarities; row i ranks the spectra for image i (and columns
-        rank the images for each spectrum). Inputs are re-normalised, so any vectors of this space work."""
+        """(N_a, N_b) cosine similarities between vectors of two modalities of this space (e.g. images and
+        spectra: row i ranks the spectra for image i, columns rank the images for each spectrum). Inputs
+        are re-normalised, so any vectors of this space work."""
         a = np.asarray(image_vectors, dtype=np.float32)
         b = np.asarray(spectrum_vectors, dtype=np.float32)
         a, b = np.atleast_2d(a), np.atleast_2d(b)
@@ -359,6 +491,7 @@ EMBEDDERS = Registry("embedder")
 EMBEDDERS.register("image_encoder", ImageEmbedder)
 EMBEDDERS.register("spectrum_transformer", SpectrumEmbedder)
 EMBEDDERS.register("aligned", AlignedEmbedder)
+EMBEDDERS.register("photometry_encoder", PhotometryEmbedder)
 
 
 def load(path, device: str | torch.device | None = "cpu", precision: str = "auto"):

@@ -118,3 +118,28 @@ def test_bad_arguments_raise():
         CLIPLoss()(torch.zeros(1, 3), torch.zeros(1, 3))
     with pytest.raises(ValueError, match="init_temperature"):
         CLIPLoss(init_temperature=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mask_matches_the_reference_on_the_valid_pairs_only(seed):
+    # A galaxy seen in one modality only is neither a query nor a negative: the masked loss is the
+    # reference loss of the valid rows alone.
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(9, 4)), rng.normal(size=(9, 4))
+    valid = rng.random(9) < 0.6
+    valid[:2] = True
+    criterion = CLIPLoss(init_temperature=0.2).double()
+    loss = criterion(torch.from_numpy(a), torch.from_numpy(b), mask=torch.from_numpy(valid))
+    np.testing.assert_allclose(loss.item(), clip_reference(a[valid], b[valid], 5.0), rtol=1e-6)
+    full = criterion(torch.from_numpy(a), torch.from_numpy(b), mask=torch.ones(9, dtype=torch.bool))
+    np.testing.assert_allclose(full.item(), clip_reference(a, b, 5.0), rtol=1e-6)
+
+
+def test_mask_without_valid_pairs_gives_zero_loss_with_a_graph():
+    a = torch.randn(4, 3, requires_grad=True)
+    loss = CLIPLoss()(a, torch.randn(4, 3), mask=torch.zeros(4, dtype=torch.bool))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(a.grad, torch.zeros_like(a))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        CLIPLoss()(a, torch.randn(4, 3), mask=torch.ones(3, dtype=torch.bool))

@@ -9,10 +9,12 @@ import astroembed
 from astroembed.train.clip import CLIPConfig
 from astroembed.config import load_yaml_config
 from astroembed.train.image import ImagePretrainConfig
+from astroembed.train.photometry import PhotometryPretrainConfig
 from astroembed.train.spectrum import SpectrumPretrainConfig
 
 CONFIGS = Path(astroembed.__file__).parent / "configs"
-STAGES = {"image": ImagePretrainConfig, "spectrum": SpectrumPretrainConfig, "clip": CLIPConfig}
+STAGES = {"image": ImagePretrainConfig, "spectrum": SpectrumPretrainConfig, "clip": CLIPConfig,
+          "photometry": PhotometryPretrainConfig}
 
 
 def test_there_is_a_config_for_every_stage():

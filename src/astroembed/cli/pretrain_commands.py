@@ -1,4 +1,4 @@
-"""`astroembed pretrain image|spectrum|clip`: the self-supervised stages, one config convention."""
+"""`astroembed pretrain image|spectrum|photometry|clip`: the self-supervised stages, one config convention."""
 
 from __future__ import annotations
 
@@ -100,12 +100,42 @@ def pretrain_spectrum_cmd(
     _pretrain(SpectrumPretrainConfig, pretrain_spectrum, config, overrides, locals(), "spectrum encoder")
 
 
+@pretrain_app.command("photometry")
+def pretrain_photometry_cmd(
+    data: Path = typer.Option(..., "--data", help="MMU survey folder (or tile) with photometry (fluxes + ivar)."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs, exported model)."),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Encoder width."),
+    depth: Optional[int] = typer.Option(None, "--depth", help="Transformer blocks."),
+    max_minutes: Optional[float] = RUN_OPTIONS["max_minutes"],
+    max_epochs: Optional[int] = RUN_OPTIONS["max_epochs"],
+    max_steps: Optional[int] = RUN_OPTIONS["max_steps"],
+    batch_size: Optional[int] = RUN_OPTIONS["batch_size"],
+    device: Optional[str] = RUN_OPTIONS["device"],
+    devices: Optional[int] = RUN_OPTIONS["devices"],
+    strategy: Optional[str] = RUN_OPTIONS["strategy"],
+    precision: Optional[str] = RUN_OPTIONS["precision"],
+    num_workers: Optional[int] = RUN_OPTIONS["num_workers"],
+    seed: Optional[int] = RUN_OPTIONS["seed"],
+):
+    """Pretrain a photometry encoder (SimCLR on noise / reddening / band-dropout views of the fluxes)."""
+    from ..train.photometry import PhotometryPretrainConfig, pretrain_photometry
+
+    overrides = {"data": str(data), "out": str(out), "model.dim": dim, "model.depth": depth}
+    _pretrain(PhotometryPretrainConfig, pretrain_photometry, config, overrides, locals(), "photometry encoder")
+
+
 @pretrain_app.command("clip")
 def pretrain_clip_cmd(
-    image_model: Path = typer.Option(..., "--image-model", help="Exported image encoder (RUN/model)."),
-    spectrum_model: Path = typer.Option(..., "--spectrum-model", help="Exported spectrum encoder (RUN/model)."),
-    data: Path = typer.Option(..., "--data", help="MMU survey folder with both images and spectra."),
+    data: Path = typer.Option(..., "--data", help="MMU survey folder with the modalities to align."),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs, exported model)."),
+    image_model: Optional[Path] = typer.Option(None, "--image-model", help="Exported image encoder (RUN/model)."),
+    spectrum_model: Optional[Path] = typer.Option(None, "--spectrum-model",
+                                                  help="Exported spectrum encoder (RUN/model)."),
+    photometry: bool = typer.Option(False, "--photometry",
+                                    help="Align a photometry encoder trained from scratch in this run."),
+    photometry_model: Optional[Path] = typer.Option(None, "--photometry-model",
+                                                    help="Exported photometry encoder (RUN/model)."),
     config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
     embed_dim: Optional[int] = typer.Option(None, "--embed-dim", help="Size of the shared space."),
     freeze_image: Optional[bool] = typer.Option(None, "--freeze-image/--train-image",
@@ -123,10 +153,14 @@ def pretrain_clip_cmd(
     num_workers: Optional[int] = RUN_OPTIONS["num_workers"],
     seed: Optional[int] = RUN_OPTIONS["seed"],
 ):
-    """Align an image and a spectrum encoder in one space with CLIP (AstroCLIP)."""
+    """Align two or three of image, spectrum and photometry in one space with pairwise CLIP losses (AstroCLIP)."""
     from ..train.clip import CLIPConfig, pretrain_clip
 
-    overrides = {"image_model": str(image_model), "spectrum_model": str(spectrum_model), "data": str(data),
-                 "out": str(out), "embed_dim": embed_dim, "freeze_image": freeze_image,
+    # Two or three modalities (checked by the stage, which names what is missing); unset options leave
+    # the config file's values.
+    path = lambda p: str(p) if p is not None else None  # noqa: E731
+    overrides = {"image_model": path(image_model), "spectrum_model": path(spectrum_model),
+                 "photometry": photometry or None, "photometry_model": path(photometry_model),
+                 "data": str(data), "out": str(out), "embed_dim": embed_dim, "freeze_image": freeze_image,
                  "freeze_spectrum": freeze_spectrum}
     _pretrain(CLIPConfig, pretrain_clip, config, overrides, locals(), "aligned model")

@@ -95,12 +95,12 @@ class MMUDataset(Dataset):
         oid = str(survey.object_ids[index])
         ctx = dict(source=source, object_id=oid)
         sample: dict = {"index": index, "object_id": oid}
-        if "image" in self.modalities:
-            sample.update(self._image(index, ctx))
-        if "spectrum" in self.modalities:
-            sample.update(self._spectrum(index, ctx))
-        if "photometry" in self.modalities:
-            sample.update(self._photometry(index, ctx))
+        tile = int(survey._file_index[index])
+        for modality in self.modalities:
+            if not self._tile_has(tile, modality):  # a tile where no object has it: the fill of "absent"
+                sample.update(self._absent(modality))
+            else:
+                sample.update(getattr(self, f"_{modality}")(index, ctx))
         if self.label_names:
             raw = survey.read_columns(index, [c for c in self.label_names
                                               if c in survey._tile_columns[survey._file_index[index]]])
@@ -113,6 +113,30 @@ class MMUDataset(Dataset):
                                            f"MMUSurvey.labels()", field=name, **ctx) from None
         return self.transform(sample) if self.transform is not None else sample
 
+
+    def _tile_has(self, tile: int, modality: str) -> bool:
+        if modality == "photometry":
+            return self.survey.has_photometry(tile)
+        return ("image_array" if modality == "image" else "spectrum_flux") in self.survey._tile_columns[tile]
+
+    def _absent(self, modality: str) -> dict:
+        """A sample's arrays for an object of a tile without ``modality`` (mixed surveys): the writer's fill
+        for a missing observation (zeros, ivar 0, mask False), shaped like the tiles that have it, so such
+        objects batch with the others and a training stage can tell them apart (no valid value)."""
+        if modality == "spectrum":
+            n = self.spectrum_length
+            return dict(spectrum_flux=np.zeros(n, np.float32), spectrum_ivar=np.zeros(n, np.float32),
+                        spectrum_lambda=np.full(n, -1.0, np.float32), spectrum_mask=np.zeros(n, bool),
+                        spectrum_lsf_sigma=np.zeros(n, np.float32))
+        tile = next(t for t in range(len(self.survey.tiles)) if self._tile_has(t, modality))
+        sample = getattr(self, f"_{modality}")(int(np.flatnonzero(self.survey._file_index == tile)[0]),
+                                               {"source": str(self.survey.tiles[tile])})
+        if modality == "image":
+            return dict(image=np.zeros_like(sample["image"]), image_ivar=np.ones_like(sample["image_ivar"]),
+                        image_mask=np.zeros_like(sample["image_mask"]), image_has_ivar=False,
+                        psf_fwhm=np.full_like(sample["psf_fwhm"], np.nan), pixel_scale=sample["pixel_scale"])
+        return dict(photometry_flux=np.zeros_like(sample["photometry_flux"]),
+                    photometry_ivar=np.zeros_like(sample["photometry_ivar"]))
 
     def _image(self, index: int, ctx: dict) -> dict:
         raw = self.survey.read_columns(index, ["image_array", "image_ivar", "image_mask", "image_psf_fwhm",

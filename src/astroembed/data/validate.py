@@ -293,6 +293,7 @@ class ModelInputs:
     bands: tuple[str, ...] | None = None
     wave_range: tuple[float, float] | None = None
     bands_as: tuple[str, ...] | None = None
+    photometry_bands: tuple[str, ...] | None = None  # a photometry model's bands (matched by name)
 
     @classmethod
     def of(cls, embedder, bands_as: Sequence[str] | None = None) -> "ModelInputs":
@@ -301,8 +302,10 @@ class ModelInputs:
                     or (getattr(embedder, "preprocess_config", None) if getattr(embedder, "modality", "")
                         == "spectrum" else None))
         wave_range = (float(spectrum.wave_min), float(spectrum.wave_max)) if spectrum is not None else None
+        photometry_bands = getattr(embedder, "photometry_bands", None)
         return cls(tuple(bands) if bands is not None else None, wave_range,
-                   tuple(bands_as) if bands_as is not None else None)
+                   tuple(bands_as) if bands_as is not None else None,
+                   tuple(photometry_bands) if photometry_bands is not None else None)
 
     def image_planes(self, data_bands, source=None, object_id=None) -> np.ndarray | None:
         """Input plane indices for the model's bands (``None``: use the planes as they are)."""

@@ -65,12 +65,15 @@ def _supported_modalities(embedder) -> list[str]:
         mods.append("image")
     if declared == "spectrum" or callable(getattr(embedder, "embed_spectrum", None)):
         mods.append("spectrum")
+    if declared == "photometry" or callable(getattr(embedder, "embed_photometry", None)):
+        mods.append("photometry")
     return mods
 
 
 def _survey_modalities(jobs: Sequence[TileJob]) -> list[str]:
     columns = set().union(*(j.columns for j in jobs)) if jobs else set()
-    return [m for m, c in (("image", "image_array"), ("spectrum", "spectrum_flux")) if c in columns]
+    return [m for m, c in (("image", "image_array"), ("spectrum", "spectrum_flux"), ("photometry", "photometry_flux"))
+            if c in columns]
 
 
 def resolve_modality(embedder, requested: str, jobs: Sequence[TileJob]) -> str:
@@ -88,7 +91,7 @@ def resolve_modality(embedder, requested: str, jobs: Sequence[TileJob]) -> str:
     present = [m for m in supported if m in _survey_modalities(jobs)]
     if len(present) != 1:
         raise ValueError(f"model embeds {supported} and the survey has {_survey_modalities(jobs)}: "
-                         f"choose one with modality='image' or 'spectrum'")
+                         f"choose one with modality='image', 'spectrum' or 'photometry'")
     return present[0]
 
 
@@ -107,6 +110,8 @@ def _embed_fn(embedder, modality: str) -> Callable[..., np.ndarray]:
     if modality == "image":
         fn = getattr(embedder, "embed_image", None) or embedder.embed
         return lambda images: fn(images)
+    if modality == "photometry":  # the reader hands fluxes in the model's bands (missing ones ivar 0)
+        return lambda flux, ivar: embedder.embed_photometry(flux, ivar)
     return lambda flux, ivar, wavelength, mask: embedder.embed_spectrum(flux, ivar, wavelength, mask=mask)
 
 

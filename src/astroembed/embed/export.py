@@ -39,7 +39,7 @@ _SUFFIXES = {".fits": "fits", ".fit": "fits", ".fts": "fits", ".xml": "votable",
 # FITS keywords are at most 8 characters: the metadata keys under their FITS names, with a comment each.
 _FITS_KEYS = {"model_name": ("MODEL", "astroembed model that produced the embeddings"),
               "model_hash": ("MODELHSH", "SHA-256 of the model weights (model.safetensors)"),
-              "modality": ("MODALITY", "what was embedded: image or spectrum"),
+              "modality": ("MODALITY", "what was embedded: image, spectrum or photometry"),
               "embed_dim": ("EMBEDDIM", "length of each embedding vector"),
               "astroembed_version": ("AEVERSN", "astroembed version that wrote the catalogue")}
 _UCDS = {"object_id": "meta.id;meta.main", "ra": "pos.eq.ra;meta.main", "dec": "pos.eq.dec;meta.main"}

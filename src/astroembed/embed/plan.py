@@ -33,7 +33,7 @@ class EmbedConfig:
     out
         output folder for the Parquet dataset.
     modality
-        "image", "spectrum", or "auto" (the one the model embeds; for a model embedding both,
+        "image", "spectrum", "photometry", or "auto" (the one the model embeds; for a model embedding both,
         the one the survey has).
     device
         "cpu", "cuda", "cuda:1", or "auto" (CUDA when available).

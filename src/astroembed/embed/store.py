@@ -63,7 +63,7 @@ __all__ = ["MANIFEST", "PART_NAME", "TILE_FOLDER", "check_writable_layout", "cle
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("image", "spectrum")
+MODALITIES = ("image", "spectrum", "photometry")
 PART_NAME = "part-0.parquet"
 MANIFEST = "_manifest.json"
 # Hidden ('.'-prefixed) so that pyarrow.dataset ignores temporaries by default.

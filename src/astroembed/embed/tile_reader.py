@@ -23,6 +23,7 @@ from astroembed.data.validate import (
     decode_strings,
 )
 from astroembed.embed.plan import TileJob
+from astroembed.preprocess.photometry import band_columns
 
 __all__ = ["TileBatches", "read_rows"]
 
@@ -103,6 +104,8 @@ def read_rows(f: h5py.File, job: TileJob, modality: str, start: int, stop: int,
     inputs = inputs or ModelInputs()
     if modality == "image":
         return _read_images(f, job, batch, inputs, start, stop)
+    if modality == "photometry":
+        return _read_photometry(f, job, batch, inputs, start, stop)
     if "spectrum_flux" not in f:
         batch["present"] = np.zeros(n, bool)
         return batch
@@ -126,6 +129,37 @@ def read_rows(f: h5py.File, job: TileJob, modality: str, start: int, stop: int,
     wavelength = np.where(pad, -1.0, wave).astype(np.float32)
     batch["present"] = present
     batch["inputs"] = (flux[present], ivar[present], wavelength[present], mask[present])
+    return batch
+
+
+def _read_photometry(f: h5py.File, job: TileJob, batch: dict[str, Any], inputs: ModelInputs, start: int,
+                     stop: int) -> dict[str, Any]:
+    """The photometry part of :func:`read_rows`: astroembed's ``photometry_*`` columns, as (flux, ivar) in the
+    model's bands (matched by name; a model band the tile lacks has ivar 0, i.e. masked). An object is
+    present when it has a usable flux (finite, ivar > 0) in any of the model's bands."""
+    ids = batch["object_id"]
+    if "photometry_flux" not in f:
+        batch["present"] = np.zeros(len(ids), bool)
+        return batch
+    flux = f["photometry_flux"][start:stop].astype(np.float32)
+    ivar = (f["photometry_ivar"][start:stop].astype(np.float32) if "photometry_ivar" in f
+            else np.ones(flux.shape, np.float32))
+    check_rows({"photometry_ivar": ivar}, ids, job.tile)
+    names = decode_strings(f["photometry_band"][start:stop]) if "photometry_band" in f else None
+    named = (names != "").any(axis=1) if names is not None else np.ones(len(ids), bool)
+    for i in np.flatnonzero(named):
+        flux[i], ivar[i], _, _ = mask_bad_values(flux[i], ivar[i], np.ones(flux.shape[1], bool), "photometry",
+                                                 {"source": job.tile, "object_id": ids[i]})
+    model_bands = getattr(inputs, "photometry_bands", None)
+    if model_bands is not None and names is not None and named.any():
+        first = int(np.flatnonzero(named)[0])
+        columns = band_columns(tuple(names[first]), model_bands, job.tile, ids[first])
+        keep = (columns >= 0)[None]
+        flux = np.where(keep, flux[:, columns.clip(min=0)], 0.0).astype(np.float32)
+        ivar = np.where(keep, ivar[:, columns.clip(min=0)], 0.0).astype(np.float32)
+    present = named & ((ivar > 0) & np.isfinite(flux)).any(axis=1)
+    batch["present"] = present
+    batch["inputs"] = (flux[present], ivar[present])
     return batch
 
 

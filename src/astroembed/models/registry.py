@@ -26,4 +26,5 @@ MODEL_TYPES = Registry("model_type", builtins={
     "image_encoder": "astroembed.models.image_encoder",
     "spectrum_transformer": "astroembed.models.spectrum_transformer",
     "aligned": "astroembed.models.clip_model",
+    "photometry_encoder": "astroembed.models.photometry_encoder",
 })

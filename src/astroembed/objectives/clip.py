@@ -4,6 +4,10 @@ For N galaxies with an image embedding a_i and a spectrum embedding b_i, logits_
 with a learnable scale s = exp(logit_scale). The loss is the mean of the cross-entropy image -> spectrum
 (row i's target is column i) and spectrum -> image. Under DDP each process scores its own rows against
 the other modality gathered from every process; its positives sit at offset rank * N.
+
+With ``mask`` (N,) bool, only the pairs where it is True count: a galaxy observed in one of the two
+modalities only is neither a query nor a candidate (its column is excluded from every row's softmax),
+and the loss is the mean over the valid rows. With every row valid this is exactly the unmasked loss.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class CLIPLoss(nn.Module):
 
     ``forward(a, b)`` takes (N, D) embeddings of the two modalities (need not be normalised) and
     returns the scalar loss; with ``return_details=True`` it returns a :class:`CLIPOutput`.
+    ``forward(a, b, mask=m)`` counts only the pairs where the (N,) bool ``m`` is True (a batch without
+    any gives a zero loss that still carries the graph, so every DDP process runs the same backward).
     Under DDP every process must pass the same N (the gather needs equal shapes).
     """
 
@@ -70,11 +76,14 @@ class CLIPLoss(nn.Module):
             self.register_buffer("logit_scale", init)
         self.gather_distributed = gather_distributed
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, return_details: bool = False) -> torch.Tensor | CLIPOutput:
+    def forward(self, a: torch.Tensor, b: torch.Tensor, return_details: bool = False,
+                mask: torch.Tensor | None = None) -> torch.Tensor | CLIPOutput:
         check_pair(a, b, ("a", "b"))
         n = a.shape[0]
         gather = self.gather_distributed and distributed.is_distributed()
-        if n * (distributed.world_size() if gather else 1) < 2:
+        if mask is not None and tuple(mask.shape) != (n,):
+            raise ValueError(f"mask must have shape ({n},), got {tuple(mask.shape)}")
+        if mask is None and n * (distributed.world_size() if gather else 1) < 2:
             raise ValueError(f"CLIP loss needs at least 2 pairs per batch to have negatives, got {n}")
 
         # Clamp the parameter itself rather than its use in the graph: a clamp in the graph has zero
@@ -92,10 +101,21 @@ class CLIPLoss(nn.Module):
         logits_b = scale * b @ all_a.T
         offset = distributed.rank() * n if gather else 0
         labels = offset + torch.arange(n, device=a.device)
-        loss = (F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_b, labels)) / 2
+        if mask is None:
+            loss = (F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_b, labels)) / 2
+            rows = slice(None)
+        else:
+            rows = mask.bool()
+            # (gathered as bytes: not every backend gathers bool tensors)
+            columns = distributed.gather_no_grad(rows.to(torch.uint8)).bool() if gather else rows
+            logits_a = logits_a.masked_fill(~columns[None], float("-inf"))
+            logits_b = logits_b.masked_fill(~columns[None], float("-inf"))
+            ce = (F.cross_entropy(logits_a[rows], labels[rows], reduction="sum")
+                  + F.cross_entropy(logits_b[rows], labels[rows], reduction="sum"))
+            loss = ce / (2 * rows.sum().clamp(min=1))
         if not return_details:
             return loss
         with torch.no_grad():
-            hits_a = (logits_a.argmax(1) == labels).float().mean()
-            accuracy = (hits_a + (logits_b.argmax(1) == labels).float().mean()) / 2
+            hits_a = (logits_a[rows].argmax(1) == labels[rows]).float().mean()
+            accuracy = (hits_a + (logits_b[rows].argmax(1) == labels[rows]).float().mean()) / 2
         return CLIPOutput(loss, logits_a, logits_b, accuracy, scale.detach())

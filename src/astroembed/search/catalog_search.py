@@ -6,11 +6,14 @@ that remembers where each modality's embedding catalogue (Parquet) and model liv
     INDEX/manifest.json
     INDEX/image/       index.faiss, catalogue.parquet, meta.json
     INDEX/spectrum/    (when built from an aligned model's spectrum embeddings too)
+    INDEX/photometry/  (... and its photometry embeddings)
 
 A query is a vector in the *query* modality: the stored embedding of an object id, the object nearest
-to a sky position, or a file (FITS / JPEG cutout, SDSS / DESI spectrum) embedded on the fly with the
-model that made the catalogue. It is searched in the *target* modality's index; image -> spectrum
-works when both catalogues come from one aligned (CLIP) model, whose two embeddings share a space.
+to a sky position, or a file (FITS / JPEG cutout, SDSS / DESI spectrum, a catalogue row with photometry)
+embedded on the fly with the model that made the catalogue. It is searched in the *target* modality's
+index; cross-modal search (image -> spectrum, photometry -> image, ... every direction between the
+modalities indexed) works when the catalogues come from one aligned (CLIP) model, whose embeddings
+share a space.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ class CatalogSearch:
         return str(ids[i])
 
     def embed_file(self, path, modality: str, model=None, bands_as=None) -> tuple[np.ndarray, float, float]:
-        """Embed a cutout or spectrum file with the catalogue's model (or ``model``).
+        """Embed a cutout, spectrum or one-row catalogue file with the catalogue's model (or ``model``).
 
         The file is read and validated by :func:`astroembed.data.readers.read_any`; its image's band
         names must name the model's bands (``bands_as`` declares others as intended) and its spectrum
@@ -143,6 +146,12 @@ class CatalogSearch:
                 raise InvalidDataError("holds no image", source=str(path), field="image_array")
             vector = embedder.embed(g.image.flux[None], bands=g.image.bands, bands_as=bands_as,
                                     object_ids=[g.object_id], source=str(path))[0]
+        elif modality == "photometry":
+            if g.photometry is None:
+                raise InvalidDataError("holds no photometry", source=str(path), field="photometry_flux")
+            vector = embedder.embed_photometry(g.photometry.flux[None], g.photometry.ivar[None],
+                                               bands=g.photometry.bands, object_ids=[g.object_id],
+                                               source=str(path))[0]
         else:
             if g.spectrum is None:
                 raise InvalidDataError("holds no spectrum", source=str(path), field="spectrum_flux")

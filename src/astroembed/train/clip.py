@@ -1,41 +1,50 @@
-"""CLIP alignment of a pretrained image encoder and a pretrained spectrum encoder (AstroCLIP).
+"""CLIP alignment of two or three modalities into one space (AstroCLIP; ImageBind-style pairwise losses).
 
     astroembed pretrain clip --image-model RUN_I/model --spectrum-model RUN_S/model --data PATH --out RUN
+    astroembed pretrain clip --image-model RUN_I/model --spectrum-model RUN_S/model --photometry ...
 
-Both encoders are loaded from their exports (config.json + model.safetensors, with the preprocessing
-each was trained with). A projection head on each maps its embedding into a shared space; the
-symmetric InfoNCE loss (:class:`~astroembed.objectives.clip.CLIPLoss`, learnable clamped temperature,
-negatives gathered from every process under DDP) pulls a galaxy's image and spectrum together. Each
-backbone is either frozen (eval mode, no gradient: only the heads and temperature learn) or fine-tuned
-at ``backbone_lr_scale`` times the learning rate.
-
-Per step, on the training device: cutouts -> optional light augmentation -> the image model's saved
-preprocessing -> image encoder -> head; stored spectra -> optional spectrum augmentation -> the
-spectrum model's saved preprocessing (resample, normalise, patch) -> spectrum encoder -> head.
+Image and spectrum encoders are loaded from their exports (config.json + model.safetensors, with the
+preprocessing each was trained with). Photometry comes either from an exported photometry encoder
+(``photometry_model``) or from a new one trained from scratch in the alignment (``photometry: true``; its
+arcsinh softening and standardisation are fitted on the training galaxies). A projection head on each
+encoder maps its embedding into a shared space; every pair of modalities has its own symmetric InfoNCE
+loss (:class:`~astroembed.objectives.clip.CLIPLoss`, learnable clamped temperature, negatives gathered
+from every process under DDP), masked to the galaxies that have both (a galaxy without a spectrum still
+trains image <-> photometry), and the stage minimises their mean. Each pretrained backbone is either
+frozen (eval mode, no gradient) or fine-tuned at ``backbone_lr_scale`` times the learning rate; a
+photometry encoder trained from scratch learns at the full rate. Batch assembly: :mod:`.clip_data`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
+from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..augment.image import ImageAugmentConfig, ImageAugmenter
-from ..preprocess.image import PreprocessConfig, preprocess, standardize
-from ..augment.spectrum import SpectrumAugmentConfig, augment_spectra
-from ..preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
+from ..augment.image import ImageAugmentConfig
+from ..augment.photometry import PhotometryAugmentConfig
+from ..augment.spectrum import SpectrumAugmentConfig
+from ..config import Config, save_yaml_config
 from ..data.dataset import MMUDataset
 from ..data.records import InvalidDataError
-from ..preprocess.stored import fill_padded_wavelengths
-from ..models.clip_model import AlignedModel
-from ..models.io import load_model, save_model
-from ..objectives.clip import CLIPLoss
-from ..config import Config, save_yaml_config
+from ..models.clip_model import MODALITIES, AlignedModel
+from ..models.photometry_encoder import PhotometryEncoderConfig
+from ..objectives.clip import CLIPLoss, CLIPOutput
+from ..preprocess.image import PreprocessConfig
+from ..preprocess.photometry import PhotometryPreprocessConfig, fit_photometry_preprocess
+from ..preprocess.spectrum import SpectrumPreprocessConfig
+from .clip_build import build_aligned, export_aligned, export_aligned_model, load_encoder
+from .clip_data import AlignmentInputs, survey_photometry, survey_photometry_bands
 from .common import RunConfig, fit_stage
+
+# build_aligned, load_encoder and the exports live in clip_build.py; named here too, where callers found them.
+__all__ = ["CLIPConfig", "CLIPNetworks", "LightImageAugmentConfig", "build_aligned", "export_aligned",
+           "export_aligned_model", "load_encoder", "pretrain_clip"]
 
 
 @dataclass
@@ -57,18 +66,26 @@ class LightImageAugmentConfig(ImageAugmentConfig):
 class CLIPConfig(Config):
     """Everything a CLIP alignment run needs; loadable from YAML.
 
+    Two or three modalities: ``image_model``, ``spectrum_model``, and ``photometry`` (a new encoder,
+    architecture ``photometry_encoder``) or ``photometry_model`` (an exported one).
     ``image_augment: null`` turns image augmentation off; ``spectrum_augment`` is off unless given
-    (a mapping of :class:`~astroembed.augment.spectrum.SpectrumAugmentConfig` fields, ``{}`` = defaults).
+    (a mapping of :class:`~astroembed.augment.spectrum.SpectrumAugmentConfig` fields, ``{}`` = defaults);
+    ``photometry_augment: null`` turns photometry augmentation off.
     """
 
     image_model: str = ""           # exported image encoder folder (RUN/model)
     spectrum_model: str = ""        # exported spectrum transformer folder
-    data: str = ""                  # MMU survey with both images and spectra
+    photometry: bool = False        # align a photometry encoder trained from scratch here
+    photometry_model: str = ""      # ... or an exported photometry encoder
+    data: str = ""                  # MMU survey with the modalities
     out: str = "runs/clip"
     embed_dim: int = 128            # shared space size (AstroCLIP: 512)
-    projection_hidden: int = 512    # hidden width of both heads; 0 = linear heads
+    projection_hidden: int = 512    # hidden width of every head; 0 = linear heads
     freeze_image: bool = False
     freeze_spectrum: bool = False
+    freeze_photometry: bool = False  # only for an exported photometry encoder
+    photometry_encoder: PhotometryEncoderConfig = field(default_factory=PhotometryEncoderConfig)
+    photometry_augment: PhotometryAugmentConfig | None = field(default_factory=PhotometryAugmentConfig)
     backbone_lr_scale: float = 0.1  # learning-rate multiplier of a fine-tuned backbone (heads get 1)
     init_temperature: float = 0.07
     max_logit_scale: float = 100.0  # the learnable 1/temperature is clamped to this (CLIP)
@@ -84,41 +101,45 @@ class CLIPConfig(Config):
             raise ValueError(f"init_temperature must be > 0, got {self.init_temperature}")
         if not self.backbone_lr_scale >= 0:
             raise ValueError(f"backbone_lr_scale must be >= 0, got {self.backbone_lr_scale}")
+        if self.photometry and self.photometry_model:
+            raise ValueError("give photometry (a new encoder) or photometry_model (an exported one), not both")
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        given = {"image": bool(self.image_model), "spectrum": bool(self.spectrum_model),
+                 "photometry": bool(self.photometry or self.photometry_model)}
+        return tuple(m for m in MODALITIES if given[m])
 
 
-def load_encoder(path, model_type: str, what: str) -> tuple[nn.Module, dict]:
-    """An exported encoder and its config, checked to be of ``model_type``."""
-    path = Path(path)
-    if (path / "model" / "config.json").is_file() and not (path / "config.json").is_file():
-        path = path / "model"  # a run folder was given
-    module, config = load_model(path)
-    if config["model_type"] != model_type:
-        raise InvalidDataError(f"{what} must be a {model_type!r} export, this is {config['model_type']!r}",
-                               source=str(path / "config.json"), field="model_type")
-    return module, config
+def pair_name(a: str, b: str) -> str:
+    """The name of the loss (and its logged values) of modalities ``a`` and ``b``: ``"image_spectrum"``."""
+    return f"{a}_{b}"
 
 
 class CLIPNetworks(nn.Module):
-    """The aligned model, the loss and the augmentations; free of Lightning."""
+    """The aligned model, one loss per pair of modalities and the batch assembly; free of Lightning."""
 
-    def __init__(self, config: CLIPConfig, model: AlignedModel, image_preprocess: PreprocessConfig,
-                 spectrum_preprocess: SpectrumPreprocessConfig, bands: tuple[str, ...]):
+    def __init__(self, config: CLIPConfig, model: AlignedModel, inputs: AlignmentInputs,
+                 pretrained: Sequence[str] = ("image", "spectrum")):
         super().__init__()
         self.config = config
         self.model = model
-        self.image_preprocess = image_preprocess
-        self.spectrum_preprocess = spectrum_preprocess
-        self.bands = tuple(bands)
-        self.loss = CLIPLoss(init_temperature=config.init_temperature, max_logit_scale=config.max_logit_scale)
-        self.augmenter = ImageAugmenter(config.image_augment) if config.image_augment is not None else None
-        self.frozen = [enc for enc, frozen in ((model.image_encoder, config.freeze_image),
-                                               (model.spectrum_encoder, config.freeze_spectrum)) if frozen]
+        self.inputs = inputs
+        self.modalities = model.modalities
+        self.pairs = list(combinations(self.modalities, 2))
+        self.losses = nn.ModuleDict({pair_name(a, b): CLIPLoss(init_temperature=config.init_temperature,
+                                                                max_logit_scale=config.max_logit_scale)
+                                     for a, b in self.pairs})
+        self.pretrained = tuple(m for m in self.modalities if m in pretrained)
+        self.frozen_modalities = tuple(m for m in self.pretrained if getattr(config, f"freeze_{m}"))
+        self.frozen = [model.encoder(m) for m in self.frozen_modalities]
         for encoder in self.frozen:
             encoder.requires_grad_(False)
-        # The masked-modelling head and mask token serve pretraining only; embedding never uses them, and
-        # DDP refuses parameters that want a gradient but get none.
-        model.spectrum_encoder.head.requires_grad_(False)
-        model.spectrum_encoder.mask_token.requires_grad_(False)
+        if "spectrum" in self.modalities:
+            # The masked-modelling head and mask token serve pretraining only; embedding never uses them,
+            # and DDP refuses parameters that want a gradient but get none.
+            model.spectrum_encoder.head.requires_grad_(False)
+            model.spectrum_encoder.mask_token.requires_grad_(False)
 
     def train(self, mode: bool = True):
         # Frozen backbones stay in eval mode: no BatchNorm statistics drift, no dropout.
@@ -127,75 +148,71 @@ class CLIPNetworks(nn.Module):
             encoder.eval()
         return self
 
-    def images(self, batch) -> torch.Tensor:
-        flux = standardize(batch["image"].float(), self.image_preprocess)
-        if self.augmenter is not None and self.training:
-            ivar = batch["image_ivar"] if bool(batch["image_has_ivar"].all()) else None
-            scale = float(batch["pixel_scale"][0])
-            flux = self.augmenter(flux, self.bands, ivar=ivar, psf_fwhm=batch.get("psf_fwhm"),
-                                  pixel_scale=scale if np.isfinite(scale) and scale > 0 else 0.262)
-        return preprocess(flux, self.image_preprocess, self.bands)
-
-    def spectra(self, batch) -> dict[str, torch.Tensor]:
-        flux, ivar, lam, mask = fill_padded_wavelengths(batch["spectrum_flux"], batch["spectrum_ivar"],
-                                                        batch["spectrum_lambda"], batch["spectrum_mask"])
-        if self.config.spectrum_augment is not None and self.training:
-            flux, ivar, mask = augment_spectra(flux, ivar, mask, lam, self.config.spectrum_augment)
-        return prepare_batch(flux, ivar, mask, lam, self.spectrum_preprocess)
-
-    def _project(self, encoder, head, x, frozen: bool) -> torch.Tensor:
-        if frozen:
+    def _project(self, modality: str, batch) -> torch.Tensor:
+        x = self.inputs.inputs(modality, batch)
+        if modality in self.frozen_modalities:
             with torch.no_grad():
-                features = encoder(x)
-            return head(features)
-        return head(encoder(x))
+                features = self.model.encoder(modality)(x)
+            return self.model.head(modality)(features)
+        return self.model.project(modality, x)
 
-    def forward(self, batch):
-        """CLIPOutput (loss, logits, accuracy, scale) of one batch with both modalities."""
-        m, c = self.model, self.config
-        a = self._project(m.image_encoder, m.image_head, self.images(batch), c.freeze_image)
-        b = self._project(m.spectrum_encoder, m.spectrum_head, self.spectra(batch), c.freeze_spectrum)
-        return self.loss(a.float(), b.float(), return_details=True)
+    def forward(self, batch) -> dict[str, CLIPOutput]:
+        """The CLIPOutput (loss, logits, accuracy, scale) of each pair, over the galaxies that have both."""
+        z = {m: self._project(m, batch).float() for m in self.modalities}
+        present = {m: self.inputs.present(m, batch) for m in self.modalities}
+        return {pair_name(a, b): self.losses[pair_name(a, b)](z[a], z[b], return_details=True,
+                                                               mask=present[a] & present[b])
+                for a, b in self.pairs}
 
     def step(self, batch, device=None) -> tuple[torch.Tensor, int, dict]:
-        out = self(batch)
+        outs = self(batch)
+        loss = torch.stack([o.loss for o in outs.values()]).mean()
+        first = next(iter(outs.values()))
         # "negatives": candidates each row is scored against: the global batch when negatives are gathered (DDP).
-        return out.loss, len(out.logits_a), {"train_accuracy": out.accuracy, "logit_scale": out.logit_scale,
-                                             "negatives": float(out.logits_a.shape[1])}
+        logs = {"train_accuracy": torch.stack([o.accuracy for o in outs.values()]).nanmean(),
+                "logit_scale": first.logit_scale, "negatives": float(first.logits_a.shape[1])}
+        if len(outs) > 1:
+            logs.update({f"loss_{name}": o.loss.detach() for name, o in outs.items()})
+        return loss, len(first.logits_a), logs
 
     def parameter_groups(self, lr: float) -> list[dict]:
-        m, c = self.model, self.config
-        groups = [{"params": [*m.image_head.parameters(), *m.spectrum_head.parameters(), *self.loss.parameters()],
-                   "lr": lr}]
-        backbones = [p for enc in (m.image_encoder, m.spectrum_encoder) for p in enc.parameters() if p.requires_grad]
+        m = self.model
+        new = [p for mod in self.modalities if mod not in self.pretrained for p in m.encoder(mod).parameters()]
+        groups = [{"params": [*(p for mod in self.modalities for p in m.head(mod).parameters()), *new,
+                              *self.losses.parameters()], "lr": lr}]
+        backbones = [p for mod in self.pretrained for p in m.encoder(mod).parameters() if p.requires_grad]
         if backbones:
-            groups.append({"params": backbones, "lr": lr * c.backbone_lr_scale})
+            groups.append({"params": backbones, "lr": lr * self.config.backbone_lr_scale})
         return groups
 
-
-def build_aligned(config: CLIPConfig) -> tuple[AlignedModel, dict, dict]:
-    """The aligned model from the two exported encoders, and their saved configs."""
-    image_encoder, image_cfg = load_encoder(config.image_model, "image_encoder", "--image-model")
-    spectrum_encoder, spectrum_cfg = load_encoder(config.spectrum_model, "spectrum_transformer", "--spectrum-model")
-    model = AlignedModel(image_encoder, spectrum_encoder, config.embed_dim, config.projection_hidden,
-                         image_config={"model_type": image_cfg["model_type"], "model": image_cfg["model"]},
-                         spectrum_config={"model_type": spectrum_cfg["model_type"], "model": spectrum_cfg["model"]})
-    return model, image_cfg, spectrum_cfg
+    def logit_scales(self) -> dict[str, float]:
+        return {name: float(loss.logit_scale.detach().exp()) for name, loss in self.losses.items()}
 
 
-def export_aligned_model(model: AlignedModel, image_cfg: dict, spectrum_cfg: dict, directory: Path,
-                         extra: dict | None = None) -> Path:
-    """Save the aligned model as one folder: both encoders, both heads, both preprocessing configs."""
-    return save_model(model, {
-        "model_type": "aligned",
-        "modality": "aligned",
-        "modalities": ["image", "spectrum"],
-        "model": model.model_config(),
-        "preprocessing": {"image": image_cfg["preprocessing"], "spectrum": spectrum_cfg["preprocessing"]},
-        "bands": list(image_cfg["bands"]),
-        "embed_dim": int(model.embed_dim),
-        "training": {"method": "clip", **(extra or {})},
-    }, directory)
+def _image_preprocess(config: CLIPConfig, image_cfg: dict, dataset: MMUDataset) -> PreprocessConfig:
+    """The image model's preprocessing, checked against the survey's bands; sizes the augmentation's crop."""
+    image_pre = PreprocessConfig.from_dict(image_cfg["preprocessing"])
+    if image_pre.mode == "rgb":
+        raise InvalidDataError("CLIP alignment needs an image encoder trained on survey flux (bands with "
+                               "spectra), not on 8-bit RGB cutouts", source=str(config.image_model),
+                               field="preprocessing")
+    bands = tuple(image_cfg["bands"])
+    image = dataset.survey.galaxy(int(dataset.indices[0])).image
+    stored = tuple(image.bands) if image is not None else bands
+    if stored != bands:
+        raise InvalidDataError(f"the image model was trained on bands {list(bands)}, the survey has "
+                               f"{list(stored)}", source=str(config.data), field="image_band")
+    if config.image_augment is not None:
+        side = image_pre.crop_size or image_pre.input_size or int(dataset[0]["image"].shape[-1])
+        config.image_augment = dataclasses.replace(config.image_augment, crop_size=int(side))
+    return image_pre
+
+
+def _fit_photometry(config: CLIPConfig, dataset: MMUDataset, bands: tuple[str, ...]) -> PhotometryPreprocessConfig:
+    """Arcsinh softening and standardisation of a new photometry encoder, from the training galaxies."""
+    only = MMUDataset(config.data, modalities=("photometry",), indices=dataset.indices, survey=dataset.survey)
+    flux, ivar = survey_photometry(only)
+    return fit_photometry_preprocess(flux, ivar, bands)
 
 
 def pretrain_clip(config: CLIPConfig) -> Path:
@@ -207,32 +224,46 @@ def pretrain_clip(config: CLIPConfig) -> Path:
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(config.run.seed, workers=True, verbose=False)
-    model, image_cfg, spectrum_cfg = build_aligned(config)
-    image_pre = PreprocessConfig.from_dict(image_cfg["preprocessing"])
-    spectrum_pre = SpectrumPreprocessConfig.from_dict(spectrum_cfg["preprocessing"])
-    if image_pre.mode == "rgb":
-        raise InvalidDataError("CLIP alignment needs an image encoder trained on survey flux (bands with "
-                               "spectra), not on 8-bit RGB cutouts", source=str(config.image_model),
-                               field="preprocessing")
+    modalities = config.modalities
+    if len(modalities) < 2:
+        raise ValueError(f"CLIP alignment needs two or three modalities (--image-model, --spectrum-model, "
+                         f"--photometry or --photometry-model); got {list(modalities)}")
     data = Path(config.data)
-    if not data.exists():
-        raise InvalidDataError("no such file or folder", source=str(data))
-    dataset = MMUDataset(data, modalities=("image", "spectrum"), indices=config.train_indices)
-    bands = tuple(image_cfg["bands"])
-    stored = tuple(dataset.survey.galaxy(int(dataset.indices[0])).image.bands)
-    if stored != bands:
-        raise InvalidDataError(f"the image model was trained on bands {list(bands)}, the survey has "
-                               f"{list(stored)}", source=str(data), field="image_band")
-    if config.image_augment is not None:
-        side = image_pre.crop_size or image_pre.input_size or int(dataset[0]["image"].shape[-1])
-        config.image_augment = dataclasses.replace(config.image_augment, crop_size=int(side))
+    opened: dict = {}
+
+    def open_data():  # the survey and its photometry bands, read once the exported encoders have loaded
+        if not opened:
+            if not data.exists():
+                raise InvalidDataError("no such file or folder", source=str(data))
+            dataset = MMUDataset(data, modalities=modalities, indices=config.train_indices)
+            opened.update(dataset=dataset, bands=survey_photometry_bands(dataset.survey, dataset.indices, str(data))
+                          if "photometry" in modalities else ())
+        return opened["dataset"], opened["bands"]
+
+    model, configs = build_aligned(config, (lambda: _fit_photometry(config, *open_data())) if config.photometry
+                                   else None)
+    dataset, survey_bands = open_data()
+    image_pre = _image_preprocess(config, configs["image"], dataset) if "image" in modalities else None
+    inputs = AlignmentInputs(
+        image=image_pre, bands=tuple(configs["image"]["bands"]) if image_pre else (),
+        image_augment=config.image_augment,
+        spectrum=SpectrumPreprocessConfig.from_dict(configs["spectrum"]["preprocessing"])
+        if "spectrum" in modalities else None, spectrum_augment=config.spectrum_augment,
+        photometry=PhotometryPreprocessConfig.from_dict(configs["photometry"]["preprocessing"])
+        if "photometry" in modalities else None,
+        survey_photometry_bands=survey_bands, photometry_augment=config.photometry_augment)
     save_yaml_config(config, run_dir / "config.yaml")
 
-    networks = CLIPNetworks(config, model, image_pre, spectrum_pre, bands)
+    pretrained = tuple(m for m in modalities if not (m == "photometry" and config.photometry))
+    networks = CLIPNetworks(config, model, inputs, pretrained)
     module = StageModule(networks, config.run)
-    return fit_stage(module, dataset, config.run, run_dir, str(config.data),
-                     lambda model_dir, extra: export_aligned_model(model, image_cfg, spectrum_cfg, model_dir, {
-                         **extra, "image_model": str(config.image_model),
-                         "spectrum_model": str(config.spectrum_model), "freeze_image": config.freeze_image,
-                         "freeze_spectrum": config.freeze_spectrum,
-                         "logit_scale": float(networks.loss.logit_scale.detach().exp())}))
+
+    def export(model_dir, extra):
+        scales = networks.logit_scales()
+        sources = {f"{m}_model": str(getattr(config, f"{m}_model")) for m in pretrained}
+        frozen = {f"freeze_{m}": bool(getattr(config, f"freeze_{m}")) for m in pretrained}
+        return export_aligned(model, configs, model_dir, {
+            **extra, **sources, **frozen, "photometry_from_scratch": bool(config.photometry),
+            "logit_scale": next(iter(scales.values())), "logit_scales": scales})
+
+    return fit_stage(module, dataset, config.run, run_dir, str(config.data), export)

@@ -1,0 +1,96 @@
+"""Building the aligned model from exported encoders, and exporting it as one folder.
+
+An aligned export holds every encoder and head in one ``model.safetensors`` and, in ``config.json``, each
+encoder's architecture and preprocessing under its modality's name (``image``, ``spectrum``,
+``photometry``), the image bands, the photometry bands and the training summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+from torch import nn
+
+from ..data.records import InvalidDataError
+from ..models.clip_model import AlignedModel
+from ..models.io import load_model, save_model
+from ..models.photometry_encoder import build_photometry_encoder
+from ..preprocess.photometry import PhotometryPreprocessConfig
+
+__all__ = ["build_aligned", "export_aligned", "export_aligned_model", "load_encoder"]
+
+
+def load_encoder(path, model_type: str, what: str) -> tuple[nn.Module, dict]:
+    """An exported encoder and its config, checked to be of ``model_type``."""
+    path = Path(path)
+    if (path / "model" / "config.json").is_file() and not (path / "config.json").is_file():
+        path = path / "model"  # a run folder was given
+    module, config = load_model(path)
+    if config["model_type"] != model_type:
+        raise InvalidDataError(f"{what} must be a {model_type!r} export, this is {config['model_type']!r}",
+                               source=str(path / "config.json"), field="model_type")
+    return module, config
+
+
+def _encoder_entry(cfg: dict) -> dict:
+    return {"model_type": cfg["model_type"], "model": cfg["model"]}
+
+
+def build_aligned(config, photometry_pre: Callable[[], PhotometryPreprocessConfig] | None = None
+                  ) -> tuple[AlignedModel, dict[str, dict]]:
+    """The aligned model a ``CLIPConfig`` describes, from the exported encoders (and a new photometry
+    encoder), and each encoder's saved config (``model_type``, ``model``, ``preprocessing``, ...) by modality."""
+    modalities = config.modalities
+    if len(modalities) < 2:
+        raise ValueError(f"CLIP alignment needs two or three modalities (--image-model, --spectrum-model, "
+                         f"--photometry or --photometry-model); got {list(modalities)}")
+    encoders, configs = {}, {}
+    if config.image_model:
+        encoders["image"], configs["image"] = load_encoder(config.image_model, "image_encoder", "--image-model")
+    if config.spectrum_model:
+        encoders["spectrum"], configs["spectrum"] = load_encoder(config.spectrum_model, "spectrum_transformer",
+                                                                 "--spectrum-model")
+    if config.photometry_model:
+        encoders["photometry"], configs["photometry"] = load_encoder(config.photometry_model, "photometry_encoder",
+                                                                     "--photometry-model")
+    elif config.photometry:
+        if photometry_pre is None:
+            raise ValueError("a new photometry encoder needs its fitted preprocessing")
+        # Called after the exported encoders loaded: a wrong model path is reported before the data is read.
+        photometry_pre = photometry_pre()
+        arch = dataclasses.replace(config.photometry_encoder, n_bands=len(photometry_pre.bands))
+        encoders["photometry"] = build_photometry_encoder(arch)
+        configs["photometry"] = {"model_type": "photometry_encoder", "model": arch.to_dict(),
+                                 "preprocessing": photometry_pre.to_dict()}
+    model = AlignedModel(encoders.get("image"), encoders.get("spectrum"), config.embed_dim, config.projection_hidden,
+                         photometry_encoder=encoders.get("photometry"),
+                         **{f"{m}_config": _encoder_entry(c) for m, c in configs.items()})
+    return model, configs
+
+
+def export_aligned_model(model: AlignedModel, image_cfg: dict, spectrum_cfg: dict, directory: Path,
+                         extra: dict | None = None) -> Path:
+    """Save an image + spectrum aligned model (the two-modality form of :func:`export_aligned`)."""
+    return export_aligned(model, {"image": image_cfg, "spectrum": spectrum_cfg}, directory, extra)
+
+
+def export_aligned(model: AlignedModel, configs: dict[str, dict], directory: Path, extra: dict | None = None) -> Path:
+    """Save the aligned model as one folder: every encoder and head, every preprocessing config.
+
+    ``configs`` maps each of the model's modalities to its encoder's saved config (``preprocessing``;
+    ``bands`` for the image encoder)."""
+    config = {
+        "model_type": "aligned",
+        "modality": "aligned",
+        "modalities": list(model.modalities),
+        "model": model.model_config(),
+        "preprocessing": {m: configs[m]["preprocessing"] for m in model.modalities},
+        "embed_dim": int(model.embed_dim),
+        "training": {"method": "clip", **(extra or {})},
+    }
+    if "image" in configs:
+        config["bands"] = list(configs["image"]["bands"])
+    if "photometry" in configs:
+        config["photometry_bands"] = list(configs["photometry"]["preprocessing"]["bands"])
+    return save_model(model, config, directory)
