@@ -13,6 +13,7 @@ Writes DEMO/spectrum_prediction.json and the figure of five random held-out gala
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from astroembed.config import load_yaml_config
-from astroembed.evaluate.spectrum_prediction import (galaxy_table, knn_mean_spectrum, plot_prediction,
+from astroembed.evaluate.spectrum_prediction import (knn_mean_spectrum, plot_prediction,
                                                      prediction_report, shifted_median_spectrum)
 from astroembed.inference import load
 from astroembed.models.spectrum_decoder import load_decoder
@@ -55,7 +56,10 @@ def main():
     grid = embedder.spectrum_preprocess_config.grid
     reference = cached_table(embedder, config, Path(config.out) / "training_set.npz")
     reference["redshift"] = z[reference["index"]]
-    held_out = galaxy_table(embedder, survey, test)
+    # the held-out galaxies embedded once as well (cached beside the training set)
+    held_out = cached_table(embedder, dataclasses.replace(config, train_indices=test.tolist()),
+                            Path(config.out) / "held_out_set.npz")
+    held_out["redshift"] = z[held_out["index"]]
     decoder, _ = load_decoder(model)
     with torch.no_grad():
         shape, log10_scale = decoder(torch.from_numpy(held_out["vector"]))

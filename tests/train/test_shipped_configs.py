@@ -10,9 +10,11 @@ from astroembed.train.clip import CLIPConfig
 from astroembed.config import load_yaml_config
 from astroembed.train.image import ImagePretrainConfig
 from astroembed.train.spectrum import SpectrumPretrainConfig
+from astroembed.train.spectrum_decoder import SpectrumDecoderConfig
 
 CONFIGS = Path(astroembed.__file__).parent / "configs"
-STAGES = {"image": ImagePretrainConfig, "spectrum": SpectrumPretrainConfig, "clip": CLIPConfig}
+STAGES = {"image": ImagePretrainConfig, "spectrum": SpectrumPretrainConfig, "clip": CLIPConfig,
+          "decoder": SpectrumDecoderConfig}
 
 
 def test_there_is_a_config_for_every_stage():

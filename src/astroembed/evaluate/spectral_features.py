@@ -16,11 +16,12 @@ of a band's pixels valid), so predicted and observed spectra are measured by the
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["dn4000", "line_flux", "LINES", "Line", "DN4000_BLUE", "DN4000_RED"]
+__all__ = ["dn4000", "line_flux", "renormalise", "LINES", "Line", "DN4000_BLUE", "DN4000_RED"]
 
 DN4000_BLUE = (3850.0, 3950.0)
 DN4000_RED = (4000.0, 4100.0)
@@ -126,3 +127,12 @@ def line_flux(wavelength, flux, redshift, line: str | Line, valid=None) -> np.nd
     excess = np.where(inside & ok, (f - continuum) * width, 0.0).sum(1)
     covered = (n_in > 0) & (n_good >= 0.5 * n_in)
     return np.where(covered & np.isfinite(continuum).all(1), excess, np.nan)
+
+
+def renormalise(flux: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row divided by its median |flux| over ``valid`` pixels; returns (normalised rows, scales)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without valid pixels: scale 1
+        scale = np.nanmedian(np.where(valid, np.abs(flux), np.nan), axis=1)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    return flux / scale[:, None], scale

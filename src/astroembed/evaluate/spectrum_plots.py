@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .spectral_features import renormalise  # noqa: E402
+
 __all__ = ["prediction_figure"]
 
 
@@ -27,8 +29,6 @@ def prediction_figure(grid, observed, valid, predicted, path, object_ids=None, r
     """Write ``n`` panels, rows chosen at random with ``seed``: observed (grey, smoothed over 5 pixels),
     predicted (blue) and ``baseline`` (orange, dashed), each divided by its median |flux| over the observed
     valid pixels. Returns (path, the rows shown)."""
-    from .spectrum_prediction import renormalise
-
     observed, valid, predicted = np.asarray(observed), np.asarray(valid, bool), np.asarray(predicted)
     rows = np.sort(np.random.default_rng(seed).choice(len(observed), size=min(n, len(observed)), replace=False))
     obs, _ = renormalise(observed[rows], valid[rows])

@@ -17,18 +17,23 @@ normalisation; the observed ivar scaled by the square of the observed scale):
 - the redshift recovered from the predicted spectrum: its embedding by the aligned model's spectrum
   encoder (flux = shape x predicted scale), k-NN (k=16) against the training galaxies' observed spectra;
 - Dn4000 and the H-alpha and [O II] line fluxes (:mod:`astroembed.evaluate.spectral_features`), measured
-  at the true redshift on the predicted and on the observed spectrum.
+  on the observed spectrum at the true redshift and on the predicted one at the true redshift
+  (``features``) and at the redshift recovered from it (``features_at_recovered_z``: what the prediction
+  says about the feature apart from where it put it).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
 
 from ..data.dataset import MMUDataset
 from ..preprocess.stored import prepare_stored_spectra
+from .probes import knn_regressor
 from .redshift import knn_redshift_report
-from .spectral_features import LINES, dn4000, line_flux
+from .spectral_features import LINES, dn4000, line_flux, renormalise
 
 __all__ = ["galaxy_table", "knn_mean_spectrum", "shifted_median_spectrum", "renormalise", "chi2_per_dof",
            "feature_recovery", "prediction_report", "plot_prediction", "METHODS"]
@@ -122,12 +127,9 @@ def _rest_median(train: dict, grid: np.ndarray, rest_grid: np.ndarray) -> np.nda
         values = np.interp(observed, grid, flux)
         usable = np.interp(observed, grid, valid.astype(np.float64)) > 0.999
         stack[i] = np.where(inside & usable, values, np.nan)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # columns no galaxy covers stay NaN
-            return np.nanmedian(stack, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # columns no galaxy covers stay NaN
+        return np.nanmedian(stack, axis=0)
 
 
 def shifted_median_spectrum(train: dict, query_vectors: np.ndarray, grid: np.ndarray, k: int = 10
@@ -147,14 +149,6 @@ def shifted_median_spectrum(train: dict, query_vectors: np.ndarray, grid: np.nda
     return shape, train["log10_scale"][idx].mean(1), z_knn
 
 
-def renormalise(flux: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row divided by its median |flux| over ``valid`` pixels; returns (normalised rows, scales)."""
-    with np.errstate(all="ignore"):
-        scale = np.nanmedian(np.where(valid, np.abs(flux), np.nan), axis=1)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    return flux / scale[:, None], scale
-
-
 def chi2_per_dof(predicted: np.ndarray, observed: np.ndarray, ivar: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """(N,) sum over valid pixels of ivar (predicted - observed)^2, divided by the number of valid pixels
     (NaN for a row with none). Both are renormalised first (:func:`renormalise` over the valid pixels),
@@ -168,16 +162,22 @@ def chi2_per_dof(predicted: np.ndarray, observed: np.ndarray, ivar: np.ndarray, 
 
 
 def feature_recovery(predicted: np.ndarray, observed: np.ndarray, valid: np.ndarray, grid: np.ndarray,
-                     redshift: np.ndarray) -> dict[str, dict[str, float]]:
-    """Dn4000 and line fluxes of predicted vs observed spectra (renormalised over the valid pixels), at the
-    true redshift: median |difference|, Pearson correlation and the number of galaxies measured on both."""
+                     redshift: np.ndarray, predicted_redshift: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Dn4000 and line fluxes of predicted vs observed spectra (both renormalised over the observed valid
+    pixels): median |difference|, Pearson correlation and the number of galaxies measured on both.
+
+    The observed spectrum is measured at ``redshift`` over its valid pixels, the predicted one over all its
+    pixels at ``predicted_redshift`` (default: the same ``redshift``; give the redshift recovered from the
+    prediction to score the features apart from the error of where the prediction put them).
+    """
     pred, _ = renormalise(predicted, valid)
     obs, _ = renormalise(observed, valid)
-    measures = {"dn4000": lambda f, v: dn4000(grid, f, redshift, v)}
-    measures.update({name: (lambda f, v, n=name: line_flux(grid, f, redshift, n, v)) for name in LINES})
+    z_pred = redshift if predicted_redshift is None else predicted_redshift
+    everywhere = np.ones(pred.shape, bool)
     out = {}
-    for name, measure in measures.items():
-        a, b = measure(pred, valid), measure(obs, valid)
+    for name in ("dn4000", *LINES):
+        a, b = (dn4000(grid, f, z, v) if name == "dn4000" else line_flux(grid, f, z, name, v)
+                for f, z, v in ((pred, z_pred, everywhere), (obs, redshift, valid)))
         ok = np.isfinite(a) & np.isfinite(b)
         corr = float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 2 else float("nan")
         out[name] = {"median_abs_error": float(np.median(np.abs(a[ok] - b[ok]))) if ok.any() else float("nan"),
@@ -199,12 +199,15 @@ def prediction_report(predictions: dict[str, tuple[np.ndarray, np.ndarray]], tes
         flux = shape * 10.0 ** log10_scale[:, None]
         vectors = embedder.embed_spectrum(flux.astype(np.float32), np.ones_like(flux, np.float32), grid)
         z_report = knn_redshift_report(train_spectrum_vectors, train_redshift, vectors, test["redshift"], k=16)
+        z_recovered = knn_regressor(16).fit(train_spectrum_vectors, train_redshift).predict(vectors)
         report[name] = {"chi2_per_dof_median": float(np.nanmedian(chi2)),
                         "chi2_per_dof_mean": float(np.nanmean(chi2)),
                         "log10_scale_rms": float(np.sqrt(np.mean((log10_scale - test["log10_scale"]) ** 2))),
                         "redshift": {key: z_report[key] for key in ("r2", "sigma_mad", "outlier_fraction",
                                                                      "median_abs_dz")},
-                        "features": feature_recovery(shape, test["flux"], test["valid"], grid, test["redshift"])}
+                        "features": feature_recovery(shape, test["flux"], test["valid"], grid, test["redshift"]),
+                        "features_at_recovered_z": feature_recovery(shape, test["flux"], test["valid"], grid,
+                                                                    test["redshift"], z_recovered)}
     return report
 
 
