@@ -137,3 +137,14 @@ def test_predict_spectrum_command_writes_ids_grid_and_flux(trained, tmp_path, su
     bad = CliRunner().invoke(app, ["predict-spectrum", "--model", str(model), "--data", str(data),
                                    "--out", str(tmp_path / "x.csv")])
     assert bad.exit_code != 0 and ".parquet or .fits" in bad.output
+
+
+def test_the_main_job_figure_shows_seeded_galaxies_of_the_given_rows(trained, tmp_path):
+    from astroembed.data.mmu import MMUSurvey
+    from astroembed.evaluate.spectrum_prediction import write_prediction_figure
+
+    model, data, _, _, _ = trained
+    path, shown = write_prediction_figure(model, data, [20, 21, 22, 23], tmp_path / "fig.png", n=3, seed=1)
+    assert path.read_bytes()[:4] == b"\x89PNG" and len(shown) == 3
+    rows = np.sort(np.random.default_rng(1).choice([20, 21, 22, 23], size=3, replace=False))
+    assert shown == [str(i) for i in MMUSurvey(data).object_ids[rows]]  # survey rows, in survey order

@@ -36,7 +36,7 @@ from .redshift import knn_redshift_report
 from .spectral_features import LINES, dn4000, line_flux, renormalise
 
 __all__ = ["galaxy_table", "knn_mean_spectrum", "shifted_median_spectrum", "renormalise", "chi2_per_dof",
-           "feature_recovery", "prediction_report", "plot_prediction", "METHODS"]
+           "feature_recovery", "prediction_report", "plot_prediction", "write_prediction_figure", "METHODS"]
 
 METHODS = ("decoder", "knn_mean", "shifted_median")
 
@@ -219,3 +219,19 @@ def plot_prediction(grid, observed, valid, predicted, path, object_ids=None, red
     from .spectrum_plots import prediction_figure
 
     return prediction_figure(grid, observed, valid, predicted, path, object_ids, redshifts, baseline, n, seed)
+
+
+def write_prediction_figure(model, data, indices, path, n: int = 5, seed: int = 0, device: str = "cpu"):
+    """The main job's figure: ``n`` galaxies drawn with ``seed`` from the survey rows ``indices`` (e.g. the
+    held-out split), their spectra predicted from their images by the decoder saved with ``model`` drawn
+    over the observed ones. Returns (path, the object ids shown)."""
+    from ..inference import load
+
+    embedder = load(model, device=device)
+    indices = np.asarray(indices)
+    rows = np.sort(np.random.default_rng(seed).choice(indices, size=min(n, len(indices)), replace=False))
+    table = galaxy_table(embedder, data, rows)
+    _, shape = embedder.decode_spectrum(table["vector"], normalised=True)
+    path, shown = plot_prediction(embedder.spectrum_preprocess_config.grid, table["flux"], table["valid"], shape,
+                                  path, table["object_id"], table.get("redshift"), n=len(rows), seed=seed)
+    return path, [str(i) for i in table["object_id"][shown]]
