@@ -407,7 +407,10 @@ class AlignedEmbedder(_Embedder):
 
         if getattr(self, "_decoder", None) is None:
             self._decoder = load_decoder(self.path)[0].to(self.device).eval()
-        z = np.asarray(vectors, np.float32).reshape(-1, self._decoder.input_dim)
+        z = np.atleast_2d(np.asarray(vectors, np.float32))
+        if z.ndim != 2 or z.shape[1] != self._decoder.input_dim or not np.isfinite(z).all():
+            raise InvalidDataError(f"expected finite (N, {self._decoder.input_dim}) vectors of the shared space, "
+                                   f"got shape {z.shape}", field="vectors")
         z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
         parts = [np.zeros((0, self._decoder.n_pixels), np.float32)]
         for i in range(0, len(z), batch_size):

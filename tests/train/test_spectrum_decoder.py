@@ -105,6 +105,9 @@ def test_predict_spectrum_refuses_what_it_cannot_do(trained):
     assert info.value.field == "photometry"
     with pytest.raises(InvalidDataError, match="give images, photometry or both"):
         model.predict_spectrum()
+    with pytest.raises(InvalidDataError, match=r"finite \(N, 16\) vectors") as info:
+        model.decode_spectrum(np.ones((2, 8)))
+    assert info.value.field == "vectors"
 
 
 def test_a_non_aligned_model_cannot_train_a_decoder(trained, tmp_path):

@@ -57,7 +57,7 @@ class SpectrumDecoderConfig(Config):
     val_fraction: float = 0.1
     train_indices: list[int] | None = None
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"             # cpu, cuda, cuda:N or auto
 
     def __post_init__(self):
         unknown = set(self.inputs) - {"image", "photometry"}
@@ -113,7 +113,8 @@ def fit_decoder(table: dict[str, np.ndarray], config: SpectrumDecoderConfig, log
     order = np.random.default_rng(config.seed).permutation(n)
     n_val = max(1, int(round(config.val_fraction * n)))
     fit_rows, val_rows = order[n_val:], order[:n_val]
-    device = torch.device(config.device)
+    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if config.device == "auto" else config.device)
     fit, val = _tensors(table, fit_rows, device), _tensors(table, val_rows, device)
     decoder = SpectrumDecoder(fit["vector"].shape[1], fit["flux"].shape[1], config.hidden, config.depth,
                               config.dropout).to(device)
