@@ -32,7 +32,7 @@ def test_fit_decoder_learns_spectra_that_the_vectors_determine():
              "log10_scale": (0.5 + z).astype(np.float32)}
     train = {k: v[:200] for k, v in table.items()}
     config = SpectrumDecoderConfig(hidden=64, epochs=120, patience=120, batch_size=50, learning_rate=1e-2,
-                                   dropout=0.0)
+                                   dropout=0.0, weight_decay=1e-4)
     decoder, history = fit_decoder(train, config)
     with torch.no_grad():
         shape, log10_scale = decoder(torch.as_tensor(table["vector"][200:]))

@@ -46,12 +46,12 @@ class SpectrumDecoderConfig(Config):
     inputs: list[str] = field(default_factory=lambda: ["image"])  # modalities whose vectors are decoded
     hidden: int = 512
     depth: int = 2
-    dropout: float = 0.1
+    dropout: float = 0.3
     epochs: int = 300
     patience: int = 40              # epochs without a better validation chi^2 before stopping
     batch_size: int = 128
     learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-2
     scale_weight: float = 1.0       # weight of the log10-scale term of the loss
     systematic: float = 0.0         # noise floor of the chi^2 (normalised flux units); 0 = plain chi^2
     val_fraction: float = 0.1
