@@ -485,6 +485,71 @@ class AlignedEmbedder(_Embedder):
         b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
         return a @ b.T
 
+    @torch.inference_mode()
+    def predict_spectrum(self, images=None, photometry=None, normalised: bool = False, batch_size: int = 256,
+                         **image_options) -> tuple[np.ndarray, np.ndarray]:
+        """Spectra predicted from the shared space by the decoder saved beside this model.
+
+        Parameters
+        ----------
+        images
+            raw cutouts, as :meth:`embed` takes them (``image_options``: ``bands``, ``bands_as``, ...).
+        photometry
+            a mapping ``{"flux", "ivar", "bands"}`` passed to ``embed_photometry`` (fluxes in the survey's
+            unit); only for models aligned with a photometry encoder.
+        normalised
+            return each spectrum divided by its predicted scale (median |flux| = 1, the spectrum model's
+            normalisation) instead of in the survey's flux unit (1e-17 erg/s/cm^2/A).
+        batch_size
+            galaxies per forward pass.
+
+        Returns
+        -------
+        ``(wavelength, flux)``: the model grid (L,) in Angstrom (float64) and (N, L) float32 flux. Given
+        both inputs, the decoder reads the normalised mean of the two shared-space vectors.
+
+        Raises
+        ------
+        InvalidDataError
+            no input, photometry for a model without a photometry encoder, or no decoder saved
+            (``astroembed train-spectrum-decoder`` trains one).
+        """
+        if images is None and photometry is None:
+            raise InvalidDataError("give images, photometry or both", field="images")
+        vectors = [] if images is None else [self.embed(images, batch_size, **image_options)]
+        if photometry is not None:
+            if not hasattr(self, "embed_photometry"):
+                raise InvalidDataError(f"the model has no photometry encoder (it aligns {list(self.modalities)})",
+                                       source=str(self.path), field="photometry")
+            if not isinstance(photometry, dict) or not {"flux", "ivar", "bands"} <= set(photometry):
+                raise InvalidDataError("photometry must be a mapping with keys flux, ivar and bands",
+                                       field="photometry")
+            vectors.append(self.embed_photometry(**photometry))
+        if len(vectors) == 2 and len(vectors[0]) != len(vectors[1]):
+            raise InvalidDataError(f"{len(vectors[0])} images but {len(vectors[1])} photometry rows",
+                                   field="photometry")
+        return self.decode_spectrum(vectors[0] if len(vectors) == 1 else vectors[0] + vectors[1], normalised,
+                                    batch_size)
+
+    @torch.inference_mode()
+    def decode_spectrum(self, vectors, normalised: bool = False, batch_size: int = 256
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """``predict_spectrum`` from (N, D) shared-space vectors (re-normalised to unit length first)."""
+        from .models.spectrum_decoder import load_decoder
+
+        if getattr(self, "_decoder", None) is None:
+            self._decoder = load_decoder(self.path)[0].to(self.device).eval()
+        z = np.atleast_2d(np.asarray(vectors, np.float32))
+        if z.ndim != 2 or z.shape[1] != self._decoder.input_dim or not np.isfinite(z).all():
+            raise InvalidDataError(f"expected finite (N, {self._decoder.input_dim}) vectors of the shared space, "
+                                   f"got shape {z.shape}", field="vectors")
+        z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        parts = [np.zeros((0, self._decoder.n_pixels), np.float32)]
+        for i in range(0, len(z), batch_size):
+            shape, log10_scale = self._decoder(torch.from_numpy(z[i:i + batch_size]).to(self.device))
+            parts.append((shape if normalised else shape * 10.0 ** log10_scale[:, None]).float().cpu().numpy())
+        return self.spectrum_preprocess_config.grid, np.concatenate(parts)
+
 
 # model_type -> the class that embeds with such a model (a plugin registers its own with EMBEDDERS.register).
 EMBEDDERS = Registry("embedder")

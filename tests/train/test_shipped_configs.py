@@ -11,10 +11,11 @@ from astroembed.config import load_yaml_config
 from astroembed.train.image import ImagePretrainConfig
 from astroembed.train.photometry import PhotometryPretrainConfig
 from astroembed.train.spectrum import SpectrumPretrainConfig
+from astroembed.train.spectrum_decoder import SpectrumDecoderConfig
 
 CONFIGS = Path(astroembed.__file__).parent / "configs"
 STAGES = {"image": ImagePretrainConfig, "spectrum": SpectrumPretrainConfig, "clip": CLIPConfig,
-          "photometry": PhotometryPretrainConfig}
+          "photometry": PhotometryPretrainConfig, "decoder": SpectrumDecoderConfig}
 
 
 def test_there_is_a_config_for_every_stage():

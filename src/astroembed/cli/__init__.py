@@ -7,10 +7,12 @@ inside :class:`~astroembed.cli.errors.ReportingGroup`: expected failures print o
 - ``data_commands``: simulate, info, convert, augment;
 - ``pretrain_commands``: pretrain image / spectrum / clip;
 - ``catalogue_commands``: embed, index, export, search;
-- ``science_commands``: evaluate, anomalies, demo, serve.
+- ``science_commands``: evaluate, anomalies, demo, serve;
+- ``spectrum_commands``: train-spectrum-decoder, predict-spectrum.
 """
 
 from . import catalogue_commands, data_commands, pretrain_commands, science_commands  # noqa: F401 (register)
+from . import spectrum_commands  # noqa: F401 (register)
 from .base import app
 
 __all__ = ["app", "main"]
