@@ -14,6 +14,7 @@ import numpy as np
 
 from . import plots
 from .tasks import PRIMARY_METRIC
+from .vectors import unit_rows
 
 __all__ = ["write_report"]
 
@@ -122,10 +123,9 @@ def _retrieval_gallery(key: str, artefacts: dict, out: Path, n_queries: int = 4,
     if survey is None or "image_array" not in survey.columns:
         return ""
     name = next(iter(data.X))
-    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)  # noqa: E731
-    base = unit(data.X[name][data.train])
+    base = unit_rows(data.X[name][data.train])
     queries = data.test[:n_queries]
-    nearest = NearestNeighbors(n_neighbors=k).fit(base).kneighbors(unit(data.X[name][queries]),
+    nearest = NearestNeighbors(n_neighbors=k).fit(base).kneighbors(unit_rows(data.X[name][queries]),
                                                                    return_distance=False)
     target = artefacts.get("retrieval_target")
     label = (lambda i: f" {target}={data.labels[target][i]:.3g}") if target else (lambda i: "")

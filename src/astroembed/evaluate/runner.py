@@ -117,7 +117,7 @@ def _supervised(data: _Aligned, task: Task, options: EvaluateOptions, artefacts:
             continue
         out["label_efficiency"][name] = label_efficiency(task.kind, X[train], y_train, X[test], y_test,
                                                          options.probes, options.label_fractions, options.seed,
-                                                         options.knn_metric)
+                                                         options.knn_metric, all_labels=out["results"][name])
     return out
 
 
