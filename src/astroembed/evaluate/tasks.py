@@ -15,7 +15,7 @@ from .probes import PROBES
 from .vectors import unit_rows
 
 __all__ = ["Task", "parse_tasks", "KINDS", "PRIMARY_METRIC", "probe_task", "label_efficiency", "label_order",
-           "retrieval_task"]
+           "retrieval_task", "score_predictions", "label_subsets"]
 
 KINDS = ("regression", "classification", "photo-z", "retrieval", "posterior", "anomaly")
 NEEDS_TARGET = ("regression", "classification", "photo-z", "retrieval", "posterior")
@@ -78,18 +78,25 @@ def probe_task(kind: str, X_train, y_train, X_test, y_test, probes=("knn", "line
     results, predictions = {}, {}
     for name in probes:
         probe = _probe(name, kind, seed, knn_metric).fit(X_train, y_train)
-        y_pred = probe.predict(X_test)
-        arrays = [y_test, y_pred]
-        classes = getattr(probe, "classes_", None)
-        if kind == "classification":
-            arrays.append(probe.predict_proba(X_test))
-        entry = {"metrics": task_metrics(kind, *arrays, classes=classes),
-                 "intervals": bootstrap_intervals(lambda *a, c=classes: task_metrics(kind, *a, classes=c), *arrays,
-                                                  n_resamples=n_bootstrap, seed=seed)}
+        results[name], predictions[name] = score_predictions(kind, probe, X_test, y_test, n_bootstrap, seed)
         if name == "knn":
-            entry["k"] = probe.k_
-        results[name], predictions[name] = entry, y_pred
+            results[name]["k"] = probe.k_
     return results, predictions
+
+
+def score_predictions(kind: str, model, X_test, y_test, n_bootstrap: int = 300, seed: int = 0
+                      ) -> tuple[dict, np.ndarray]:
+    """``({"metrics", "intervals"}, predictions)`` of a fitted ``model`` (a probe, or any estimator with
+    predict / predict_proba / classes_) on the held-out rows."""
+    y_pred = model.predict(X_test)
+    arrays = [y_test, y_pred]
+    classes = getattr(model, "classes_", None)
+    if kind == "classification":
+        arrays.append(model.predict_proba(X_test))
+    entry = {"metrics": task_metrics(kind, *arrays, classes=classes),
+             "intervals": bootstrap_intervals(lambda *a, c=classes: task_metrics(kind, *a, classes=c), *arrays,
+                                              n_resamples=n_bootstrap, seed=seed)}
+    return entry, y_pred
 
 
 def label_order(kind: str, y_train: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -105,6 +112,17 @@ def label_order(kind: str, y_train: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.r_[front, order[~np.isin(order, front)]]
 
 
+def label_subsets(kind: str, y_train: np.ndarray, fractions=LABEL_FRACTIONS, seed: int = 0):
+    """Yield ``(fraction, sorted training rows)`` for each label fraction: prefixes of :func:`label_order`
+    (at least 2 rows, and one per class), skipping a subset that holds a single label value."""
+    order = label_order(kind, y_train, seed)
+    n_classes = len(np.unique(y_train)) if kind == "classification" else 0
+    for fraction in fractions:
+        rows = np.sort(order[:min(len(y_train), max(2, n_classes, int(round(fraction * len(y_train)))))])
+        if len(np.unique(y_train[rows])) >= 2:
+            yield fraction, rows
+
+
 def label_efficiency(kind: str, X_train, y_train, X_test, y_test, probes=("knn", "linear", "mlp"),
                      fractions=LABEL_FRACTIONS, seed: int = 0, knn_metric: str = "cosine",
                      all_labels: dict | None = None) -> dict:
@@ -114,18 +132,12 @@ def label_efficiency(kind: str, X_train, y_train, X_test, y_test, probes=("knn",
     results) supplies the point with every training label, so probes already fitted are not fitted again.
     """
     metric, _ = PRIMARY_METRIC[kind]
-    order = label_order(kind, y_train, seed)
-    n_classes = len(np.unique(y_train)) if kind == "classification" else 0
     out = {"metric": metric, "fractions": [], "n_labels": [], "values": {p: [] for p in probes}}
-    for fraction in fractions:
-        n = min(len(y_train), max(2, n_classes, int(round(fraction * len(y_train)))))
-        rows = np.sort(order[:n])
-        if len(np.unique(y_train[rows])) < 2:
-            continue
+    for fraction, rows in label_subsets(kind, y_train, fractions, seed):
         out["fractions"].append(float(fraction))
         out["n_labels"].append(int(len(rows)))
         for name in probes:
-            if n == len(y_train) and all_labels and name in all_labels:
+            if len(rows) == len(y_train) and all_labels and name in all_labels:
                 out["values"][name].append(all_labels[name]["metrics"][metric])
                 continue
             probe = _probe(name, kind, seed, knn_metric).fit(X_train[rows], y_train[rows])
