@@ -90,7 +90,8 @@ ARTEFACTS = {"satellite_trail": satellite_trail, "cosmic_rays": cosmic_rays, "ba
 
 def injection_auc(embed, reference: np.ndarray, images: np.ndarray, kinds=None, k: int = 10,
                   seed: int = 0) -> dict[str, dict[str, float]]:
-    """ROC-AUC of each artefact kind against the same normal cutouts, for the k-NN OOD score and the
+    """ROC-AUC of each artefact kind (or other object: :data:`~astroembed.evaluate.inject_objects.OTHER_OBJECTS`)
+    against the same normal cutouts, for the k-NN OOD score and the
     IsolationForest baseline, both fitted on ``reference`` embeddings (e.g. the training galaxies').
 
     ``embed`` maps (N, bands, H, W) cutouts to (N, D) embeddings; every kind is injected into a copy
@@ -106,9 +107,14 @@ def injection_auc(embed, reference: np.ndarray, images: np.ndarray, kinds=None, 
     normal = embed(images)
     truth = np.r_[np.zeros(len(images)), np.ones(len(images))]
     out = {}
+    from .inject_objects import OTHER_OBJECTS
+
+    injections = {**ARTEFACTS, **OTHER_OBJECTS}
     for kind in kinds or sorted(ARTEFACTS):
+        if kind not in injections:
+            raise ValueError(f"unknown injection {kind!r}; kinds: {', '.join(sorted(injections))}")
         rng = np.random.default_rng(seed)
-        strange = embed(np.stack([ARTEFACTS[kind](im, rng) for im in images]))
+        strange = embed(np.stack([injections[kind](im, rng) for im in images]))
         both = np.r_[normal, strange]
         out[kind] = {"knn": float(roc_auc_score(truth, knn.score(both))),
                      "isolation_forest": float(roc_auc_score(truth, forest.score(both))),
