@@ -220,7 +220,7 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
             from sklearn.base import clone
 
             data.X[fs.name] = clone(fs.transform).fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
-    artefacts: dict = {"data": data, "survey": labels.extra.get("survey")}
+    artefacts: dict = {"data": data, "survey": labels.extra.get("survey"), "log": log}
     if (options.supervised_steps > 0 or options.supervised_minutes > 0) and artefacts["survey"] is None:
         raise ValueError("the supervised baseline (--supervised-steps / --supervised-minutes) trains on the images "
                          "or spectra of an MMU survey: give one as --labels")
