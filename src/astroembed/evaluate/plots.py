@@ -188,7 +188,8 @@ def _normalised(wave: np.ndarray, flux: np.ndarray, good: np.ndarray, smooth: in
     return wave, _smoothed(np.nan_to_num(flux / max(scale, 1e-12)), smooth)
 
 
-def spectrum_overlays(rows: list[tuple[str, tuple, list[tuple]]], path: Path, smooth: int = 5) -> Path:
+def spectrum_overlays(rows: list[tuple[str, tuple, list[tuple]]], path: Path, smooth: int = 5,
+                      query_label: str = "query") -> Path:
     """One panel per row: the query's spectrum (black) with others drawn over it (colour), each divided
     by its median |flux| and smoothed over ``smooth`` pixels, so shapes and lines compare at a glance.
 
@@ -199,7 +200,7 @@ def spectrum_overlays(rows: list[tuple[str, tuple, list[tuple]]], path: Path, sm
     for ax, (title, query, others) in zip(axes[:, 0], rows):
         for j, (label, *spectrum) in enumerate(others):
             ax.plot(*_normalised(*spectrum, smooth), lw=0.6, alpha=0.7, color=f"C{j % 10}", label=label)
-        ax.plot(*_normalised(*query, smooth), lw=0.9, color="k", label="query")
+        ax.plot(*_normalised(*query, smooth), lw=0.9, color="k", label=query_label)
         ax.set_title(title, fontsize=8)
         ax.set_ylabel("flux / median", fontsize=7)
         ax.legend(fontsize=6, ncol=min(6, len(others) + 1), loc="upper right")

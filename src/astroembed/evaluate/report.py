@@ -128,7 +128,8 @@ def _anomaly_gallery(name: str, columns: dict, artefacts: dict, out: Path, n: in
         rows = [(f"#{columns['anomaly_rank'][i]} {ids[i]} (black) over median-rank objects", spectra[j],
                  [(f"#{columns['anomaly_rank'][t]}", *spectra[4 + k]) for k, t in enumerate(typical[:3])])
                 for j, i in enumerate(top[:4])]
-        parts.append(_image(plots.spectrum_overlays(rows, out / f"anomalies_{plots.safe_name(name)}_spectra.png")))
+        parts.append(_image(plots.spectrum_overlays(rows, out / f"anomalies_{plots.safe_name(name)}_spectra.png",
+                                                    query_label="anomaly")))
     return "".join(parts)
 
 
