@@ -69,11 +69,12 @@ def from_scratch_results(kind: str, data, options, artefacts: dict, train, y_tra
     from .supervised import SupervisedBaseline
 
     results, curves, predictions = {}, {}, {}
+    log = artefacts.get("log") or (lambda message: None)
     for modality in modalities_of(options, artefacts):
         inputs, bands = _raw_inputs(data, modality, artefacts)
 
         def fit(rows, modality=modality, inputs=inputs, bands=bands):
-            artefacts["log"](f"  {feature_set_name(modality)}: training from scratch on {len(rows)} labels")
+            log(f"  {feature_set_name(modality)}: training from scratch on {len(rows)} labels")
             model = SupervisedBaseline(modality, probe_kind(kind), max_steps=options.supervised_steps or 10 ** 9,
                                        minutes=options.supervised_minutes or None, bands=tuple(bands or ()),
                                        seed=options.seed, device=_device(options.device))
