@@ -43,7 +43,8 @@ def main() -> None:
     images = np.stack([survey[int(i)].image.flux for i in test[:args.n]]).astype(np.float32)
     embedder = load(args.model)
     kinds = sorted(ARTEFACTS) + sorted(OTHER_OBJECTS)  # artefacts, then stars, quasars, other cameras
-    result = injection_auc(embedder.embed, reference, images, kinds=kinds, seed=args.seed)
+    result = injection_auc(embedder.embed, reference, images, kinds=kinds, seed=args.seed,
+                           injections={**ARTEFACTS, **OTHER_OBJECTS})
     print(f"{'injected':<22}{'k-NN AUC':>10}{'IsoForest AUC':>15}{'median p':>10}")
     for kind, r in result.items():
         print(f"{kind:<22}{r['knn']:>10.3f}{r['isolation_forest']:>15.3f}{r['knn_median_pvalue']:>10.3f}")

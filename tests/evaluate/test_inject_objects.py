@@ -48,7 +48,8 @@ def test_other_instrument_magnifies_by_the_pixel_scale_ratio_and_keeps_the_flux(
 @pytest.mark.parametrize("kind", sorted(OTHER_OBJECTS))
 def test_injection_auc_finds_each_other_object(kind):
     embed = lambda a: (np.asarray(a) / 0.02).reshape(len(a), -1)  # noqa: E731 - pixels as the "embedding"
-    result = injection_auc(embed, embed(_images(200, seed=1)), _images(30, seed=2), kinds=[kind])
+    result = injection_auc(embed, embed(_images(200, seed=1)), _images(30, seed=2), kinds=[kind],
+                           injections=OTHER_OBJECTS)
     assert result[kind]["knn"] >= 0.9, result
 
 
