@@ -1,4 +1,5 @@
-"""Do anomaly scores on a model's embeddings find injected artefacts? ROC-AUC per artefact kind.
+"""Do anomaly scores on a model's embeddings find injected artefacts and objects of another kind (stars,
+quasars) or instrument (HSC, HST pixel scales)? ROC-AUC per kind.
 
     python experiments/anomaly_injection.py --model demo_output/image/model \
         --survey demo_output/survey/astroembed_sim/default --embeddings demo_output/embeddings/image_pretrained
@@ -18,7 +19,8 @@ import numpy as np
 
 from astroembed.data.mmu import MMUSurvey
 from astroembed.embed.store import read_embeddings
-from astroembed.evaluate.inject import injection_auc
+from astroembed.evaluate.inject import ARTEFACTS, injection_auc
+from astroembed.evaluate.inject_objects import OTHER_OBJECTS
 from astroembed.inference import load
 from astroembed.pipeline import held_out_split
 
@@ -40,10 +42,12 @@ def main() -> None:
     survey = MMUSurvey(args.survey)
     images = np.stack([survey[int(i)].image.flux for i in test[:args.n]]).astype(np.float32)
     embedder = load(args.model)
-    result = injection_auc(embedder.embed, reference, images, seed=args.seed)
-    print(f"{'artefact':<18}{'k-NN AUC':>10}{'IsoForest AUC':>15}{'median p':>10}")
+    kinds = sorted(ARTEFACTS) + sorted(OTHER_OBJECTS)  # artefacts, then stars, quasars, other cameras
+    result = injection_auc(embedder.embed, reference, images, kinds=kinds, seed=args.seed,
+                           injections={**ARTEFACTS, **OTHER_OBJECTS})
+    print(f"{'injected':<22}{'k-NN AUC':>10}{'IsoForest AUC':>15}{'median p':>10}")
     for kind, r in result.items():
-        print(f"{kind:<18}{r['knn']:>10.3f}{r['isolation_forest']:>15.3f}{r['knn_median_pvalue']:>10.3f}")
+        print(f"{kind:<22}{r['knn']:>10.3f}{r['isolation_forest']:>15.3f}{r['knn_median_pvalue']:>10.3f}")
     args.out.write_text(json.dumps({"model": str(args.model), "n_normal": len(images), "auc": result}, indent=2))
 
 

@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from astroembed.augment.image import ImageAugmentConfig
 from astroembed.preprocess.image import PreprocessConfig, preprocess, standardize
 from astroembed.data.folder_dataset import ImageFolderDataset
 from astroembed.evaluate.metrics import accuracy_score
 from astroembed.evaluate.probes import linear_classifier, pca_baseline, split_indices
-from astroembed.evaluate.supervised import train_supervised_classifier
+from astroembed.evaluate.supervised import SupervisedBaseline
 from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
 from astroembed.models.io import load_model
 from astroembed.config import load_yaml_config
@@ -54,7 +53,7 @@ def main():
     parser.add_argument("--method", default="simclr")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--label-fraction", type=float, default=0.1)
-    parser.add_argument("--supervised-epochs", type=int, default=60)
+    parser.add_argument("--supervised-steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gain-jitter", type=float, default=0.1)
     parser.add_argument("--num-workers", type=int, default=2)
@@ -103,10 +102,10 @@ def main():
         y[train] == c))), replace=False) for c in (0, 1)]))
     results["n_few_labels"] = int(len(few))
     results["few_label_probe_accuracy_pretrained"] = probe_accuracy(x_pre[few], y[few], x_pre[test], y[test])
-    predict = train_supervised_classifier(
-        images[few], y[few], BANDS, preprocess_config, ImageEncoderConfig(arch=args.arch, in_channels=3, image_size=64),
-        ImageAugmentConfig(physical=False, crop_size=64), epochs=args.supervised_epochs, seed=args.seed)
-    results["few_label_supervised_from_scratch_accuracy"] = float(accuracy_score(y[test], predict(images[test])))
+    scratch = SupervisedBaseline("image", "classification", max_steps=args.supervised_steps, image_arch=args.arch,
+                                 bands=BANDS, preprocess=preprocess_config, seed=args.seed).fit(images[few], y[few])
+    accuracy = accuracy_score(y[test], scratch.predict(images[test]))
+    results["few_label_supervised_from_scratch_accuracy"] = float(accuracy)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))

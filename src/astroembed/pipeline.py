@@ -310,6 +310,7 @@ def report_stage(embeddings: dict[str, Path], survey_path: Path, out: Path, seed
     """
     from .evaluate.baselines import photometry
     from .evaluate.inputs import load_features, load_labels
+    from .evaluate.probes import held_out_ids
     from .evaluate.runner import EvaluateOptions, evaluate_embeddings
     from .evaluate.tasks import Task
 
@@ -320,8 +321,8 @@ def report_stage(embeddings: dict[str, Path], survey_path: Path, out: Path, seed
     tasks = [Task("photo-z", "redshift"), *(Task("regression", c) for c in REPORT_LABELS[1:])]
     options = EvaluateOptions(seed=seed, test_fraction=TEST_FRACTION, probes=("knn", "linear"), n_bootstrap=200,
                               label_fractions=())
-    survey_ids, _, test = held_out_split(survey_path, seed)
-    return evaluate_embeddings(sets, labels, tasks, out, options, log=log, held_out_ids=survey_ids[test])
+    return evaluate_embeddings(sets, labels, tasks, out, options, log=log,
+                               held_out_ids=held_out_ids(labels.object_ids, TEST_FRACTION, seed))
 
 
 def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,

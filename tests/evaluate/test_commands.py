@@ -32,3 +32,33 @@ def test_evaluate_embeds_first_then_anomalies_ranks_the_catalogue(blob_survey, t
         g.object_id for g in galaxies)
     missing = runner.invoke(app, ["anomalies", "--embeddings", str(tmp_path / "nothing"), "--out", str(ranking)])
     assert missing.exit_code == 2 and "nothing" in missing.output
+
+
+def test_evaluate_trains_the_supervised_baseline_on_the_training_labels_only(blob_survey, tmp_path):
+    """--supervised-steps adds a network trained from scratch on the survey's images, scored on the same
+    held-out objects and along the same label fractions as the probes; a catalogue without images is refused."""
+    import torch
+
+    torch.set_num_threads(1)  # a shared 2-core machine: two threads per conv only contend
+    survey, galaxies = blob_survey
+    model = save_small_cnn(tmp_path / "model", seed=0)
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", str(model), "--data", str(survey), "--tasks", "regression:redshift", "--probes",
+            "linear", "--bootstrap", "10", "--out", str(out), "--no-report", "--supervised-steps", "1",
+            "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    task = json.loads((out / "metrics.json").read_text())["tasks"]["regression:redshift"]
+    scratch = task["results"]["supervised_image"]["from_scratch"]
+    assert scratch["steps"] == 1 and set(scratch["metrics"]) == set(task["results"]["embedding"]["linear"]["metrics"])
+    assert all(lo <= hi for lo, hi in scratch["intervals"].values())
+    curves = task["label_efficiency"]
+    assert curves["supervised_image"]["n_labels"] == curves["embedding"]["n_labels"]
+    assert curves["supervised_image"]["values"]["from_scratch"][-1] == scratch["metrics"]["r2"]  # reused
+    table = tmp_path / "cat.csv"
+    table.write_text("object_id,z,a\n" + "".join(f"{g.object_id},{g.labels['redshift']},{i}\n"
+                                                 for i, g in enumerate(galaxies)))
+    refused = CliRunner().invoke(app, ["evaluate", "--embeddings", str(table), "--features", "a", "--tasks",
+                                       "regression:z", "--out", str(tmp_path / "e2"), "--no-report",
+                                       "--supervised-steps", "3"])
+    assert refused.exit_code == 2 and "MMU survey" in refused.output

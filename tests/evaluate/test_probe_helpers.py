@@ -49,3 +49,12 @@ def test_pca_baseline_keeps_the_directions_of_largest_variance():
     assert pca.transform(x).shape == (500, 2)
     dominant = np.sort(np.abs(pca.components_).argmax(axis=1))
     assert dominant.tolist() == [0, 3]
+
+
+def test_held_out_ids_are_the_test_part_of_the_seeded_split_in_survey_order():
+    from astroembed.evaluate.probes import held_out_ids
+
+    ids = np.array([f"g{i:03d}" for i in range(50)])[::-1]  # survey order, not sorted order
+    _, test = split_indices(50, 0.3, seed=4)
+    assert np.array_equal(held_out_ids(ids, 0.3, seed=4), ids[test])
+    assert len(held_out_ids(ids, 0.3, seed=4)) == 15

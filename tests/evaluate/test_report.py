@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from astroembed.data.mmu import write_survey
+from astroembed.data.records import Spectrum
 from astroembed.evaluate.inputs import FeatureSet, load_labels
 from astroembed.evaluate.plots import colour_composite
 from astroembed.evaluate.runner import EvaluateOptions, evaluate_embeddings
@@ -22,6 +23,10 @@ def test_colour_composite_maps_red_to_red_and_stays_in_range():
 @pytest.mark.slow  # UMAP's numba compilation
 def test_report_of_a_survey_has_galleries_and_is_self_contained(tmp_path):
     galaxies = make_blob_galaxies(n=60)
+    wave = np.linspace(3800, 9000, 600)
+    for g in galaxies:  # a line at the blob's redshift, so neighbours' spectra can be compared with the query's
+        flux = 1 + 4 * np.exp(-0.5 * ((wave - 5000 * (1 + g.labels["redshift"])) / 10) ** 2)
+        g.spectrum = Spectrum(flux.astype(np.float32), wave, np.full(600, 100, np.float32))
     write_survey(galaxies, tmp_path, "blobs")
     labels = load_labels(tmp_path / "blobs" / "default", ["redshift"])
     pixels = np.stack([g.image.flux.ravel() for g in galaxies])
@@ -30,6 +35,8 @@ def test_report_of_a_survey_has_galleries_and_is_self_contained(tmp_path):
                         EvaluateOptions(n_bootstrap=20, retrieval_k=5))
     out = tmp_path / "out"
     assert (out / "retrieval_redshift_gallery.png").exists() and (out / "anomalies_pixels_gallery.png").exists()
+    assert (out / "retrieval_redshift_spectra.png").exists() and (out / "anomalies_pixels_spectra.png").exists()
     page = (out / "report.html").read_text()
-    assert page.count("<img") == page.count("data:image/png;base64,") >= 4
+    assert page.count("<img") == page.count("data:image/png;base64,") >= 6
+    assert 'alt="retrieval_redshift_spectra.png"' in page
     assert "src=\"http" not in page and "<script" not in page

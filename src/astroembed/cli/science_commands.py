@@ -38,6 +38,14 @@ def evaluate(
     test_fraction: float = typer.Option(0.3, "--test-fraction"),
     bootstrap: int = typer.Option(300, "--bootstrap", help="Bootstrap resamples of each interval."),
     no_report: bool = typer.Option(False, "--no-report", help="metrics.json only."),
+    supervised_steps: int = typer.Option(0, "--supervised-steps", help="Also train a network from scratch on "
+                                         "the labels (images: the image encoder; spectra: a 1-D CNN) for this "
+                                         "many steps per fit (needs an MMU survey as --labels)."),
+    supervised_minutes: float = typer.Option(0.0, "--supervised-minutes", help="Wall-clock budget of each "
+                                             "from-scratch fit (with --supervised-steps: whichever ends first)."),
+    supervised_modalities: Optional[str] = typer.Option(None, "--supervised-modalities", help="image,spectrum "
+                                                        "(default: every one the survey has)."),
+    device: str = typer.Option("auto", "--device", help="Device of the from-scratch networks: auto, cpu, cuda."),
 ):
     """Downstream science of an embedding: probes, baselines, posteriors, anomalies and a report."""
     from ..data.records import InvalidDataError
@@ -52,7 +60,10 @@ def evaluate(
         options = EvaluateOptions(seed=seed, test_fraction=test_fraction, n_bootstrap=bootstrap,
                                   probes=tuple(p for p in probes.split(",") if p),
                                   cross_modal=tuple(tuple(c.split(":", 1)) for c in cross_modal),
-                                  knn_metric="euclidean" if features else "cosine")
+                                  knn_metric="euclidean" if features else "cosine",
+                                  supervised_steps=supervised_steps, supervised_minutes=supervised_minutes,
+                                  supervised_modalities=tuple(m for m in (supervised_modalities or "").split(",") if m),
+                                  device=device)
         evaluate_paths(embeddings, labels, tasks, out, features.split(",") if features else None, name, baseline,
                        test_embeddings, test_labels, modality, options, report=not no_report,
                        column_names=column_names.split(",") if column_names else None, log=console.print)

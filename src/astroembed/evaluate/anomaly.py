@@ -19,12 +19,9 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
+from .vectors import unit_rows
+
 __all__ = ["KNNOutlierScorer", "IsolationForestScorer", "rank_catalog", "write_anomalies"]
-
-
-def _unit(X) -> np.ndarray:
-    X = np.asarray(X, np.float64)
-    return X / np.linalg.norm(X, axis=1, keepdims=True).clip(1e-12)
 
 
 class KNNOutlierScorer(BaseEstimator):
@@ -50,7 +47,7 @@ class KNNOutlierScorer(BaseEstimator):
     def _prepare(self, X) -> np.ndarray:
         X = np.asarray(X, np.float64)
         X = self.scaler_.transform(X) if self.scaler_ is not None else X
-        return _unit(X) if self.metric == "cosine" else X
+        return unit_rows(X) if self.metric == "cosine" else X
 
     def fit(self, X):
         if self.metric not in ("cosine", "euclidean"):

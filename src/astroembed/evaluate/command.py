@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .inputs import FeatureSet, load_features, load_labels
+from .probes import held_out_ids
 from .runner import EvaluateOptions, evaluate_embeddings
 from .tasks import parse_tasks
 
@@ -75,13 +76,10 @@ def evaluate_paths(embeddings, labels, tasks: str, out, features: list[str] | No
     label_table = load_labels(labels, columns, column_names)
     held_out = None
     if "survey" in label_table.extra and test_sets is None:
-        # The split of `astroembed demo` and the pretraining stages (seeded, in survey order): objects a
-        # model was pretrained on are never among the held-out ones.
-        from .probes import split_indices
-
+        # The split of `astroembed demo` and the pretraining stages: objects a model was pretrained on are
+        # never among the held-out ones.
         options = options or EvaluateOptions()
-        survey_ids = label_table.object_ids
-        held_out = survey_ids[split_indices(len(survey_ids), options.test_fraction, options.seed)[1]]
+        held_out = held_out_ids(label_table.object_ids, options.test_fraction, options.seed)
     test_label_table = load_labels(test_labels, columns, column_names) if test_labels is not None else None
     if test_sets is not None and test_label_table is None:
         test_label_table = load_labels(test_embeddings, columns, column_names)

@@ -89,9 +89,11 @@ ARTEFACTS = {"satellite_trail": satellite_trail, "cosmic_rays": cosmic_rays, "ba
 
 
 def injection_auc(embed, reference: np.ndarray, images: np.ndarray, kinds=None, k: int = 10,
-                  seed: int = 0) -> dict[str, dict[str, float]]:
-    """ROC-AUC of each artefact kind against the same normal cutouts, for the k-NN OOD score and the
+                  seed: int = 0, injections: dict | None = None) -> dict[str, dict[str, float]]:
+    """ROC-AUC of each injected kind against the same normal cutouts, for the k-NN OOD score and the
     IsolationForest baseline, both fitted on ``reference`` embeddings (e.g. the training galaxies').
+    ``injections`` maps a kind to its function(image, rng): :data:`ARTEFACTS` by default, or e.g.
+    ``{**ARTEFACTS, **inject_objects.OTHER_OBJECTS}`` for stars, quasars and other cameras too.
 
     ``embed`` maps (N, bands, H, W) cutouts to (N, D) embeddings; every kind is injected into a copy
     of each of ``images`` (held-out galaxies), so each comparison is the same galaxies with and
@@ -106,9 +108,12 @@ def injection_auc(embed, reference: np.ndarray, images: np.ndarray, kinds=None, 
     normal = embed(images)
     truth = np.r_[np.zeros(len(images)), np.ones(len(images))]
     out = {}
-    for kind in kinds or sorted(ARTEFACTS):
+    injections = injections or ARTEFACTS
+    for kind in kinds or sorted(injections):
+        if kind not in injections:
+            raise ValueError(f"unknown injection {kind!r}; kinds: {', '.join(sorted(injections))}")
         rng = np.random.default_rng(seed)
-        strange = embed(np.stack([ARTEFACTS[kind](im, rng) for im in images]))
+        strange = embed(np.stack([injections[kind](im, rng) for im in images]))
         both = np.r_[normal, strange]
         out[kind] = {"knn": float(roc_auc_score(truth, knn.score(both))),
                      "isolation_forest": float(roc_auc_score(truth, forest.score(both))),

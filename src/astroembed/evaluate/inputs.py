@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data.records import InvalidDataError
 
-__all__ = ["FeatureSet", "LabelTable", "load_features", "load_labels", "join", "read_table"]
+__all__ = ["FeatureSet", "LabelTable", "load_features", "load_labels", "join", "read_table", "align"]
 
 
 @dataclass
@@ -159,3 +159,21 @@ def join(features: FeatureSet, labels: LabelTable, radius_arcsec: float = 1.0) -
     nearest, separation, _ = ours.match_to_catalog_sky(theirs)
     index = np.where(separation.arcsec <= radius_arcsec, nearest, -1)
     return index, f"sky position within {radius_arcsec} arcsec"
+
+
+def align(feature_sets: list[FeatureSet], labels: LabelTable, radius: float) -> tuple[np.ndarray, dict, dict, dict]:
+    """Objects present in every feature set and the labels: (sorted ids, X of each set on them, label columns
+    on them, a summary of each set's source and join for metrics.json)."""
+    rows, summary = {}, {}
+    for fs in feature_sets:
+        index, how = join(fs, labels, radius)
+        rows[fs.name] = {oid: (i, j) for i, (oid, j) in enumerate(zip(fs.object_ids, index)) if j >= 0}
+        summary[fs.name] = {"source": fs.source, "dim": int(fs.X.shape[1]), "n_objects": len(fs.object_ids),
+                            "n_dropped": fs.n_dropped, "join": how, "n_labelled": len(rows[fs.name])}
+    common = sorted(set.intersection(*(set(r) for r in rows.values())))
+    if not common:
+        raise InvalidDataError("no object is in every feature set and the labels", source=labels.source)
+    first = rows[feature_sets[0].name]
+    label_rows = np.array([first[o][1] for o in common])
+    X = {fs.name: fs.X[[rows[fs.name][o][0] for o in common]] for fs in feature_sets}
+    return np.array(common), X, {c: v[label_rows] for c, v in labels.columns.items()}, summary

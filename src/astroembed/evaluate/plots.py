@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from .metrics import OUTLIER_THRESHOLD, redshift_residuals  # noqa: E402
 
 __all__ = ["predicted_vs_true", "label_efficiency_curves", "umap_map", "pit_histograms", "anomaly_overview",
-           "safe_name", "colour_composite", "cutout_gallery"]
+           "safe_name", "colour_composite", "cutout_gallery", "spectrum_overlays"]
 
 DPI = 110
 
@@ -172,4 +172,37 @@ def cutout_gallery(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], path: P
                 ax.set_title(caption, fontsize=7)
         axes[r, 0].text(-0.1, 0.5, title, transform=axes[r, 0].transAxes, rotation=90, va="center", ha="right",
                         fontsize=8)
+    return _save(fig, path)
+
+
+def _smoothed(flux: np.ndarray, width: int) -> np.ndarray:
+    """Running mean over ``width`` pixels (noise hides the continuum shape a reader compares by eye)."""
+    if width <= 1 or len(flux) < width:
+        return flux
+    return np.convolve(flux, np.ones(width) / width, mode="same")
+
+
+def _normalised(wave: np.ndarray, flux: np.ndarray, good: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray]:
+    flux = np.where(good, flux, np.nan)
+    scale = np.nanmedian(np.abs(flux)) if np.isfinite(flux).any() else 1.0
+    return wave, _smoothed(np.nan_to_num(flux / max(scale, 1e-12)), smooth)
+
+
+def spectrum_overlays(rows: list[tuple[str, tuple, list[tuple]]], path: Path, smooth: int = 5,
+                      query_label: str = "query") -> Path:
+    """One panel per row: the query's spectrum (black) with others drawn over it (colour), each divided
+    by its median |flux| and smoothed over ``smooth`` pixels, so shapes and lines compare at a glance.
+
+    ``rows`` holds ``(title, (wavelength, flux, good), [(label, wavelength, flux, good), ...])``; ``good``
+    marks usable pixels (masked ones are not drawn).
+    """
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.9 * len(rows)), squeeze=False, sharex=True)
+    for ax, (title, query, others) in zip(axes[:, 0], rows):
+        for j, (label, *spectrum) in enumerate(others):
+            ax.plot(*_normalised(*spectrum, smooth), lw=0.6, alpha=0.7, color=f"C{j % 10}", label=label)
+        ax.plot(*_normalised(*query, smooth), lw=0.9, color="k", label=query_label)
+        ax.set_title(title, fontsize=8)
+        ax.set_ylabel("flux / median", fontsize=7)
+        ax.legend(fontsize=6, ncol=min(6, len(others) + 1), loc="upper right")
+    axes[-1, 0].set_xlabel("observed wavelength [A]")
     return _save(fig, path)

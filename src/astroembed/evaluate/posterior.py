@@ -15,6 +15,8 @@ from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
+from .vectors import unit_rows
+
 __all__ = ["FlowPosterior", "KNNGaussianPosterior", "posterior_metrics"]
 
 
@@ -148,7 +150,7 @@ class KNNGaussianPosterior(BaseEstimator):
 
     def _unit(self, X):
         xs = self.x_scaler_.transform(np.asarray(X, np.float64))
-        return xs / np.linalg.norm(xs, axis=1, keepdims=True).clip(1e-12) if self.metric == "cosine" else xs
+        return unit_rows(xs) if self.metric == "cosine" else xs
 
     def fit(self, X, y):
         self.x_scaler_ = StandardScaler().fit(np.asarray(X, np.float64))

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 
 __all__ = ["KNNProbe", "LinearProbe", "MLPProbe", "PROBES", "knn_regressor", "linear_classifier",
-           "linear_regressor", "pca_baseline", "split_indices"]
+           "linear_regressor", "pca_baseline", "split_indices", "held_out_ids"]
 
 TASKS = ("regression", "classification")
 
@@ -188,3 +188,14 @@ def split_indices(n: int, test_fraction: float = 0.3, seed: int = 0) -> tuple[np
     order = np.random.default_rng(seed).permutation(n)
     n_test = max(1, int(round(test_fraction * n)))
     return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def held_out_ids(survey_ids, test_fraction: float = 0.3, seed: int = 0) -> np.ndarray:
+    """The held-out objects of a survey: the test part of :func:`split_indices` over its ids in survey order.
+
+    The pretraining stages of ``astroembed demo`` train on the other part, so a report that holds out these
+    objects never scores a model on galaxies it was pretrained on. ``astroembed evaluate`` on a survey and
+    the demo's report both call this, so the two cannot drift apart.
+    """
+    survey_ids = np.asarray(survey_ids)
+    return survey_ids[split_indices(len(survey_ids), test_fraction, seed)[1]]

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import plots
 from .tasks import PRIMARY_METRIC
+from .vectors import unit_rows
 
 __all__ = ["write_report"]
 
@@ -102,16 +103,34 @@ def _survey_images(survey, object_ids) -> list[np.ndarray] | None:
     return [survey.get(str(o)).image.flux for o in object_ids]
 
 
+def _survey_spectra(survey, object_ids) -> list[tuple] | None:
+    """(wavelength, flux, good pixels) of ``object_ids`` from the labels' survey, or None without spectra."""
+    if survey is None or "spectrum_flux" not in survey.columns:
+        return None
+    spectra = [survey.get(str(o)).spectrum for o in object_ids]
+    if any(s is None for s in spectra):
+        return None
+    return [(s.wavelength, s.flux, np.ones(len(s.flux), bool) if s.mask is None else s.mask) for s in spectra]
+
+
 def _anomaly_gallery(name: str, columns: dict, artefacts: dict, out: Path, n: int = 8) -> str:
     ids = artefacts["data"].object_ids
     top = np.argsort(columns["anomaly_rank"])[:n]
     typical = np.argsort(columns["anomaly_rank"])[len(ids) // 2:len(ids) // 2 + n]
-    images = _survey_images(artefacts.get("survey"), ids[np.r_[top, typical]])
-    if images is None:
-        return ""
-    rows = [("most anomalous", [(f"#{columns['anomaly_rank'][i]} {ids[i]}", im) for i, im in zip(top, images)]),
-            ("median rank", [(f"#{columns['anomaly_rank'][i]}", im) for i, im in zip(typical, images[n:])])]
-    return _image(plots.cutout_gallery(rows, out / f"anomalies_{plots.safe_name(name)}_gallery.png"))
+    survey, parts = artefacts.get("survey"), []
+    images = _survey_images(survey, ids[np.r_[top, typical]])
+    if images is not None:
+        rows = [("most anomalous", [(f"#{columns['anomaly_rank'][i]} {ids[i]}", im) for i, im in zip(top, images)]),
+                ("median rank", [(f"#{columns['anomaly_rank'][i]}", im) for i, im in zip(typical, images[n:])])]
+        parts.append(_image(plots.cutout_gallery(rows, out / f"anomalies_{plots.safe_name(name)}_gallery.png")))
+    spectra = _survey_spectra(survey, ids[np.r_[top[:4], typical[:3]]])
+    if spectra is not None:  # each anomaly's spectrum over three of median rank: what sets it apart
+        rows = [(f"#{columns['anomaly_rank'][i]} {ids[i]} (black) over median-rank objects", spectra[j],
+                 [(f"#{columns['anomaly_rank'][t]}", *spectra[4 + k]) for k, t in enumerate(typical[:3])])
+                for j, i in enumerate(top[:4])]
+        parts.append(_image(plots.spectrum_overlays(rows, out / f"anomalies_{plots.safe_name(name)}_spectra.png",
+                                                    query_label="anomaly")))
+    return "".join(parts)
 
 
 def _retrieval_gallery(key: str, artefacts: dict, out: Path, n_queries: int = 4, k: int = 5) -> str:
@@ -119,24 +138,31 @@ def _retrieval_gallery(key: str, artefacts: dict, out: Path, n_queries: int = 4,
     from sklearn.neighbors import NearestNeighbors
 
     data, survey = artefacts["data"], artefacts.get("survey")
-    if survey is None or "image_array" not in survey.columns:
+    if survey is None or not {"image_array", "spectrum_flux"} & set(survey.columns):
         return ""
     name = next(iter(data.X))
-    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)  # noqa: E731
-    base = unit(data.X[name][data.train])
+    base = unit_rows(data.X[name][data.train])
     queries = data.test[:n_queries]
-    nearest = NearestNeighbors(n_neighbors=k).fit(base).kneighbors(unit(data.X[name][queries]),
+    nearest = NearestNeighbors(n_neighbors=k).fit(base).kneighbors(unit_rows(data.X[name][queries]),
                                                                    return_distance=False)
     target = artefacts.get("retrieval_target")
     label = (lambda i: f" {target}={data.labels[target][i]:.3g}") if target else (lambda i: "")
-    rows = []
+    rows, overlays = [], []
     for q, found in zip(queries, nearest):
         ids = [data.object_ids[q]] + [data.object_ids[data.train[j]] for j in found]
-        images = _survey_images(survey, ids)
         captions = [f"query{label(q)}"] + [f"{j + 1}{label(data.train[f])}" for j, f in enumerate(found)]
-        rows.append((str(ids[0]), list(zip(captions, images))))
-    return (f"<p>{html.escape(name)}: held-out queries (left) and their nearest training objects</p>"
-            + _image(plots.cutout_gallery(rows, out / f"{plots.safe_name(key)}_gallery.png")))
+        images, spectra = _survey_images(survey, ids), _survey_spectra(survey, ids)
+        if images is not None:
+            rows.append((str(ids[0]), list(zip(captions, images))))
+        if spectra is not None:  # the neighbours' spectra over the query's
+            overlays.append((f"{ids[0]}: {captions[0]}", spectra[0], [(c, *s) for c, s in zip(captions[1:3],
+                                                                                         spectra[1:3])]))
+    parts = [f"<p>{html.escape(name)}: held-out queries and their nearest training objects</p>"]
+    if rows:
+        parts.append(_image(plots.cutout_gallery(rows, out / f"{plots.safe_name(key)}_gallery.png")))
+    if overlays:
+        parts.append(_image(plots.spectrum_overlays(overlays, out / f"{plots.safe_name(key)}_spectra.png")))
+    return "".join(parts)
 
 
 def _anomaly_section(task: dict, artefacts: dict, out: Path) -> str:

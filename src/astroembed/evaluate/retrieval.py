@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .vectors import unit_rows
+
 TIE_TOLERANCE = 1e-12  # cosine similarities closer than this are equal (float64 rounding: ~1e-16 x dim)
 
 
@@ -36,7 +38,7 @@ def partner_ranks(query_vectors: np.ndarray, target_vectors: np.ndarray) -> np.n
         if bad.size:
             raise ValueError(f"{name} row {bad[0]} ({bad.size} in all) is zero or not finite: its cosine "
                              f"similarity is undefined")
-    similarity = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (t / np.linalg.norm(t, axis=1, keepdims=True)).T
+    similarity = unit_rows(q) @ unit_rows(t).T
     true = np.diag(similarity)
     # ">=" counts ties against the query; the partner itself (always >= itself) is taken off. Similarities
     # within TIE_TOLERANCE of the partner's are ties: identical vectors can differ in the last bits of

@@ -13,6 +13,8 @@ metrics.json schema (``"schema": "astroembed.evaluate/1"``)::
      "tasks": {"<kind>:<target>": {"kind", "target", "n_train", "n_test",
          # regression / photo-z / classification:
          "results": {feature_set: {probe: {"metrics": {name: value}, "intervals": {name: [lo, hi]}, "k"?}}},
+         #   networks trained from scratch: feature set "supervised_image" / "supervised_spectrum", probe
+         #   "from_scratch", with "steps" and "seconds" of its training
          "label_efficiency": {feature_set: {"metric", "fractions", "n_labels", "values": {probe: [...]}}},
          # retrieval: "results": {"A" or "A->B": {"metrics", "chance", "intervals", "k", "relevance", ...}}
          # posterior: "results": {feature_set: {"flow" | "knn_gaussian": {"nll", "coverage": {"68": [...],
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.records import InvalidDataError
-from .inputs import FeatureSet, LabelTable, join
+from .inputs import FeatureSet, LabelTable, align
 from .probes import split_indices
 from .tasks import LABEL_FRACTIONS, Task, label_efficiency, probe_task, retrieval_task
 
@@ -59,6 +61,10 @@ class EvaluateOptions:
     posterior_epochs: int = 100
     anomaly_k: int = 10
     join_radius_arcsec: float = 1.0
+    supervised_steps: int = 0  # > 0 (or supervised_minutes > 0): networks trained from scratch, per fit
+    supervised_minutes: float = 0.0
+    supervised_modalities: tuple[str, ...] = ()  # () = every raw modality of the labels' survey
+    device: str = "auto"
 
 
 @dataclass
@@ -70,23 +76,6 @@ class _Aligned:
     labels: dict[str, np.ndarray]
     train: np.ndarray
     test: np.ndarray
-
-
-def _align(feature_sets: list[FeatureSet], labels: LabelTable, radius: float) -> tuple[np.ndarray, dict, dict, dict]:
-    """Objects present in every feature set and the labels; (ids, X per set, labels, input summary)."""
-    rows, summary = {}, {}
-    for fs in feature_sets:
-        index, how = join(fs, labels, radius)
-        rows[fs.name] = {oid: (i, j) for i, (oid, j) in enumerate(zip(fs.object_ids, index)) if j >= 0}
-        summary[fs.name] = {"source": fs.source, "dim": int(fs.X.shape[1]), "n_objects": len(fs.object_ids),
-                            "n_dropped": fs.n_dropped, "join": how, "n_labelled": len(rows[fs.name])}
-    common = sorted(set.intersection(*(set(r) for r in rows.values())))
-    if not common:
-        raise InvalidDataError("no object is in every feature set and the labels", source=labels.source)
-    first = rows[feature_sets[0].name]
-    label_rows = np.array([first[o][1] for o in common])
-    X = {fs.name: fs.X[[rows[fs.name][o][0] for o in common]] for fs in feature_sets}
-    return np.array(common), X, {c: v[label_rows] for c, v in labels.columns.items()}, summary
 
 
 def _has_label(values: np.ndarray) -> np.ndarray:
@@ -117,7 +106,15 @@ def _supervised(data: _Aligned, task: Task, options: EvaluateOptions, artefacts:
             continue
         out["label_efficiency"][name] = label_efficiency(task.kind, X[train], y_train, X[test], y_test,
                                                          options.probes, options.label_fractions, options.seed,
-                                                         options.knn_metric)
+                                                         options.knn_metric, all_labels=out["results"][name])
+    if options.supervised_steps > 0 or options.supervised_minutes > 0:
+        from .from_scratch import from_scratch_results
+
+        results, curves, predictions = from_scratch_results(task.kind, data, options, artefacts, train, y_train,
+                                                            test, y_test)
+        out["results"].update(results)
+        out["label_efficiency"].update(curves)
+        artefacts["predictions"][task.key].update({n: (y_test, p) for n, p in predictions.items()})
     return out
 
 
@@ -205,7 +202,7 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
     options = options or EvaluateOptions()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ids, X, y, summary = _align(feature_sets, labels, options.join_radius_arcsec)
+    ids, X, y, summary = align(feature_sets, labels, options.join_radius_arcsec)
     if test_feature_sets is None and held_out_ids is not None:
         held = np.isin(ids, np.asarray(held_out_ids).astype(str))
         data, split = _Aligned(ids, X, y, np.flatnonzero(~held), np.flatnonzero(held)), "given held-out ids"
@@ -213,7 +210,7 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
         train, test = split_indices(len(ids), options.test_fraction, options.seed)
         data, split = _Aligned(ids, X, y, train, test), "seeded"
     else:
-        t_ids, t_X, t_y, _ = _align(test_feature_sets, test_labels or labels, options.join_radius_arcsec)
+        t_ids, t_X, t_y, _ = align(test_feature_sets, test_labels or labels, options.join_radius_arcsec)
         n = len(ids)
         data = _Aligned(np.r_[ids, t_ids], {k: np.r_[X[k], t_X[k]] for k in X},
                         {c: np.r_[y[c], t_y[c]] for c in y}, np.arange(n), np.arange(n, n + len(t_ids)))
@@ -223,7 +220,10 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
             from sklearn.base import clone
 
             data.X[fs.name] = clone(fs.transform).fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
-    artefacts: dict = {"data": data, "survey": labels.extra.get("survey")}
+    artefacts: dict = {"data": data, "survey": labels.extra.get("survey"), "log": log}
+    if (options.supervised_steps > 0 or options.supervised_minutes > 0) and artefacts["survey"] is None:
+        raise ValueError("the supervised baseline (--supervised-steps / --supervised-minutes) trains on the images "
+                         "or spectra of an MMU survey: give one as --labels")
     results = {}
     log(f"{len(data.object_ids)} objects ({len(data.train)} train, {len(data.test)} held out), "
         f"{len(data.X)} feature sets: {', '.join(data.X)}")

@@ -12,8 +12,10 @@ import numpy as np
 from .metrics import (bootstrap_intervals, classification_metrics, ndcg_at_k, photo_z_metrics, recall_at_k,
                       regression_metrics)
 from .probes import PROBES
+from .vectors import unit_rows
 
-__all__ = ["Task", "parse_tasks", "KINDS", "PRIMARY_METRIC", "probe_task", "label_efficiency", "retrieval_task"]
+__all__ = ["Task", "parse_tasks", "KINDS", "PRIMARY_METRIC", "probe_task", "label_efficiency", "label_order",
+           "retrieval_task", "score_predictions", "label_subsets"]
 
 KINDS = ("regression", "classification", "photo-z", "retrieval", "posterior", "anomaly")
 NEEDS_TARGET = ("regression", "classification", "photo-z", "retrieval", "posterior")
@@ -76,48 +78,68 @@ def probe_task(kind: str, X_train, y_train, X_test, y_test, probes=("knn", "line
     results, predictions = {}, {}
     for name in probes:
         probe = _probe(name, kind, seed, knn_metric).fit(X_train, y_train)
-        y_pred = probe.predict(X_test)
-        arrays = [y_test, y_pred]
-        classes = getattr(probe, "classes_", None)
-        if kind == "classification":
-            arrays.append(probe.predict_proba(X_test))
-        entry = {"metrics": task_metrics(kind, *arrays, classes=classes),
-                 "intervals": bootstrap_intervals(lambda *a, c=classes: task_metrics(kind, *a, classes=c), *arrays,
-                                                  n_resamples=n_bootstrap, seed=seed)}
+        results[name], predictions[name] = score_predictions(kind, probe, X_test, y_test, n_bootstrap, seed)
         if name == "knn":
-            entry["k"] = probe.k_
-        results[name], predictions[name] = entry, y_pred
+            results[name]["k"] = probe.k_
     return results, predictions
 
 
-def _class_subsample(y_train: np.ndarray, n: int, rng) -> np.ndarray:
-    """Seeded subset of n training rows that keeps at least one of each class."""
-    classes = np.unique(y_train)
-    first = np.array([rng.choice(np.flatnonzero(y_train == c)) for c in classes])
-    rest = np.setdiff1d(np.arange(len(y_train)), first)
-    extra = rng.choice(rest, max(0, min(n - len(first), len(rest))), replace=False)
-    return np.sort(np.r_[first, extra])
+def score_predictions(kind: str, model, X_test, y_test, n_bootstrap: int = 300, seed: int = 0
+                      ) -> tuple[dict, np.ndarray]:
+    """``({"metrics", "intervals"}, predictions)`` of a fitted ``model`` (a probe, or any estimator with
+    predict / predict_proba / classes_) on the held-out rows."""
+    y_pred = model.predict(X_test)
+    arrays = [y_test, y_pred]
+    classes = getattr(model, "classes_", None)
+    if kind == "classification":
+        arrays.append(model.predict_proba(X_test))
+    entry = {"metrics": task_metrics(kind, *arrays, classes=classes),
+             "intervals": bootstrap_intervals(lambda *a, c=classes: task_metrics(kind, *a, classes=c), *arrays,
+                                              n_resamples=n_bootstrap, seed=seed)}
+    return entry, y_pred
+
+
+def label_order(kind: str, y_train: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A seeded order of the training rows whose first n are the n-label subset, for every n: subsets are
+    nested (1 % is inside 3 %, ...), so curves differ only by how many labels the probe saw. For
+    classification the first row of each class (in the seeded order) is moved to the front, so any
+    subset of at least one row per class holds every class."""
+    order = np.random.default_rng(seed).permutation(len(y_train))
+    if kind != "classification":
+        return order
+    _, first = np.unique(np.asarray(y_train)[order], return_index=True)
+    front = order[np.sort(first)]
+    return np.r_[front, order[~np.isin(order, front)]]
+
+
+def label_subsets(kind: str, y_train: np.ndarray, fractions=LABEL_FRACTIONS, seed: int = 0):
+    """Yield ``(fraction, sorted training rows)`` for each label fraction: prefixes of :func:`label_order`
+    (at least 2 rows, and one per class), skipping a subset that holds a single label value."""
+    order = label_order(kind, y_train, seed)
+    n_classes = len(np.unique(y_train)) if kind == "classification" else 0
+    for fraction in fractions:
+        rows = np.sort(order[:min(len(y_train), max(2, n_classes, int(round(fraction * len(y_train)))))])
+        if len(np.unique(y_train[rows])) >= 2:
+            yield fraction, rows
 
 
 def label_efficiency(kind: str, X_train, y_train, X_test, y_test, probes=("knn", "linear", "mlp"),
-                     fractions=LABEL_FRACTIONS, seed: int = 0, knn_metric: str = "cosine") -> dict:
+                     fractions=LABEL_FRACTIONS, seed: int = 0, knn_metric: str = "cosine",
+                     all_labels: dict | None = None) -> dict:
     """Primary metric on the held-out rows against the number of training labels, for each probe.
 
-    Each fraction is a seeded subset of the training rows (nested: 1 % is inside 3 %, ...), so the curves
-    differ only by how many labels the probe saw.
+    Each fraction is a prefix of :func:`label_order` (nested subsets). ``all_labels`` (``probe_task``'s
+    results) supplies the point with every training label, so probes already fitted are not fitted again.
     """
     metric, _ = PRIMARY_METRIC[kind]
-    order = np.random.default_rng(seed).permutation(len(y_train))
     out = {"metric": metric, "fractions": [], "n_labels": [], "values": {p: [] for p in probes}}
-    for fraction in fractions:
-        n = max(2, int(round(fraction * len(y_train))))
-        rows = np.sort(order[:n]) if kind != "classification" else _class_subsample(
-            y_train, n, np.random.default_rng(seed))
-        if len(np.unique(y_train[rows])) < 2:
-            continue
+    for fraction, rows in label_subsets(kind, y_train, fractions, seed):
         out["fractions"].append(float(fraction))
         out["n_labels"].append(int(len(rows)))
         for name in probes:
+            if len(rows) == len(y_train) and all_labels and name in all_labels:
+                out["values"][name].append(all_labels[name]["metrics"][metric])
+                continue
             probe = _probe(name, kind, seed, knn_metric).fit(X_train[rows], y_train[rows])
             out["values"][name].append(task_metrics(kind, y_test, probe.predict(X_test))[metric])
     return out
@@ -154,8 +176,7 @@ def retrieval_task(query_X, query_y, base_X, base_y, k: int = 10, tolerance: flo
         scaler = StandardScaler().fit(base_X)
         query_X, base_X = scaler.transform(query_X), scaler.transform(base_X)
     if metric == "cosine":
-        query_X = query_X / np.linalg.norm(query_X, axis=1, keepdims=True).clip(1e-12)
-        base_X = base_X / np.linalg.norm(base_X, axis=1, keepdims=True).clip(1e-12)
+        query_X, base_X = unit_rows(query_X), unit_rows(base_X)
     nearest = NearestNeighbors(n_neighbors=k).fit(base_X).kneighbors(query_X, return_distance=False)
     relevant, n_rel = _relevance(query_y, base_y, tolerance)
     rows = np.arange(len(query_y))
