@@ -214,13 +214,31 @@ def pretrain_spectrum_stage(survey_path: Path, run_dir: Path, minutes: float, se
 
 def pretrain_clip_stage(image_model: Path, spectrum_model: Path, survey_path: Path, run_dir: Path,
                         minutes: float, seed: int = 0, batch_size: int | None = None,
-                        max_steps: int | None = None) -> Path:
-    """AstroCLIP alignment of the two pretrained encoders on the training split (both fine-tuned)."""
+                        max_steps: int | None = None, settings: dict | None = None) -> Path:
+    """AstroCLIP alignment of the two pretrained encoders on the training split, end to end (both
+    fine-tuned unless ``settings`` freeze them; ``settings`` are dotted overrides of ``clip_demo``)."""
     from .train.clip import CLIPConfig, pretrain_clip
 
     return train_on_split(CLIPConfig, pretrain_clip, "clip_demo", survey_path, run_dir, minutes, seed,
-                          {"image_model": str(image_model), "spectrum_model": str(spectrum_model)}, batch_size,
-                          max_steps)
+                          {**(settings or {}), "image_model": str(image_model), "spectrum_model": str(spectrum_model)},
+                          batch_size, max_steps)
+
+
+def align_frozen_stage(image_model: Path, spectrum_model: Path, survey_path: Path, run_dir: Path, seed: int = 0,
+                       settings: dict | None = None) -> Path:
+    """Align the two pretrained encoders on the training split by training heads on their frozen features
+    (:mod:`astroembed.train.clip_frozen`; ``settings`` are dotted overrides of ``align_frozen_demo``).
+    Its budget is epochs, not minutes: the encoders run once per cached view, the heads train in seconds."""
+    from .config import load_yaml_config
+    from .train.clip_frozen import FrozenAlignConfig, align_frozen
+
+    if (run_dir / "model" / "model.safetensors").exists():
+        return run_dir / "model"
+    _, train, _ = held_out_split(survey_path, seed)
+    config = load_yaml_config(FrozenAlignConfig, "align_frozen_demo", {
+        **(settings or {}), "image_model": str(image_model), "spectrum_model": str(spectrum_model),
+        "data": str(survey_path), "out": str(run_dir), "train_indices": train.tolist(), "seed": seed})
+    return align_frozen(config)
 
 
 def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0, n: int = 256,

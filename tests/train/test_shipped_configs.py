@@ -7,12 +7,14 @@ import pytest
 import astroembed
 
 from astroembed.train.clip import CLIPConfig
+from astroembed.train.clip_frozen import FrozenAlignConfig
 from astroembed.config import load_yaml_config
 from astroembed.train.image import ImagePretrainConfig
 from astroembed.train.spectrum import SpectrumPretrainConfig
 
 CONFIGS = Path(astroembed.__file__).parent / "configs"
-STAGES = {"image": ImagePretrainConfig, "spectrum": SpectrumPretrainConfig, "clip": CLIPConfig}
+STAGES = {"image": ImagePretrainConfig, "spectrum": SpectrumPretrainConfig, "clip": CLIPConfig,
+          "align": FrozenAlignConfig}
 
 
 def test_there_is_a_config_for_every_stage():
