@@ -117,3 +117,27 @@ def test_bad_settings_and_inputs_are_clear_errors(encoders, tmp_path):
     cfg = frozen_config(encoders, tmp_path / "b", data=str(tmp_path / "nowhere"))
     with pytest.raises(InvalidDataError, match="no such file"):
         align_frozen(cfg)
+
+
+def test_end_to_end_alignment_can_start_from_the_frozen_heads(encoders, tmp_path):
+    from astroembed.train.aligned_heads import load_heads
+    from astroembed.train.clip import CLIPConfig, build_aligned, pretrain_clip
+
+    frozen = align_frozen(frozen_config(encoders, tmp_path / "align", epochs=3))
+    source, _ = load_model(frozen)
+    data, _, image, spectrum = encoders
+    cfg = load_yaml_config(CLIPConfig, None, {"image_model": str(image), "spectrum_model": str(spectrum),
+                                              "data": str(data), "out": str(tmp_path / "clip"), "embed_dim": 16,
+                                              "projection_hidden": 32, "run": RUN})
+    model, _, _ = build_aligned(cfg)
+    assert not _same(model.image_head.state_dict(), source.image_head.state_dict())
+    load_heads(model, frozen)
+    for name in ("image_head", "spectrum_head"):  # weights and BatchNorm running statistics
+        assert _same(getattr(model, name).state_dict(), getattr(source, name).state_dict()), name
+    assert (pretrain_clip(cfg, init_heads=frozen) / "model.safetensors").is_file()  # one fine-tuning step
+
+    cfg.embed_dim = 8  # heads of another shared space do not fit
+    with pytest.raises(InvalidDataError, match="does not fit"):
+        load_heads(build_aligned(cfg)[0], frozen)
+    with pytest.raises(InvalidDataError, match="aligned export"):
+        load_heads(model, image)

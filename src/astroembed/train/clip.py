@@ -198,8 +198,11 @@ def export_aligned_model(model: AlignedModel, image_cfg: dict, spectrum_cfg: dic
     }, directory)
 
 
-def pretrain_clip(config: CLIPConfig) -> Path:
-    """Run (or resume) CLIP alignment; returns the exported aligned model folder ``RUN/model``."""
+def pretrain_clip(config: CLIPConfig, init_heads: str | Path | None = None) -> Path:
+    """Run (or resume) CLIP alignment; returns the exported aligned model folder ``RUN/model``.
+
+    ``init_heads``: an aligned export of the same two encoders whose projection heads this run starts
+    from (e.g. :func:`astroembed.train.clip_frozen.align_frozen`'s), instead of random heads."""
     import lightning.pytorch as pl
 
     from .lightning_module import StageModule
@@ -208,6 +211,10 @@ def pretrain_clip(config: CLIPConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(config.run.seed, workers=True, verbose=False)
     model, image_cfg, spectrum_cfg = build_aligned(config)
+    if init_heads is not None:
+        from .aligned_heads import load_heads
+
+        load_heads(model, init_heads)
     image_pre = PreprocessConfig.from_dict(image_cfg["preprocessing"])
     spectrum_pre = SpectrumPreprocessConfig.from_dict(spectrum_cfg["preprocessing"])
     if image_pre.mode == "rgb":
