@@ -141,3 +141,30 @@ def test_end_to_end_alignment_can_start_from_the_frozen_heads(encoders, tmp_path
         load_heads(build_aligned(cfg)[0], frozen)
     with pytest.raises(InvalidDataError, match="aligned export"):
         load_heads(model, image)
+
+
+def test_with_validation_the_heads_of_the_best_epoch_are_kept():
+    # Features that share a latent; 12 training pairs and 40 epochs memorise them, so the validation loss
+    # has its minimum before the last epoch, and the heads returned are that epoch's.
+    from types import SimpleNamespace
+
+    from astroembed.models.clip_model import projection_head
+    from astroembed.objectives.clip import CLIPLoss
+    from astroembed.train.clip_frozen import train_heads
+
+    gen = torch.Generator().manual_seed(0)
+    latent = torch.randn(40, 4, generator=gen)
+    images = (latent @ torch.randn(4, 24, generator=gen) + 0.5 * torch.randn(40, 24, generator=gen))[None]
+    spectra = latent @ torch.randn(4, 32, generator=gen) + 0.5 * torch.randn(40, 32, generator=gen)
+    torch.manual_seed(0)
+    model = SimpleNamespace(image_head=projection_head(24, 16, 8), spectrum_head=projection_head(32, 16, 8))
+    loss = CLIPLoss(gather_distributed=False)
+    config = FrozenAlignConfig(image_views=1, epochs=40, batch_size=12, learning_rate=1e-2, warmup_epochs=1)
+    history = train_heads(model, loss, images[:, :12], spectra[:12], config, torch.device("cpu"),
+                          validation=(images[0, 12:], spectra[12:]))
+    val = [row["val_loss"] for row in history]
+    best = int(np.argmin(val))
+    assert best < len(val) - 1 and val[-1] > val[best]  # memorised: validation loss rose after its minimum
+    with torch.no_grad():
+        final = float(loss(model.image_head(images[0, 12:]), model.spectrum_head(spectra[12:])))
+    assert final == pytest.approx(val[best], rel=1e-6)
