@@ -1,14 +1,15 @@
 """The main job's alignment choices, compared at fixed step budgets on the demo's survey and split.
 
     python experiments/demo_alignment.py --out runs/demo_alignment --n 2000 --image-steps 540 \
-        --spectrum-steps 330 --variants frozen_v4_e300 end_to_end_78
+        --spectrum-steps 330 --variants frozen_demo end_to_end_78 warm_78
 
 Pretrains the demo's image and spectrum encoders once (step budgets, so a busy machine gives the same
 models as a quiet one; skipped when exported), then aligns them with every variant asked for and
 reports, on the held-out 30 %: top-1 and top-1 % recall image -> spectrum and spectrum -> image, and
 the image -> spectrum top-10 neighbours' median |dz|/(1+z) against random pairs (the main job's
-metrics). Variants (``VARIANTS``): end-to-end CLIP (``pretrain_clip_stage``) at a step budget, or
-heads on frozen features (``align_frozen_stage``) with a number of cached image views and epochs.
+metrics). Variants (``VARIANTS``): end-to-end CLIP (``pretrain_clip_stage``) at a step budget, from random
+heads or from the frozen alignment's, or heads on frozen features (``align_frozen_stage``) with a number of
+cached image views, epochs, batch size and validation early stopping.
 Writes OUT/alignment_<variant>.json and prints one table row per variant with its wall time and the
 load average, for BENCHMARKS.md.
 """
@@ -27,18 +28,17 @@ from astroembed.pipeline import (align_frozen_stage, build_survey, embed_stage, 
                                  pretrain_clip_stage, pretrain_image_stage, pretrain_spectrum_stage,
                                  retrieval_stage)
 
-# name -> ("frozen", settings of FrozenAlignConfig) or ("end_to_end", max_steps, dotted CLIP settings)
+# name -> ("frozen", dotted settings of align_frozen_demo), ("end_to_end", max_steps, dotted settings of clip_demo)
+# or ("warm", max_steps, ...): end to end starting from the heads of the shipped frozen alignment
 VARIANTS = {
+    "frozen_demo": ("frozen", {}),  # the shipped align_frozen_demo config
+    "frozen_v4_e300_b256": ("frozen", {"epochs": 300, "batch_size": 256, "validation_fraction": 0.0}),
+    "frozen_v4_e60_b256": ("frozen", {"epochs": 60, "batch_size": 256, "validation_fraction": 0.0}),
+    "frozen_v4_e100_b1024": ("frozen", {"epochs": 100, "batch_size": 1024, "validation_fraction": 0.0}),
+    "frozen_v1_e300_b256_val": ("frozen", {"image_views": 1, "epochs": 300, "batch_size": 256}),
+    "frozen_linear_e300_b1024_val": ("frozen", {"projection_hidden": 0, "epochs": 300}),
     "end_to_end_78": ("end_to_end", 78, {}),
-    "end_to_end_frozen_78": ("end_to_end", 78, {"freeze_image": True, "freeze_spectrum": True}),
-    "frozen_v1_e100": ("frozen", {"image_views": 1, "epochs": 100}),
-    "frozen_v1_e300": ("frozen", {"image_views": 1, "epochs": 300}),
-    "frozen_v4_e300": ("frozen", {"image_views": 4, "epochs": 300}),
-    "frozen_v8_e300": ("frozen", {"image_views": 8, "epochs": 300}),
-    "frozen_v4_e1000": ("frozen", {"image_views": 4, "epochs": 1000}),
-    "frozen_v4_e300_linear": ("frozen", {"image_views": 4, "epochs": 300, "projection_hidden": 0}),
-    "frozen_v4_e300_b512": ("frozen", {"image_views": 4, "epochs": 300, "batch_size": 512}),
-    "frozen_v4_e300_wd1e-2": ("frozen", {"image_views": 4, "epochs": 300, "weight_decay": 0.01}),
+    "warm_78": ("warm", 78, {}),
 }
 
 
@@ -57,7 +57,7 @@ def main():
     parser.add_argument("--image-steps", type=int, default=540)
     parser.add_argument("--spectrum-steps", type=int, default=330)
     parser.add_argument("--spectrum-settings", default="{}", help="JSON dotted overrides of spectrum_masked_demo")
-    parser.add_argument("--variants", nargs="+", default=["frozen_v4_e300", "end_to_end_78"], choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=["frozen_demo", "end_to_end_78"], choices=VARIANTS)
     args = parser.parse_args()
     out, console = Path(args.out), Console()
     survey = build_survey(out, args.n, args.seed, console)
@@ -71,8 +71,10 @@ def main():
         if kind == "frozen":
             model = align_frozen_stage(image_model, spectrum_model, survey, run, args.seed, settings=spec[0])
         else:
+            heads = (align_frozen_stage(image_model, spectrum_model, survey, out / "clip_frozen_demo", args.seed)
+                     if kind == "warm" else None)
             model = pretrain_clip_stage(image_model, spectrum_model, survey, run, 600.0, args.seed,
-                                        max_steps=spec[0], settings=spec[1])
+                                        max_steps=spec[0], settings=spec[1], init_heads=heads)
         seconds = time.perf_counter() - t0
         load = os.getloadavg()[0]
         result = {"variant": name, "seconds": round(seconds, 1), "load_average": load, **evaluate(model, survey, run,
