@@ -57,7 +57,8 @@ def _same(state_a: dict, state_b: dict) -> bool:
 
 def test_heads_on_frozen_features_align_pairs_and_keep_the_encoders(encoders, tmp_path):
     _, galaxies, image, spectrum = encoders
-    model_dir = align_frozen(frozen_config(encoders, tmp_path / "align"))
+    # every training galaxy trains (on 48 galaxies a validation set of 5 is too small to choose an epoch)
+    model_dir = align_frozen(frozen_config(encoders, tmp_path / "align", validation_fraction=0.0))
     history = json.loads((tmp_path / "align" / "history.json").read_text())
     assert len(history) == 60 and history[-1]["loss"] < 0.7 * history[0]["loss"]
 
@@ -77,14 +78,20 @@ def test_heads_on_frozen_features_align_pairs_and_keep_the_encoders(encoders, tm
     assert _same(aligned.spectrum_encoder.state_dict(), spectrum_state)
     config = json.loads((model_dir / "config.json").read_text())
     assert config["model_type"] == "aligned" and config["training"]["alignment"] == "frozen_features"
-    assert config["training"]["n_galaxies"] == n and config["training"]["image_views"] == 2
+    training = config["training"]
+    assert training["n_galaxies"] == n and training["image_views"] == 2
+    assert training["n_validation"] == 0 and training["kept_epoch"] == 59 and training["val_loss"] is None
 
 
 def test_the_export_embeds_through_its_heads_on_the_encoders_own_embeddings(encoders, tmp_path):
     # Independent path: the encoders' own exports embed the galaxies (their saved preprocessing), and the
     # aligned export must equal its heads applied to those features, L2-normalised.
     _, galaxies, image, spectrum = encoders
-    model_dir = align_frozen(frozen_config(encoders, tmp_path / "align", epochs=2))
+    model_dir = align_frozen(frozen_config(encoders, tmp_path / "align", epochs=3))
+    # 10 % of the training galaxies (the default) kept out to choose the epoch: the lowest validation loss
+    history = json.loads((tmp_path / "align" / "history.json").read_text())
+    training = json.loads((model_dir / "config.json").read_text())["training"]
+    assert training["n_validation"] == 5 and training["val_loss"] == min(row["val_loss"] for row in history)
     aligned, _ = load_model(model_dir)
     aligned.eval()
     images, spectra = np.stack([g.image.flux for g in galaxies[:6]]), [g.spectrum for g in galaxies[:6]]

@@ -219,15 +219,14 @@ def align_frozen(config: FrozenAlignConfig) -> Path:
     history = train_heads(model, loss, image_features, spectrum_features, config, device, validation)
     train_seconds = time.perf_counter() - t0 - embed_seconds
     (run_dir / "history.json").write_text(json.dumps(history))
-    last = history[-1]
+    kept = min(history, key=lambda r: r.get("val_loss", math.inf)) if validation is not None else history[-1]
+    n_train = image_features.shape[1]
     return export_aligned_model(model.cpu(), image_cfg, spectrum_cfg, model_dir, {
         "alignment": "frozen_features", "image_model": str(config.image_model),
         "spectrum_model": str(config.spectrum_model), "freeze_image": True, "freeze_spectrum": True,
-        "data": str(config.data), "n_galaxies": len(dataset), "image_views": config.image_views,
-        "epochs": config.epochs, "global_step": config.epochs * max(1, len(dataset) // min(config.batch_size,
-                                                                                         len(dataset))),
-        "final_loss": last["loss"], "final_train_accuracy": last["train_accuracy"], "n_validation": n_val
-        if validation is not None else 0, "best_epoch": min(history, key=lambda r: r.get("val_loss", math.inf))["epoch"]
-        if validation is not None else last["epoch"],
-        "logit_scale": last["logit_scale"] if math.isfinite(last["logit_scale"]) else None,
+        "data": str(config.data), "n_galaxies": len(dataset), "n_validation": len(dataset) - n_train,
+        "image_views": config.image_views, "epochs": config.epochs, "kept_epoch": kept["epoch"],
+        "global_step": (kept["epoch"] + 1) * max(1, n_train // min(config.batch_size, n_train)),
+        "train_loss": kept["loss"], "val_loss": kept.get("val_loss"), "train_accuracy": kept["train_accuracy"],
+        "logit_scale": float(loss.logit_scale.detach().exp()),
         "embed_seconds": round(embed_seconds, 2), "train_seconds": round(train_seconds, 2)})
