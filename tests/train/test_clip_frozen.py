@@ -136,7 +136,7 @@ def test_end_to_end_alignment_can_start_from_the_frozen_heads(encoders, tmp_path
     cfg = load_yaml_config(CLIPConfig, None, {"image_model": str(image), "spectrum_model": str(spectrum),
                                               "data": str(data), "out": str(tmp_path / "clip"), "embed_dim": 16,
                                               "projection_hidden": 32, "run": RUN})
-    model, _, _ = build_aligned(cfg)
+    model = build_aligned(cfg)[0]
     assert not _same(model.image_head.state_dict(), source.image_head.state_dict())
     load_heads(model, frozen)
     for name in ("image_head", "spectrum_head"):  # weights and BatchNorm running statistics

@@ -34,7 +34,8 @@ from ..objectives.clip import CLIPLoss
 from ..preprocess.image import PreprocessConfig, preprocess, standardize
 from ..preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
 from ..preprocess.stored import fill_padded_wavelengths
-from .clip import LightImageAugmentConfig, build_aligned, export_aligned_model
+from ..models.clip_model import AlignedModel
+from .clip import LightImageAugmentConfig, export_aligned_model, load_encoder
 from .common import cosine_with_warmup
 
 
@@ -172,6 +173,16 @@ def train_heads(model, loss: CLIPLoss, image_features: torch.Tensor, spectrum_fe
     return history
 
 
+def _aligned_model(config: FrozenAlignConfig) -> tuple[AlignedModel, dict, dict]:
+    """The image + spectrum aligned model (random heads) from the two exports, and their saved configs."""
+    image_encoder, image_cfg = load_encoder(config.image_model, "image_encoder", "--image-model")
+    spectrum_encoder, spectrum_cfg = load_encoder(config.spectrum_model, "spectrum_transformer", "--spectrum-model")
+    model = AlignedModel(image_encoder, spectrum_encoder, config.embed_dim, config.projection_hidden,
+                         image_config={k: image_cfg[k] for k in ("model_type", "model")},
+                         spectrum_config={k: spectrum_cfg[k] for k in ("model_type", "model")})
+    return model, image_cfg, spectrum_cfg
+
+
 def align_frozen(config: FrozenAlignConfig) -> Path:
     """Align two exported encoders by training heads on their frozen features; returns ``RUN/model``."""
     run_dir = Path(config.out)
@@ -184,7 +195,7 @@ def align_frozen(config: FrozenAlignConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     device = _device(config.device)
-    model, image_cfg, spectrum_cfg = build_aligned(config)
+    model, image_cfg, spectrum_cfg = _aligned_model(config)
     image_pre = PreprocessConfig.from_dict(image_cfg["preprocessing"])
     spectrum_pre = SpectrumPreprocessConfig.from_dict(spectrum_cfg["preprocessing"])
     if image_pre.mode == "rgb":
