@@ -113,8 +113,13 @@ def test_demo_runs_every_stage_and_a_rerun_resumes(tmp_path):
     assert json.loads((out / "results.json").read_text(), parse_constant=refuse) == json.loads(json.dumps(results))
     for name in ("image", "spectrum", "clip"):
         assert (out / name / "model" / "model.safetensors").is_file(), name
+    for name in ("image", "spectrum"):
         config = json.loads((out / name / "model" / "config.json").read_text())
         assert config["training"]["global_step"] == 2, name
+    # The alignment trains heads on the frozen encoders' features: both encoders are exported unchanged.
+    clip = json.loads((out / "clip" / "model" / "config.json").read_text())["training"]
+    assert clip["alignment"] == "frozen_features" and clip["n_galaxies"] == 42
+    assert results["alignment"]["method"] == "frozen"
 
     reports = [*results["image_redshift_knn"].values(), results["spectrum_redshift_knn"]]
     assert all((r["n_train"], r["n_test"]) == (42, 18) for r in reports)

@@ -214,13 +214,34 @@ def pretrain_spectrum_stage(survey_path: Path, run_dir: Path, minutes: float, se
 
 def pretrain_clip_stage(image_model: Path, spectrum_model: Path, survey_path: Path, run_dir: Path,
                         minutes: float, seed: int = 0, batch_size: int | None = None,
-                        max_steps: int | None = None) -> Path:
-    """AstroCLIP alignment of the two pretrained encoders on the training split (both fine-tuned)."""
+                        max_steps: int | None = None, settings: dict | None = None,
+                        init_heads: Path | None = None) -> Path:
+    """AstroCLIP alignment of the two pretrained encoders on the training split, end to end (both
+    fine-tuned unless ``settings`` freeze them; ``settings`` are dotted overrides of ``clip_demo``),
+    starting from the projection heads of the aligned export ``init_heads`` when given."""
     from .train.clip import CLIPConfig, pretrain_clip
 
-    return train_on_split(CLIPConfig, pretrain_clip, "clip_demo", survey_path, run_dir, minutes, seed,
-                          {"image_model": str(image_model), "spectrum_model": str(spectrum_model)}, batch_size,
-                          max_steps)
+    run = functools.partial(pretrain_clip, init_heads=init_heads)
+    return train_on_split(CLIPConfig, run, "clip_demo", survey_path, run_dir, minutes, seed,
+                          {**(settings or {}), "image_model": str(image_model), "spectrum_model": str(spectrum_model)},
+                          batch_size, max_steps)
+
+
+def align_frozen_stage(image_model: Path, spectrum_model: Path, survey_path: Path, run_dir: Path, seed: int = 0,
+                       settings: dict | None = None) -> Path:
+    """Align the two pretrained encoders on the training split by training heads on their frozen features
+    (:mod:`astroembed.train.clip_frozen`; ``settings`` are dotted overrides of ``align_frozen_demo``).
+    Its budget is epochs, not minutes: the encoders run once per cached view, the heads train in seconds."""
+    from .config import load_yaml_config
+    from .train.clip_frozen import FrozenAlignConfig, align_frozen
+
+    if (run_dir / "model" / "model.safetensors").exists():
+        return run_dir / "model"
+    _, train, _ = held_out_split(survey_path, seed)
+    config = load_yaml_config(FrozenAlignConfig, "align_frozen_demo", {
+        **(settings or {}), "image_model": str(image_model), "spectrum_model": str(spectrum_model),
+        "data": str(survey_path), "out": str(run_dir), "train_indices": train.tolist(), "seed": seed})
+    return align_frozen(config)
 
 
 def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0, n: int = 256,
@@ -327,10 +348,17 @@ def report_stage(embeddings: dict[str, Path], survey_path: Path, out: Path, seed
 
 def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,
              image_minutes: float = 3.0, spectrum_minutes: float = 3.0, clip_minutes: float = 2.0,
-             max_steps: int | None = None) -> dict:
+             max_steps: int | None = None, alignment: str = "frozen") -> dict:
     """Run every stage on the built-in survey of ``n`` galaxies under ``out``; returns (and writes to
     ``out/results.json``) the evaluation results. Each pretraining stage stops at its minutes budget or
-    at ``max_steps`` steps, whichever comes first."""
+    at ``max_steps`` steps, whichever comes first.
+
+    ``alignment`` is ``"frozen"`` (projection heads trained on the frozen encoders' cached features,
+    :func:`align_frozen_stage`; seconds, not minutes, so ``clip_minutes`` is unused) or ``"end_to_end"``
+    (:func:`pretrain_clip_stage` for ``clip_minutes``). BENCHMARKS.md compares the two at the demo's budget.
+    """
+    if alignment not in ("frozen", "end_to_end"):
+        raise ValueError(f"alignment must be 'frozen' or 'end_to_end', got {alignment!r}")
     from .data.info import print_summary, summarize
 
     console = console or Console()
@@ -367,9 +395,15 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     results["spectrum_redshift_knn"] = rep = redshift_report(spectrum_emb, survey, seed)
     console.print(f"[green]spectrum[/]: k-NN redshift R^2 {rep['r2']:.3f} from spectrum embeddings")
 
-    console.print(f"[green]clip[/]: aligning image and spectrum encoders ({clip_minutes} min budget)")
-    clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", clip_minutes, seed,
-                                     max_steps=max_steps)
+    t0 = time.perf_counter()
+    if alignment == "frozen":
+        console.print("[green]clip[/]: aligning image and spectrum encoders (projection heads on frozen features)")
+        clip_model = align_frozen_stage(image_model, spectrum_model, survey, out / "clip", seed)
+    else:
+        console.print(f"[green]clip[/]: aligning image and spectrum encoders end to end ({clip_minutes} min budget)")
+        clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", clip_minutes, seed,
+                                         max_steps=max_steps)
+    results["alignment"] = {"method": alignment, "seconds": round(time.perf_counter() - t0, 1)}
     clip_image = embed_stage(clip_model, survey, out / "embeddings" / "clip_image", "image")
     clip_spectrum = embed_stage(clip_model, survey, out / "embeddings" / "clip_spectrum", "spectrum")
     results["retrieval"] = ret = retrieval_stage(clip_image, clip_spectrum, survey, seed)

@@ -92,3 +92,44 @@ def test_interpolation_baseline_is_exact_on_straight_lines():
     bumped = flux.clone()
     bumped[:, 12] = 100.0  # hidden values never influence the interpolation
     torch.testing.assert_close(interpolate_gaps(bumped, usable), flux)
+
+
+def test_with_overlapping_patches_neither_the_model_nor_interpolation_sees_a_hidden_pixel():
+    # The fairness of the comparison: patches overlap (stride < size), so a hidden patch's pixels also sit in
+    # visible patches. Changing every hidden pixel must leave the transformer's prediction and the
+    # interpolation unchanged, so both scores equal a NumPy computation of the UNCHANGED predictions against
+    # the changed targets, on the same pixels with the same weights.
+    from astroembed.models.spectrum_transformer import SpectrumTransformer, SpectrumTransformerConfig
+    from astroembed.objectives.masked import contiguous_chunk_mask
+
+    size, stride, n_patches = 8, 4, 15
+    length = size + stride * (n_patches - 1)
+    torch.manual_seed(0)
+    model = SpectrumTransformer(SpectrumTransformerConfig(n_patches=n_patches, patch_size=size, patch_stride=stride,
+                                                          dim=16, depth=1, num_heads=2))
+    x = np.arange(length, dtype=np.float64)
+    flux = np.stack([1 + 0.3 * np.sin(x / 5), 1 + (x / 40) ** 2, 2 - x / 50])
+    ivar = np.stack([np.full(length, 4.0), np.ones(length), np.linspace(1, 3, length)])
+
+    def batch_of(f):
+        f_t, w_t = torch.as_tensor(f, dtype=torch.float32), torch.as_tensor(ivar, dtype=torch.float32)
+        valid = torch.ones_like(f_t)
+        return {"flux": f_t, "valid": valid, "patch_flux": patchify(f_t, size, stride),
+                "patch_valid": patchify(valid, size, stride), "patch_ivar": patchify(w_t, size, stride),
+                "log10_scale": torch.zeros(len(f))}
+
+    mask = contiguous_chunk_mask(n_patches, 0.3, chunk_len=2, batch=3, generator=torch.Generator().manual_seed(5))
+    hidden = patches_to_pixels(mask, size, stride, length).numpy()
+    changed = flux + 3.0 * hidden  # every hidden pixel moved, nothing else
+    with torch.no_grad():
+        pred = model.eval().forward_masked(batch_of(flux), mask).numpy()
+    report = reconstruction_report(model, batch_of(changed), mask_fraction=0.3, chunk_len=2, seed=5)
+
+    covering = np.arange(n_patches)[:, None] * stride + np.arange(size)  # pixel index of each patch position
+    scored = mask.numpy()[:, :, None].repeat(size, axis=2)  # every pixel of a hidden patch, once per patch
+    target, weight = changed[:, covering], ivar[:, covering]
+    interp = np.stack([np.interp(x, x[~hidden[r]], flux[r, ~hidden[r]]) for r in range(3)])[:, covering]
+    expected_model = (weight * (pred - target) ** 2)[scored].sum() / weight[scored].sum()
+    expected_interp = (weight * (interp - target) ** 2)[scored].sum() / weight[scored].sum()
+    assert report["model_mse"] == pytest.approx(expected_model, rel=1e-4)
+    assert report["interpolation_mse"] == pytest.approx(expected_interp, rel=1e-4)

@@ -97,14 +97,14 @@ def test_hidden_patches_content_never_reaches_the_prediction():
 
 
 def test_interpolation_baseline_decoder_starts_from_the_straight_line_and_never_sees_hidden_pixels():
+    torch.manual_seed(0)
     flux, ivar = synthetic_spectra(4, np.random.default_rng(2))
     batch = prepare_batch(flux, ivar, None, PRE.grid, PRE)
     patch_mask = contiguous_chunk_mask(PRE.n_patches, 0.3, chunk_len=4, batch=4,
                                        generator=torch.Generator().manual_seed(0))
     model = SpectrumTransformer(SpectrumTransformerConfig.for_preprocess(PRE, dim=32, depth=1, num_heads=4,
                                                                          decoder_baseline="interpolation"))
-    with torch.no_grad():  # a head that outputs 0: the prediction is the straight line across each gap
-        model.head.weight.zero_()
+    # a fresh model's head outputs 0 (zero-initialised weights): the prediction is the straight line
     pred = model.forward_masked(batch, patch_mask).detach()
     hidden = patches_to_pixels(patch_mask, PRE.patch_size, PRE.patch_stride, PRE.n_padded)
     usable = (batch["valid"].numpy() > 0) & ~hidden.numpy()

@@ -7,6 +7,7 @@ import pytest
 import astroembed
 
 from astroembed.train.clip import CLIPConfig
+from astroembed.train.clip_frozen import FrozenAlignConfig
 from astroembed.config import load_yaml_config
 from astroembed.train.image import ImagePretrainConfig
 from astroembed.train.photometry import PhotometryPretrainConfig
@@ -15,7 +16,7 @@ from astroembed.train.spectrum_decoder import SpectrumDecoderConfig
 
 CONFIGS = Path(astroembed.__file__).parent / "configs"
 STAGES = {"image": ImagePretrainConfig, "spectrum": SpectrumPretrainConfig, "clip": CLIPConfig,
-          "photometry": PhotometryPretrainConfig, "decoder": SpectrumDecoderConfig}
+          "photometry": PhotometryPretrainConfig, "decoder": SpectrumDecoderConfig, "align": FrozenAlignConfig}
 
 
 def test_there_is_a_config_for_every_stage():

@@ -96,7 +96,8 @@ def anomalies(
 def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Working folder of the demo."),
          n: int = typer.Option(2000, "--n", help="Galaxies in the built-in survey."),
          seed: int = typer.Option(0, "--seed"),
-         minutes: float = typer.Option(3.0, "--minutes", help="Budget of each pretraining stage (CLIP: 2/3 of it).")):
+         minutes: float = typer.Option(3.0, "--minutes", help="Budget of the image and of the spectrum pretraining "
+                                       "stage (the alignment trains heads on frozen features, in seconds).")):
     """The main job: every stage of the pipeline that exists, on the built-in survey."""
     require("survey", "train", "evaluate", feature="the main job (astroembed demo)")
     from ..pipeline import DemoFolderError, run_demo

@@ -215,8 +215,11 @@ def _fit_photometry(config: CLIPConfig, dataset: MMUDataset, bands: tuple[str, .
     return fit_photometry_preprocess(flux, ivar, bands)
 
 
-def pretrain_clip(config: CLIPConfig) -> Path:
-    """Run (or resume) CLIP alignment; returns the exported aligned model folder ``RUN/model``."""
+def pretrain_clip(config: CLIPConfig, init_heads: str | Path | None = None) -> Path:
+    """Run (or resume) CLIP alignment; returns the exported aligned model folder ``RUN/model``.
+
+    ``init_heads``: an aligned export of the same encoders whose projection heads this run starts
+    from (e.g. :func:`astroembed.train.clip_frozen.align_frozen`'s), instead of random heads."""
     import lightning.pytorch as pl
 
     from .lightning_module import StageModule
@@ -242,6 +245,10 @@ def pretrain_clip(config: CLIPConfig) -> Path:
 
     model, configs = build_aligned(config, (lambda: _fit_photometry(config, *open_data())) if config.photometry
                                    else None)
+    if init_heads is not None:
+        from .aligned_heads import load_heads
+
+        load_heads(model, init_heads)
     dataset, survey_bands = open_data()
     image_pre = _image_preprocess(config, configs["image"], dataset) if "image" in modalities else None
     inputs = AlignmentInputs(

@@ -1,0 +1,177 @@
+"""Alignment on frozen features: on a survey whose images and spectra share a latent (redshift), heads
+trained on cached features make matched pairs retrieve each other far above chance; both encoders are
+exported unchanged; the export embeds as any aligned model does, each modality through its head on the
+very features the heads trained on (view 0 = the unaugmented cutout)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import astroembed
+from astroembed.config import load_yaml_config
+from astroembed.data.mmu import write_survey
+from astroembed.data.records import InvalidDataError
+from astroembed.evaluate.retrieval import retrieval_report
+from astroembed.models.io import load_model, load_state
+from astroembed.train.clip_frozen import FrozenAlignConfig, align_frozen
+from astroembed.train.image import ImagePretrainConfig, pretrain_image
+from astroembed.train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
+
+RUN = {"batch_size": 8, "num_workers": 0, "progress": False, "warmup_steps": 1, "max_steps": 1,
+       "checkpoint_every_n_steps": 50, "log_every_n_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    """The paired survey and an image and a spectrum encoder exported by their stages (1 step each)."""
+    from tests.train.conftest import make_paired_galaxies
+
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("frozen")
+    galaxies = make_paired_galaxies(n=48)
+    write_survey(galaxies, tmp / "survey", "paired")
+    data = tmp / "survey" / "paired" / "default"
+    spectrum = pretrain_spectrum(load_yaml_config(SpectrumPretrainConfig, None, {
+        "data": str(data), "out": str(tmp / "spectrum"), "preprocess": {"wave_step": 10.0},
+        "model": {"dim": 32, "depth": 1, "num_heads": 4}, "run": RUN}))
+    image = pretrain_image(load_yaml_config(ImagePretrainConfig, None, {
+        "data": str(data), "out": str(tmp / "image"), "encoder": {"arch": "small_cnn", "widths": [8, 16, 16, 32]},
+        "augment": {"crop_size": 24, "max_shift": 2.0}, "projection_dim": 16, "projection_hidden": 32,
+        "run": RUN}))
+    return data, galaxies, image, spectrum
+
+
+def frozen_config(encoders, out, **extra) -> FrozenAlignConfig:
+    data, _, image, spectrum = encoders
+    return load_yaml_config(FrozenAlignConfig, None, {
+        "image_model": str(image), "spectrum_model": str(spectrum), "data": str(data), "out": str(out),
+        "embed_dim": 16, "projection_hidden": 32, "image_views": 2, "epochs": 60, "batch_size": 16,
+        "learning_rate": 3e-3, "device": "cpu", **extra})
+
+
+def _same(state_a: dict, state_b: dict) -> bool:
+    return state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_heads_on_frozen_features_align_pairs_and_keep_the_encoders(encoders, tmp_path):
+    _, galaxies, image, spectrum = encoders
+    # every training galaxy trains (on 48 galaxies a validation set of 5 is too small to choose an epoch)
+    model_dir = align_frozen(frozen_config(encoders, tmp_path / "align", validation_fraction=0.0))
+    history = json.loads((tmp_path / "align" / "history.json").read_text())
+    assert len(history) == 60 and history[-1]["loss"] < 0.7 * history[0]["loss"]
+
+    model = astroembed.load(model_dir)
+    assert model.modality == "aligned" and model.modalities == ("image", "spectrum")
+    a = model.embed(np.stack([g.image.flux for g in galaxies]))
+    b = model.embed_spectrum([g.spectrum for g in galaxies])
+    n = len(galaxies)
+    forward, backward = retrieval_report(a, b), retrieval_report(b, a)  # ties count against the query
+    assert 0.5 * (forward["top1"] + backward["top1"]) >= 3 / n, (forward, backward)
+    assert forward["median_rank"] < n / 4 and backward["median_rank"] < n / 4, (forward, backward)
+
+    aligned, _ = load_model(model_dir)
+    _, image_state = load_state(image)
+    _, spectrum_state = load_state(spectrum)
+    assert _same(aligned.image_encoder.state_dict(), image_state)  # BatchNorm statistics included
+    assert _same(aligned.spectrum_encoder.state_dict(), spectrum_state)
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model_type"] == "aligned" and config["training"]["alignment"] == "frozen_features"
+    training = config["training"]
+    assert training["n_galaxies"] == n and training["image_views"] == 2
+    assert training["n_validation"] == 0 and training["kept_epoch"] == 59 and training["val_loss"] is None
+
+
+def test_the_export_embeds_through_its_heads_on_the_encoders_own_embeddings(encoders, tmp_path):
+    # Independent path: the encoders' own exports embed the galaxies (their saved preprocessing), and the
+    # aligned export must equal its heads applied to those features, L2-normalised.
+    _, galaxies, image, spectrum = encoders
+    model_dir = align_frozen(frozen_config(encoders, tmp_path / "align", epochs=3))
+    # 10 % of the training galaxies (the default) kept out to choose the epoch: the lowest validation loss
+    history = json.loads((tmp_path / "align" / "history.json").read_text())
+    training = json.loads((model_dir / "config.json").read_text())["training"]
+    assert training["n_validation"] == 5 and training["val_loss"] == min(row["val_loss"] for row in history)
+    aligned, _ = load_model(model_dir)
+    aligned.eval()
+    images, spectra = np.stack([g.image.flux for g in galaxies[:6]]), [g.spectrum for g in galaxies[:6]]
+    with torch.no_grad():
+        features = torch.as_tensor(astroembed.load(image, precision="32-true").embed(images))
+        expected = torch.nn.functional.normalize(aligned.image_head(features), dim=-1).numpy()
+        spectrum_features = torch.as_tensor(astroembed.load(spectrum, precision="32-true").embed_spectrum(spectra))
+        expected_spectra = torch.nn.functional.normalize(aligned.spectrum_head(spectrum_features), dim=-1).numpy()
+    model = astroembed.load(model_dir, precision="32-true")
+    np.testing.assert_allclose(model.embed(images), expected, atol=2e-5)
+    np.testing.assert_allclose(model.embed_spectrum(spectra), expected_spectra, atol=2e-5)
+
+
+def test_a_rerun_with_the_model_exported_does_nothing(encoders, tmp_path):
+    model_dir = align_frozen(frozen_config(encoders, tmp_path / "align", epochs=2))
+    stamp = (model_dir / "model.safetensors").stat().st_mtime_ns
+    assert align_frozen(frozen_config(encoders, tmp_path / "align", epochs=2)) == model_dir
+    assert (model_dir / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_bad_settings_and_inputs_are_clear_errors(encoders, tmp_path):
+    with pytest.raises(ValueError, match="image_views=3 needs image_augment"):
+        FrozenAlignConfig(image_augment=None, image_views=3)
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        frozen_config(encoders, tmp_path / "a", batch_size=1)
+    cfg = frozen_config(encoders, tmp_path / "a")
+    cfg.image_model, cfg.spectrum_model = cfg.spectrum_model, cfg.image_model
+    with pytest.raises(InvalidDataError, match="model_type"):
+        align_frozen(cfg)
+    cfg = frozen_config(encoders, tmp_path / "b", data=str(tmp_path / "nowhere"))
+    with pytest.raises(InvalidDataError, match="no such file"):
+        align_frozen(cfg)
+
+
+def test_end_to_end_alignment_can_start_from_the_frozen_heads(encoders, tmp_path):
+    from astroembed.train.aligned_heads import load_heads
+    from astroembed.train.clip import CLIPConfig, build_aligned, pretrain_clip
+
+    frozen = align_frozen(frozen_config(encoders, tmp_path / "align", epochs=3))
+    source, _ = load_model(frozen)
+    data, _, image, spectrum = encoders
+    cfg = load_yaml_config(CLIPConfig, None, {"image_model": str(image), "spectrum_model": str(spectrum),
+                                              "data": str(data), "out": str(tmp_path / "clip"), "embed_dim": 16,
+                                              "projection_hidden": 32, "run": RUN})
+    model = build_aligned(cfg)[0]
+    assert not _same(model.image_head.state_dict(), source.image_head.state_dict())
+    load_heads(model, frozen)
+    for name in ("image_head", "spectrum_head"):  # weights and BatchNorm running statistics
+        assert _same(getattr(model, name).state_dict(), getattr(source, name).state_dict()), name
+    assert (pretrain_clip(cfg, init_heads=frozen) / "model.safetensors").is_file()  # one fine-tuning step
+
+    cfg.embed_dim = 8  # heads of another shared space do not fit
+    with pytest.raises(InvalidDataError, match="does not fit"):
+        load_heads(build_aligned(cfg)[0], frozen)
+    with pytest.raises(InvalidDataError, match="aligned export"):
+        load_heads(model, image)
+
+
+def test_with_validation_the_heads_of_the_best_epoch_are_kept():
+    # Features that share a latent; 12 training pairs and 40 epochs memorise them, so the validation loss
+    # has its minimum before the last epoch, and the heads returned are that epoch's.
+    from types import SimpleNamespace
+
+    from astroembed.models.clip_model import projection_head
+    from astroembed.objectives.clip import CLIPLoss
+    from astroembed.train.clip_frozen import train_heads
+
+    gen = torch.Generator().manual_seed(0)
+    latent = torch.randn(40, 4, generator=gen)
+    images = (latent @ torch.randn(4, 24, generator=gen) + 0.5 * torch.randn(40, 24, generator=gen))[None]
+    spectra = latent @ torch.randn(4, 32, generator=gen) + 0.5 * torch.randn(40, 32, generator=gen)
+    torch.manual_seed(0)
+    model = SimpleNamespace(image_head=projection_head(24, 16, 8), spectrum_head=projection_head(32, 16, 8))
+    loss = CLIPLoss(gather_distributed=False)
+    config = FrozenAlignConfig(image_views=1, epochs=40, batch_size=12, learning_rate=1e-2, warmup_epochs=1)
+    history = train_heads(model, loss, images[:, :12], spectra[:12], config, torch.device("cpu"),
+                          validation=(images[0, 12:], spectra[12:]))
+    val = [row["val_loss"] for row in history]
+    best = int(np.argmin(val))
+    assert best < len(val) - 1 and val[-1] > val[best]  # memorised: validation loss rose after its minimum
+    with torch.no_grad():
+        final = float(loss(model.image_head(images[0, 12:]), model.spectrum_head(spectra[12:])))
+    assert final == pytest.approx(val[best], rel=1e-6)
