@@ -2,11 +2,12 @@
 survey, writes its results, and a rerun resumes instead of starting over."""
 
 import json
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from astroembed.pipeline import DemoFolderError, build_survey, run_demo
+from astroembed.pipeline import DemoFolderError, build_survey, held_out_split, run_demo
 
 QUIET = Console(quiet=True)
 
@@ -166,9 +167,21 @@ def test_demo_runs_every_stage_and_a_rerun_resumes(tmp_path):
     assert redshift["spectrum"]["knn"]["metrics"]["nmad"] < 0.5
     assert results["report"]["r2_knn"]["photo-z:redshift"]["spectrum"] == redshift["spectrum"]["knn"]["metrics"]["r2"]
 
+    # Spectra predicted from images: the decoder trained on the training split, scored on the held-out one
+    # beside the k-NN mean, and a figure of five held-out galaxies.
+    predicted = results["predicted_spectra"]
+    ids, _, test = held_out_split(Path(results["survey"]), 0)
+    assert predicted["n_held_out"] == 18 and len(set(predicted["objects_shown"])) == 5
+    assert set(predicted["objects_shown"]) <= {str(i) for i in ids[test]}
+    assert all(0 < v < 1e6 for v in predicted["chi2_per_dof_median"].values()), predicted
+    assert (out / "predicted_spectra.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    decoder = out / "clip" / "model" / "spectrum_decoder"
+    assert decoder.is_dir()
+
     # Rerunning finds every stage done: same models (same content), same numbers.
     mtime = (out / "spectrum" / "model" / "model.safetensors").stat().st_mtime_ns
     again = run_demo(out, n=60, seed=0, console=QUIET, **budget)
     assert (out / "spectrum" / "model" / "model.safetensors").stat().st_mtime_ns == mtime
     assert again["spectrum_redshift_knn"] == results["spectrum_redshift_knn"]
     assert again["retrieval"] == results["retrieval"]
+    assert again["predicted_spectra"] == results["predicted_spectra"]

@@ -32,7 +32,8 @@ class DemoFolderError(ValueError):
     """The demo's output folder holds something the demo must not overwrite or delete."""
 
 
-STAGE_OUTPUTS = ("image", "image_random_init", "spectrum", "clip", "embeddings", "index", "report", "results.json")
+STAGE_OUTPUTS = ("image", "image_random_init", "spectrum", "clip", "spectrum_decoder", "embeddings", "index",
+                 "report", "predicted_spectra.png", "results.json")
 # The built-in survey's physical properties the report probes (AstroCLIP's table: redshift, stellar mass,
 # metallicity and a star-formation measure; see `astroembed info` for every label).
 REPORT_LABELS = ("redshift", "log_stellar_mass", "metallicity", "sfr_300myr_fraction")
@@ -244,6 +245,41 @@ def align_frozen_stage(image_model: Path, spectrum_model: Path, survey_path: Pat
     return align_frozen(config)
 
 
+def predicted_spectra_stage(clip_model: Path, survey_path: Path, run_dir: Path, figure: Path, seed: int = 0,
+                            k: int = 10) -> dict:
+    """Spectra predicted from images: train the decoder (``decoder_cpu``) on the training split's shared-space
+    vectors, then score it on the held-out galaxies by median chi^2/dof against the observed spectra (with
+    their ivar) beside the k-NN-mean baseline (the mean spectrum of the k nearest training galaxies in the
+    shared space), and draw five held-out galaxies, seeded, predicted over observed (``figure``)."""
+    import torch
+
+    from .config import load_yaml_config
+    from .evaluate.spectrum_prediction import (chi2_per_dof, galaxy_table, knn_mean_spectrum,
+                                               write_prediction_figure)
+    from .inference import load
+    from .models.spectrum_decoder import load_decoder
+    from .train.spectrum_decoder import SpectrumDecoderConfig, cached_table, train_spectrum_decoder
+
+    _, train, test = held_out_split(survey_path, seed)
+    config = load_yaml_config(SpectrumDecoderConfig, "decoder_cpu", {
+        "model": str(clip_model), "data": str(survey_path), "out": str(run_dir), "train_indices": train.tolist(),
+        "seed": seed})
+    if not (Path(clip_model) / "spectrum_decoder").is_dir():
+        train_spectrum_decoder(config)
+    embedder = load(clip_model)
+    reference = cached_table(embedder, config, run_dir / "training_set.npz")
+    held_out = galaxy_table(embedder, survey_path, test, labels=())
+    decoder, _ = load_decoder(clip_model)
+    with torch.no_grad():
+        shape, _ = decoder(torch.from_numpy(held_out["vector"]))
+    chi2 = {"decoder": chi2_per_dof(shape.numpy(), held_out["flux"], held_out["ivar"], held_out["valid"]),
+            "knn_mean": chi2_per_dof(knn_mean_spectrum(reference, held_out["vector"], k)[0], held_out["flux"],
+                                     held_out["ivar"], held_out["valid"])}
+    path, shown = write_prediction_figure(clip_model, survey_path, test, figure, n=5, seed=seed)
+    return {"n_held_out": int(len(test)), "k": k, "figure": str(path), "objects_shown": shown,
+            "chi2_per_dof_median": {name: float(np.nanmedian(v)) for name, v in chi2.items()}}
+
+
 def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0, n: int = 256,
                          chunk_len: int | None = None) -> dict:
     """Masked-chunk reconstruction of held-out spectra: the model vs linear interpolation.
@@ -410,6 +446,13 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     for name, r in ret.items():
         console.print(f"[green]clip[/]: {name} retrieval of held-out partners: top-1 {r['top1']:.3f} "
                       f"(chance {r['top1_chance']:.4f}), top-1% {r['top1pct']:.3f} (chance {r['top1pct_chance']:.3f})")
+
+    console.print("[green]predict[/]: spectra predicted from images (a decoder from the shared space)")
+    results["predicted_spectra"] = pred = predicted_spectra_stage(clip_model, survey, out / "spectrum_decoder",
+                                                                  out / "predicted_spectra.png", seed)
+    chi2 = pred["chi2_per_dof_median"]
+    console.print(f"[green]predict[/]: held-out median chi^2/dof {chi2['decoder']:.2f} vs {chi2['knn_mean']:.2f} for "
+                  f"the mean of the {pred['k']} nearest training spectra; figure {pred['figure']}")
 
     results["search"] = index_and_search_stage([clip_image, clip_spectrum], out / "index", survey, console)
     results["neighbour_redshift"] = {
