@@ -518,7 +518,7 @@ class AlignedEmbedder(_Embedder):
             raise InvalidDataError("give images, photometry or both", field="images")
         vectors = [] if images is None else [self.embed(images, batch_size, **image_options)]
         if photometry is not None:
-            if not hasattr(self, "embed_photometry"):
+            if "photometry" not in self.modalities:
                 raise InvalidDataError(f"the model has no photometry encoder (it aligns {list(self.modalities)})",
                                        source=str(self.path), field="photometry")
             if not isinstance(photometry, dict) or not {"flux", "ivar", "bands"} <= set(photometry):
