@@ -64,6 +64,20 @@ def test_check_device_refuses_what_this_machine_cannot_run():
             check_device(f"cuda:{count}")
 
 
+
+def test_resolve_device_picks_the_gpu_only_when_there_is_one_and_checks_names():
+    # The one resolver every stage and loader uses (inference, frozen alignment, decoder, evaluate).
+    import torch
+
+    from astroembed.runtime import DeviceUnavailableError, resolve_device
+
+    expected = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto") == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceUnavailableError, match="'cuda'.*no CUDA GPU"):
+            resolve_device("cuda")
+
 # ------------------------------------------------------------------ precision: what --precision auto means
 
 SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"

@@ -37,17 +37,10 @@ from .data.validate import band_order, check_spectrum_rows, check_wavelength_cov
 from .models.io import ModelFileError, content_hash, load_model
 from .registry import Registry
 from .preprocess.stored import prepare_stored_spectra
-from .runtime import PRECISIONS, autocast, bf16_layout, check_device, keep_freed_memory, resolve_precision
+from .runtime import PRECISIONS, autocast, bf16_layout, keep_freed_memory, resolve_device, resolve_precision
 
 __all__ = ["load", "ImageEmbedder", "SpectrumEmbedder", "PhotometryEmbedder", "AlignedEmbedder", "EMBEDDERS",
            "check_photometry"]
-
-
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    check_device(device)  # a clear DeviceUnavailableError, not torch's assertion at the first .to()
-    return torch.device(device)
 
 
 def _precision(precision: str, device: torch.device) -> str:
@@ -64,7 +57,7 @@ class _Embedder:
                  device: str | torch.device | None = None, precision: str = "auto"):
         self.path = Path(path)
         self.config = config
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.precision = _precision(precision, self.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # faster CPU forward passes: see astroembed/runtime.py and BENCHMARKS.md

@@ -251,32 +251,29 @@ def predicted_spectra_stage(clip_model: Path, survey_path: Path, run_dir: Path, 
     vectors, then score it on the held-out galaxies by median chi^2/dof against the observed spectra (with
     their ivar) beside the k-NN-mean baseline (the mean spectrum of the k nearest training galaxies in the
     shared space), and draw five held-out galaxies, seeded, predicted over observed (``figure``)."""
-    import torch
-
     from .config import load_yaml_config
-    from .evaluate.spectrum_prediction import (chi2_per_dof, galaxy_table, knn_mean_spectrum,
-                                               write_prediction_figure)
+    from .evaluate.spectrum_prediction import chi2_per_dof, galaxy_table, knn_mean_spectrum, plot_prediction
     from .inference import load
-    from .models.spectrum_decoder import load_decoder
+    from .models.spectrum_decoder import DECODER_FOLDER
     from .train.spectrum_decoder import SpectrumDecoderConfig, cached_table, train_spectrum_decoder
 
     _, train, test = held_out_split(survey_path, seed)
     config = load_yaml_config(SpectrumDecoderConfig, "decoder_cpu", {
         "model": str(clip_model), "data": str(survey_path), "out": str(run_dir), "train_indices": train.tolist(),
         "seed": seed})
-    if not (Path(clip_model) / "spectrum_decoder").is_dir():
+    if not (Path(clip_model) / DECODER_FOLDER).is_dir():
         train_spectrum_decoder(config)
     embedder = load(clip_model)
-    reference = cached_table(embedder, config, run_dir / "training_set.npz")
-    held_out = galaxy_table(embedder, survey_path, test, labels=())
-    decoder, _ = load_decoder(clip_model)
-    with torch.no_grad():
-        shape, _ = decoder(torch.from_numpy(held_out["vector"]))
-    chi2 = {"decoder": chi2_per_dof(shape.numpy(), held_out["flux"], held_out["ivar"], held_out["valid"]),
-            "knn_mean": chi2_per_dof(knn_mean_spectrum(reference, held_out["vector"], k)[0], held_out["flux"],
-                                     held_out["ivar"], held_out["valid"])}
-    path, shown = write_prediction_figure(clip_model, survey_path, test, figure, n=5, seed=seed)
-    return {"n_held_out": int(len(test)), "k": k, "figure": str(path), "objects_shown": shown,
+    reference = cached_table(embedder, config, run_dir / "training_set.npz")  # written by the training above
+    held_out = galaxy_table(embedder, survey_path, test)
+    grid, shape = embedder.decode_spectrum(held_out["vector"], normalised=True)
+    observed = (held_out["flux"], held_out["ivar"], held_out["valid"])
+    chi2 = {"decoder": chi2_per_dof(shape, *observed),
+            "knn_mean": chi2_per_dof(knn_mean_spectrum(reference, held_out["vector"], k)[0], *observed)}
+    path, shown = plot_prediction(grid, held_out["flux"], held_out["valid"], shape, figure, held_out["object_id"],
+                                  held_out.get("redshift"), n=5, seed=seed)
+    return {"n_held_out": int(len(test)), "k": k, "figure": str(path),
+            "objects_shown": [str(i) for i in held_out["object_id"][shown]],
             "chi2_per_dof_median": {name: float(np.nanmedian(v)) for name, v in chi2.items()}}
 
 

@@ -100,6 +100,17 @@ def check_device(device) -> None:
                                      f"{torch.cuda.device_count()} CUDA device(s), numbered from 0")
 
 
+def resolve_device(device=None):
+    """``None`` or ``"auto"``: the CUDA GPU when one is usable, else the CPU; any other name is checked by
+    :func:`check_device` (a clear error, not torch's at the first ``.to()``) and returned as a torch.device."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device)
+    return torch.device(device)
+
+
 # Precision: what ``--precision auto`` means on the machine at hand.
 #
 # bfloat16 halves the bytes per activation and, on CPUs with bf16 dot-product instructions, doubles (AVX-512

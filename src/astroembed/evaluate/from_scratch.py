@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..runtime import resolve_device
 from .tasks import PRIMARY_METRIC, label_subsets, probe_kind, score_predictions, task_metrics
 
 __all__ = ["from_scratch_results", "feature_set_name"]
@@ -18,12 +19,6 @@ __all__ = ["from_scratch_results", "feature_set_name"]
 def feature_set_name(modality: str) -> str:
     """How a from-scratch network appears among the feature sets of metrics.json and the report."""
     return f"supervised_{modality}"
-
-
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 def _raw_inputs(data, modality: str, artefacts: dict):
@@ -77,7 +72,7 @@ def from_scratch_results(kind: str, data, options, artefacts: dict, train, y_tra
             log(f"  {feature_set_name(modality)}: training from scratch on {len(rows)} labels")
             model = SupervisedBaseline(modality, probe_kind(kind), max_steps=options.supervised_steps or 10 ** 9,
                                        minutes=options.supervised_minutes or None, bands=tuple(bands or ()),
-                                       seed=options.seed, device=_device(options.device))
+                                       seed=options.seed, device=resolve_device(options.device))
             return model.fit(_take(inputs, train[rows]), y_train[rows])
 
         model = fit(np.arange(len(train)))

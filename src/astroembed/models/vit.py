@@ -64,8 +64,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Scaled dot-product attention; in fp32 under CPU bf16 autocast, as autocast gives it elsewhere.
 
     On CPUs, PyTorch's bf16 flash-attention kernel (its backward above all) was slower than the fp32 one
-    (torch 2.13, AMX CPU: a spectrum-transformer training step took 1.16x less time than fp32 with
-    attention in bf16 and 1.40x less with attention in fp32; the linear layers, where AMX pays, stay bf16).
+    (torch 2.13, AMX CPU, ``bench/bench_attention_optimizer.py``: a spectrum-transformer training step ran
+    0.97x as fast as fp32 with attention in bf16 and 1.43x with attention in fp32; the linear layers, where
+    AMX pays, stay bf16).
     The attention itself is a small share of the FLOPs at these sequence lengths, so fp32 costs little.
     GPUs keep the bf16 kernels.
     """

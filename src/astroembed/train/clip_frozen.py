@@ -84,15 +84,6 @@ class FrozenAlignConfig(Config):
             raise ValueError("learning_rate and init_temperature must be > 0")
 
 
-def _device(name: str) -> torch.device:
-    from ..runtime import check_device
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    check_device(name)
-    return torch.device(name)
-
-
 @torch.no_grad()
 def cache_features(model, dataset: MMUDataset, image_pre: PreprocessConfig, spectrum_pre: SpectrumPreprocessConfig,
                    bands: tuple[str, ...], config: FrozenAlignConfig, device: torch.device
@@ -194,7 +185,9 @@ def align_frozen(config: FrozenAlignConfig) -> Path:
         raise InvalidDataError("no such file or folder", source=str(data))
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    device = _device(config.device)
+    from ..runtime import resolve_device
+
+    device = resolve_device(config.device)
     model, image_cfg, spectrum_cfg = _aligned_model(config)
     image_pre = PreprocessConfig.from_dict(image_cfg["preprocessing"])
     spectrum_pre = SpectrumPreprocessConfig.from_dict(spectrum_cfg["preprocessing"])

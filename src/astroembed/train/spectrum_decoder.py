@@ -30,6 +30,7 @@ from ..evaluate.spectrum_prediction import galaxy_table
 from ..inference import load
 from ..models.spectrum_decoder import SpectrumDecoder, save_decoder
 from ..objectives.spectrum_chi2 import spectrum_chi2_loss
+from ..runtime import resolve_device
 
 __all__ = ["SpectrumDecoderConfig", "train_spectrum_decoder", "fit_decoder", "cached_table"]
 
@@ -113,8 +114,7 @@ def fit_decoder(table: dict[str, np.ndarray], config: SpectrumDecoderConfig, log
     order = np.random.default_rng(config.seed).permutation(n)
     n_val = max(1, int(round(config.val_fraction * n)))
     fit_rows, val_rows = order[n_val:], order[:n_val]
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if config.device == "auto" else config.device)
+    device = resolve_device(config.device)
     fit, val = _tensors(table, fit_rows, device), _tensors(table, val_rows, device)
     decoder = SpectrumDecoder(fit["vector"].shape[1], fit["flux"].shape[1], config.hidden, config.depth,
                               config.dropout).to(device)
