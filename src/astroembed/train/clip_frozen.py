@@ -30,6 +30,7 @@ from ..augment.image import ImageAugmenter
 from ..config import Config, save_yaml_config
 from ..data.dataset import MMUDataset
 from ..data.records import InvalidDataError
+from ..files import atomic_write_text
 from ..objectives.clip import CLIPLoss
 from ..preprocess.image import PreprocessConfig, preprocess, standardize
 from ..preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
@@ -222,7 +223,7 @@ def align_frozen(config: FrozenAlignConfig) -> Path:
                     gather_distributed=False).to(device)
     history = train_heads(model, loss, image_features, spectrum_features, config, device, validation)
     train_seconds = time.perf_counter() - t0 - embed_seconds
-    (run_dir / "history.json").write_text(json.dumps(history))
+    atomic_write_text(run_dir / "history.json", json.dumps(history))
     kept = min(history, key=lambda r: r.get("val_loss", math.inf)) if validation is not None else history[-1]
     n_train = image_features.shape[1]
     return export_aligned_model(model.cpu(), image_cfg, spectrum_cfg, model_dir, {

@@ -27,6 +27,7 @@ import torch
 from ..config import Config, save_yaml_config
 from ..data.records import InvalidDataError
 from ..evaluate.spectrum_prediction import galaxy_table
+from ..files import atomic_path, atomic_write_text
 from ..inference import load
 from ..models.spectrum_decoder import SpectrumDecoder, save_decoder
 from ..objectives.spectrum_chi2 import spectrum_chi2_loss
@@ -81,9 +82,10 @@ def cached_table(embedder, config: SpectrumDecoderConfig, path: Path) -> dict[st
             if str(cached["key"]) == key:
                 return {k: cached[k] for k in TABLE_KEYS}
     table = galaxy_table(embedder, config.data, config.train_indices, tuple(config.inputs), labels=())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, key=np.array(key), **{k: (table[k].astype(str) if k == "object_id" else table[k])
-                                         for k in TABLE_KEYS})
+    # Written whole or not at all: a run killed mid-write must not leave a truncated cache the rerun trips on.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a handle: np.savez would add ".npz" to the name
+        np.savez(f, key=np.array(key), **{k: (table[k].astype(str) if k == "object_id" else table[k])
+                                          for k in TABLE_KEYS})
     return table
 
 
@@ -169,7 +171,7 @@ def train_spectrum_decoder(config: SpectrumDecoderConfig, log=None) -> Path:
     save_yaml_config(config, run_dir / "config.yaml")
     table = cached_table(embedder, config, run_dir / "training_set.npz")
     decoder, history = fit_decoder(table, config, log)
-    (run_dir / "history.json").write_text(json.dumps(history))
+    atomic_write_text(run_dir / "history.json", json.dumps(history))
     return save_decoder(decoder, embedder.path, embedder.config["preprocessing"]["spectrum"], list(config.inputs),
                         {"data": str(config.data), "n_train": len(table["vector"]),
                          "best_epoch": history["best_epoch"], "val_loss": min(history["val"]),
