@@ -197,3 +197,33 @@ def test_kill_9_mid_run_then_rerun_resumes_from_last_checkpoint(trained, tmp_pat
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 40
     vectors = astroembed.load(run).embed_spectrum([g.spectrum for g in trained[1][:3]])
     assert vectors.shape == (3, 32 * 16) and np.isfinite(vectors).all()
+
+
+def test_prepared_cache_gives_the_step_the_same_input_as_preparing_stored_spectra(trained):
+    """The in-memory PreparedSpectra batch (padded rows included) is patched into exactly the input the step
+    builds from stored spectra, so caching changes the speed of training, not what it learns."""
+    from astroembed.train.spectrum import PreparedSpectra, SpectrumMaskedModelling
+
+    data, _, _, _ = trained
+    config = tiny_config(data, "unused")
+    dataset = MMUDataset(data, modalities=("spectrum",))
+    networks = SpectrumMaskedModelling(config)
+    stored = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
+    cached = torch.utils.data.default_collate(list(PreparedSpectra(dataset, config.preprocess, batch_size=5)))
+    expected, got = networks.inputs(stored), networks.inputs(cached)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
+
+
+def test_training_with_and_without_the_prepared_cache_gives_the_same_losses(trained, tmp_path):
+    data = trained[0]
+    losses = []
+    for name, gib in (("cached", 2.0), ("per_step", 0.0)):
+        cfg = tiny_config(data, tmp_path / name, max_steps=3)
+        cfg.prepared_cache_gib = gib
+        torch.set_num_threads(1)
+        pretrain_spectrum(cfg)
+        losses.append([float(r["train_loss"]) for r in metrics(tmp_path / name) if r.get("train_loss")])
+    assert len(losses[0]) == 3
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)

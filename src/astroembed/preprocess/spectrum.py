@@ -61,6 +61,7 @@ __all__ = [
     "resample",
     "normalise",
     "patchify",
+    "model_batch",
     "patches_to_pixels",
     "interpolate_gaps",
     "prepare_batch",
@@ -329,11 +330,18 @@ def _finish(flux: torch.Tensor, ivar: torch.Tensor, valid: torch.Tensor,
     pad = config.n_padded - config.n_pixels
     f, w = torch.nn.functional.pad(f, (0, pad)), torch.nn.functional.pad(w, (0, pad))
     v = torch.nn.functional.pad(valid.float(), (0, pad))
+    return model_batch(f, w, v, log_scale, config)
+
+
+def model_batch(flux: torch.Tensor, ivar: torch.Tensor, valid: torch.Tensor, log10_scale: torch.Tensor,
+                config: SpectrumPreprocessConfig) -> dict[str, torch.Tensor]:
+    """Normalised, padded (N, n_padded) arrays -> the model batch, with the patches as views."""
+    valid = valid.float()
     return {
-        "flux": f, "ivar": w, "valid": v, "log10_scale": log_scale,
-        "patch_flux": patchify(f, config.patch_size, config.patch_stride),
-        "patch_ivar": patchify(w, config.patch_size, config.patch_stride),
-        "patch_valid": patchify(v, config.patch_size, config.patch_stride),
+        "flux": flux, "ivar": ivar, "valid": valid, "log10_scale": log10_scale,
+        "patch_flux": patchify(flux, config.patch_size, config.patch_stride),
+        "patch_ivar": patchify(ivar, config.patch_size, config.patch_stride),
+        "patch_valid": patchify(valid, config.patch_size, config.patch_stride),
     }
 
 

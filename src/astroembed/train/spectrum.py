@@ -2,11 +2,14 @@
 
     astroembed pretrain spectrum --data PATH --out RUN [--config cfg.yaml] [--max-minutes M]
 
-Batches are the spectra as stored (MMUDataset, any grid, -1 padding). They are resampled onto the
-model grid, normalised and patched inside the training step, batched on the training device (the
-same :func:`astroembed.preprocess.stored.prepare_stored_spectra` that embedding uses, so the exported model
-sees its input exactly as in training). Contiguous chunks of patches are hidden and the model predicts
-their normalised flux; the loss counts hidden pixels only, each weighted by its inverse variance.
+Batches are the spectra as stored (MMUDataset, any grid, -1 padding), resampled onto the model grid and
+normalised by the same :func:`astroembed.preprocess.stored.prepare_stored_spectra` that embedding uses, so
+the exported model sees its input exactly as in training. Masked modelling does not augment its input, so
+that preparation gives the same arrays every epoch: when the prepared training set fits in
+``prepared_cache_gib`` it is prepared once, before training (:class:`PreparedSpectra`), instead of in every
+step (larger sets are prepared batch by batch in the step, on the training device). Contiguous chunks of
+patches are hidden and the model predicts their normalised flux; the loss counts hidden pixels only, each
+weighted by its inverse variance.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..preprocess.spectrum import SpectrumPreprocessConfig
+from ..preprocess.spectrum import SpectrumPreprocessConfig, model_batch
 from ..data.dataset import MMUDataset
 from ..data.records import InvalidDataError
 from ..preprocess.stored import prepare_stored_spectra
@@ -58,9 +61,14 @@ class SpectrumPretrainConfig(Config):
     mask_fraction: float = 0.3      # fraction of patches hidden per spectrum
     chunk_len: int = 12             # patches per hidden chunk (wider than a galaxy line: see masked_modelling_loss)
     train_indices: list[int] | None = None
+    # Prepare the training spectra once and keep them in memory when they take at most this many GiB
+    # (float32 flux and ivar, a bool mask: 9 bytes per model pixel; 0 turns the cache off).
+    prepared_cache_gib: float = 2.0
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self):
+        if not self.prepared_cache_gib >= 0:
+            raise ValueError(f"prepared_cache_gib must be >= 0, got {self.prepared_cache_gib}")
         if not 0.0 < self.mask_fraction < 1.0:
             raise ValueError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
         if isinstance(self.chunk_len, bool) or not isinstance(self.chunk_len, int) or self.chunk_len < 1:
@@ -88,7 +96,9 @@ class SpectrumMaskedModelling(nn.Module):
         self.model = SpectrumTransformer(config.model)
 
     def inputs(self, batch: Mapping[str, Any], device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-        """Stored spectra -> resampled, normalised, patched model input on ``device``."""
+        """Stored spectra (or a :class:`PreparedSpectra` batch) -> normalised, patched model input on ``device``."""
+        if PreparedSpectra.FLUX in batch:
+            return model_batch(*(batch[key].to(device) for key in PreparedSpectra.KEYS), self.config.preprocess)
         return prepare_stored_spectra(*stored_spectra(batch), config=self.config.preprocess, device=device)
 
     def training_loss(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -97,6 +107,40 @@ class SpectrumMaskedModelling(nn.Module):
     def step(self, batch: Mapping[str, Any], device=None) -> tuple[torch.Tensor, int, dict]:
         inputs = self.inputs(batch, device)
         return self.training_loss(inputs), len(inputs["flux"]), {}
+
+
+class PreparedSpectra(torch.utils.data.Dataset):
+    """Stored spectra resampled onto the model grid and normalised once, kept in memory.
+
+    Items are the rows of the model input before patching (``prepared_flux``, ``prepared_ivar``,
+    ``prepared_valid``, ``log10_scale``); :meth:`SpectrumMaskedModelling.inputs` patches a batch of them.
+    Preparation runs in float64 and is the same arithmetic as in the step (tested), so a model trains on
+    identical inputs either way.
+    """
+
+    FLUX = "prepared_flux"
+    KEYS = (FLUX, "prepared_ivar", "prepared_valid", "log10_scale")
+
+    def __init__(self, dataset, preprocess: SpectrumPreprocessConfig, batch_size: int = 256):
+        parts = []
+        for start in range(0, len(dataset), batch_size):
+            # Collated by hand: iterating a DataLoader draws from torch's global generator, which would
+            # shift the seeded run's shuffling and masks away from an uncached run's.
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = torch.utils.data.default_collate(items)
+            prepared = prepare_stored_spectra(*stored_spectra(batch), config=preprocess)
+            parts.append((prepared["flux"], prepared["ivar"], prepared["valid"].bool(), prepared["log10_scale"]))
+        self.arrays = [torch.cat(column) for column in zip(*parts)]
+
+    @staticmethod
+    def nbytes(n_spectra: int, preprocess: SpectrumPreprocessConfig) -> int:
+        return n_spectra * preprocess.n_padded * 9
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {key: array[i] for key, array in zip(self.KEYS, self.arrays)}
 
 
 def export_spectrum_encoder(model: SpectrumTransformer, preprocess: SpectrumPreprocessConfig, directory: Path,
@@ -134,6 +178,8 @@ def pretrain_spectrum(config: SpectrumPretrainConfig) -> Path:
     pl.seed_everything(config.run.seed, workers=True, verbose=False)
     dataset = spectrum_dataset(config.data, config.train_indices)
     save_yaml_config(config, run_dir / "config.yaml")
+    if PreparedSpectra.nbytes(len(dataset), config.preprocess) <= config.prepared_cache_gib * 2**30:
+        dataset = PreparedSpectra(dataset, config.preprocess)
 
     networks = SpectrumMaskedModelling(config)
     module = StageModule(networks, config.run)
