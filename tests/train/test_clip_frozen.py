@@ -156,7 +156,7 @@ def test_with_validation_the_heads_of_the_best_epoch_are_kept():
     from types import SimpleNamespace
 
     from astroembed.models.clip_model import projection_head
-    from astroembed.objectives.clip import CLIPLoss
+    from astroembed.train.clip import pair_losses
     from astroembed.train.clip_frozen import train_heads
 
     gen = torch.Generator().manual_seed(0)
@@ -165,13 +165,130 @@ def test_with_validation_the_heads_of_the_best_epoch_are_kept():
     spectra = latent @ torch.randn(4, 32, generator=gen) + 0.5 * torch.randn(40, 32, generator=gen)
     torch.manual_seed(0)
     model = SimpleNamespace(image_head=projection_head(24, 16, 8), spectrum_head=projection_head(32, 16, 8))
-    loss = CLIPLoss(gather_distributed=False)
+    losses = pair_losses(("image", "spectrum"), 0.07, 100.0, gather_distributed=False)
     config = FrozenAlignConfig(image_views=1, epochs=40, batch_size=12, learning_rate=1e-2, warmup_epochs=1)
-    history = train_heads(model, loss, images[:, :12], spectra[:12], config, torch.device("cpu"),
-                          validation=(images[0, 12:], spectra[12:]))
+    everyone = {"image": torch.ones(40, dtype=torch.bool), "spectrum": torch.ones(40, dtype=torch.bool)}
+    history = train_heads(model, losses, {"image": images[:, :12], "spectrum": spectra[None, :12]},
+                          {m: p[:12] for m, p in everyone.items()}, config, torch.device("cpu"),
+                          validation=({"image": images[:, 12:], "spectrum": spectra[None, 12:]},
+                                      {m: p[12:] for m, p in everyone.items()}))
     val = [row["val_loss"] for row in history]
     best = int(np.argmin(val))
     assert best < len(val) - 1 and val[-1] > val[best]  # memorised: validation loss rose after its minimum
     with torch.no_grad():
-        final = float(loss(model.image_head(images[0, 12:]), model.spectrum_head(spectra[12:])))
+        final = float(losses["image_spectrum"](model.image_head(images[0, 12:]), model.spectrum_head(spectra[12:])))
     assert final == pytest.approx(val[best], rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def triple(tmp_path_factory):
+    """A survey with ugriz photometry (some galaxies without a spectrum, others without photometry), and an
+    image and a spectrum encoder exported by their stages (1 step each)."""
+    from tests.train.conftest import make_paired_galaxies
+    from tests.train.test_clip_three_modalities import add_photometry
+
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("frozen3")
+    galaxies = add_photometry(make_paired_galaxies(n=48))
+    write_survey(galaxies, tmp / "survey", "triple")
+    data = tmp / "survey" / "triple" / "default"
+    from astroembed.data.mmu import MMUSurvey
+
+    ids = MMUSurvey(data).object_ids.astype(str)  # the survey holds the galaxies in tile order
+    with_spectra = [i for i, oid in enumerate(ids) if galaxies[int(oid.split("-")[1])].spectrum is not None]
+    spectrum = pretrain_spectrum(load_yaml_config(SpectrumPretrainConfig, None, {
+        "data": str(data), "out": str(tmp / "spectrum"), "preprocess": {"wave_step": 10.0},
+        "train_indices": with_spectra, "model": {"dim": 32, "depth": 1, "num_heads": 4}, "run": RUN}))
+    image = pretrain_image(load_yaml_config(ImagePretrainConfig, None, {
+        "data": str(data), "out": str(tmp / "image"), "encoder": {"arch": "small_cnn", "widths": [8, 16, 16, 32]},
+        "augment": {"crop_size": 24, "max_shift": 2.0}, "projection_dim": 16, "projection_hidden": 32,
+        "run": RUN}))
+    return data, galaxies, image, spectrum
+
+
+def test_photometry_trained_from_scratch_with_the_heads_aligns_and_the_export_embeds_it(triple, tmp_path):
+    from tests.train.test_clip_three_modalities import BANDS, NO_PHOTOMETRY, NO_SPECTRUM
+
+    data, galaxies, image, spectrum = triple
+    model_dir = align_frozen(frozen_config(triple, tmp_path / "align", photometry=True, validation_fraction=0.0,
+                                           photometry_encoder={"dim": 16, "depth": 1, "num_heads": 2},
+                                           photometry_views=2, photometry_augment={"reddening": False}))
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["modalities"] == ["image", "spectrum", "photometry"] and config["photometry_bands"] == list(BANDS)
+    training = config["training"]
+    assert set(training["logit_scales"]) == {"image_spectrum", "image_photometry", "spectrum_photometry"}
+    assert training["photometry_from_scratch"] and training["photometry_views"] == 2
+    assert "photometry_model" not in training and training["freeze_image"] and training["freeze_spectrum"]
+    history = json.loads((tmp_path / "align" / "history.json").read_text())
+    assert history[-1]["loss_image_photometry"] < 0.7 * history[0]["loss_image_photometry"]
+
+    # The pretrained encoders are exported unchanged; the photometry encoder learned.
+    aligned, _ = load_model(model_dir)
+    assert _same(aligned.image_encoder.state_dict(), load_state(image)[1])
+    assert _same(aligned.spectrum_encoder.state_dict(), load_state(spectrum)[1])
+
+    model = astroembed.load(model_dir, precision="32-true")
+    assert model.modalities == ("image", "spectrum", "photometry")
+    with_photometry = [g for i, g in enumerate(galaxies) if i not in NO_PHOTOMETRY]
+    c = model.embed_photometry(np.stack([g.photometry.flux for g in with_photometry]),
+                               np.stack([g.photometry.ivar for g in with_photometry]), bands=BANDS)
+    a = model.embed(np.stack([g.image.flux for g in with_photometry]))
+    assert c.shape == (len(with_photometry), 16)
+    np.testing.assert_allclose(np.linalg.norm(c, axis=1), 1.0, rtol=1e-5)
+    n = len(c)
+    forward, backward = retrieval_report(c, a), retrieval_report(a, c)
+    assert forward["median_rank"] < n / 4 and backward["median_rank"] < n / 4, (forward, backward)
+    assert any(i in NO_SPECTRUM for i in range(len(galaxies)) if i not in NO_PHOTOMETRY)  # trained without spectra
+
+
+def test_the_cached_photometry_is_what_the_export_embeds(triple, tmp_path):
+    # Independent path: the cache's unaugmented view through the trained encoder and head equals what the
+    # loaded export computes from the catalogue fluxes (prepare_photometry, the inference path).
+    from astroembed.data.dataset import MMUDataset
+    from astroembed.train.clip_frozen import _alignment_inputs, cache_features
+
+    data, _, _, _ = triple
+    cfg = frozen_config(triple, tmp_path / "align", photometry=True, epochs=3,
+                        photometry_encoder={"dim": 16, "depth": 1, "num_heads": 2})
+    model_dir = align_frozen(cfg)
+    aligned, config = load_model(model_dir)
+    aligned.eval()
+    dataset = MMUDataset(data, modalities=("image", "spectrum", "photometry"))
+    configs = {m: {"preprocessing": config["preprocessing"][m]} for m in config["modalities"]}
+    configs["image"]["bands"] = config["bands"]
+    inputs = _alignment_inputs(cfg, configs, dataset, ("u", "g", "r", "i", "z"))
+    cache, present = cache_features(aligned, dataset, inputs, cfg, torch.device("cpu"), ("photometry",))
+    assert set(cache) == {"image", "spectrum", "photometry"} and cache["photometry"]["values"].shape[:2] == (1, 48)
+    survey = dataset.survey
+    rows = [i for i in range(48) if bool(present["photometry"][i])]
+    assert 0 < len(rows) < 48  # galaxies without photometry are marked absent
+    flux = np.stack([survey.galaxy(i).photometry.flux for i in rows])
+    ivar = np.stack([survey.galaxy(i).photometry.ivar for i in rows])
+    with torch.no_grad():
+        cached = aligned.photometry_head(aligned.photometry_encoder(
+            {k: v[0, rows] for k, v in cache["photometry"].items()}))
+    expected = torch.nn.functional.normalize(cached, dim=-1).numpy()
+    loaded = astroembed.load(model_dir, precision="32-true")
+    np.testing.assert_allclose(loaded.embed_photometry(flux, ivar, bands=survey.galaxy(rows[0]).photometry.bands),
+                               expected, atol=2e-5)
+
+
+def test_an_exported_photometry_encoder_is_frozen_and_its_features_cached(triple, tmp_path):
+    from astroembed.train.photometry import PhotometryPretrainConfig, pretrain_photometry
+
+    data = triple[0]
+    phot = pretrain_photometry(load_yaml_config(PhotometryPretrainConfig, None, {
+        "data": str(data), "out": str(tmp_path / "phot"), "model": {"dim": 16, "depth": 1, "num_heads": 2},
+        "run": {**RUN, "max_steps": 2}}))
+    model_dir = align_frozen(frozen_config(triple, tmp_path / "align", photometry_model=str(phot), epochs=5))
+    aligned, config = load_model(model_dir)
+    assert config["modalities"] == ["image", "spectrum", "photometry"]
+    assert config["training"]["photometry_model"] == str(phot) and config["training"]["freeze_photometry"]
+    assert _same(aligned.photometry_encoder.state_dict(), load_state(phot)[1])
+
+
+def test_bad_photometry_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="not both"):
+        FrozenAlignConfig(photometry=True, photometry_model="x")
+    with pytest.raises(ValueError, match="photometry_views=2 needs photometry_augment"):
+        FrozenAlignConfig(photometry=True, photometry_views=2)

@@ -17,6 +17,7 @@ from astroembed.data.records import Photometry
 from astroembed.models.io import load_model
 from astroembed.objectives.clip import CLIPLoss
 from astroembed.train.clip import CLIPConfig, pretrain_clip
+from astroembed.train.clip_data import fit_training_photometry
 from astroembed.train.image import ImagePretrainConfig, pretrain_image
 from astroembed.train.photometry import PhotometryPretrainConfig, pretrain_photometry
 from astroembed.train.spectrum import SpectrumPretrainConfig, pretrain_spectrum
@@ -106,7 +107,7 @@ def test_each_pair_counts_only_the_galaxies_that_have_both(triple, tmp_path):
     data, galaxies, image, spectrum = triple
     config = clip_config(tmp_path / "clip", image_model=str(image), spectrum_model=str(spectrum), photometry=True,
                          data=str(data))
-    pre = clip_stage._fit_photometry(config, MMUDataset(data, ("photometry",)), BANDS)
+    pre = fit_training_photometry(MMUDataset(data, ("photometry",)), BANDS)
     model, configs = clip_stage.build_aligned(config, lambda: pre)
     dataset = MMUDataset(data, modalities=("image", "spectrum", "photometry"))
     from astroembed.preprocess.photometry import PhotometryPreprocessConfig

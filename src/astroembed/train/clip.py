@@ -32,14 +32,14 @@ from ..augment.spectrum import SpectrumAugmentConfig
 from ..config import Config, save_yaml_config
 from ..data.dataset import MMUDataset
 from ..data.records import InvalidDataError
-from ..models.clip_model import MODALITIES, AlignedModel
+from ..models.clip_model import AlignedModel
 from ..models.photometry_encoder import PhotometryEncoderConfig
 from ..objectives.clip import CLIPLoss, CLIPOutput
 from ..preprocess.image import PreprocessConfig
-from ..preprocess.photometry import PhotometryPreprocessConfig, fit_photometry_preprocess
+from ..preprocess.photometry import PhotometryPreprocessConfig
 from ..preprocess.spectrum import SpectrumPreprocessConfig
-from .clip_build import build_aligned, export_aligned, export_aligned_model, load_encoder
-from .clip_data import AlignmentInputs, survey_photometry, survey_photometry_bands
+from .clip_build import build_aligned, configured_modalities, export_aligned, export_aligned_model, load_encoder
+from .clip_data import AlignmentInputs, fit_training_photometry, survey_photometry_bands
 from .common import RunConfig, fit_stage
 
 # build_aligned, load_encoder and the exports live in clip_build.py; named here too, where callers found them.
@@ -106,14 +106,30 @@ class CLIPConfig(Config):
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        given = {"image": bool(self.image_model), "spectrum": bool(self.spectrum_model),
-                 "photometry": bool(self.photometry or self.photometry_model)}
-        return tuple(m for m in MODALITIES if given[m])
+        return configured_modalities(self)
 
 
 def pair_name(a: str, b: str) -> str:
     """The name of the loss (and its logged values) of modalities ``a`` and ``b``: ``"image_spectrum"``."""
     return f"{a}_{b}"
+
+
+def pair_losses(modalities: Sequence[str], init_temperature: float, max_logit_scale: float,
+                gather_distributed: bool = True) -> nn.ModuleDict:
+    """One :class:`CLIPLoss` (its own learnable temperature) per pair of ``modalities``, by :func:`pair_name`."""
+    return nn.ModuleDict({pair_name(a, b): CLIPLoss(init_temperature=init_temperature, max_logit_scale=max_logit_scale,
+                                                    gather_distributed=gather_distributed)
+                          for a, b in combinations(modalities, 2)})
+
+
+def pairwise_clip(losses: nn.ModuleDict, z: dict[str, torch.Tensor], present: dict[str, torch.Tensor]
+                  ) -> dict[str, CLIPOutput]:
+    """The CLIPOutput of each pair of ``losses`` on projections ``z``, over the galaxies ``present`` in both."""
+    out = {}
+    for a, b in combinations(z, 2):
+        name = pair_name(a, b)
+        out[name] = losses[name](z[a], z[b], return_details=True, mask=present[a] & present[b])
+    return out
 
 
 class CLIPNetworks(nn.Module):
@@ -127,9 +143,7 @@ class CLIPNetworks(nn.Module):
         self.inputs = inputs
         self.modalities = model.modalities
         self.pairs = list(combinations(self.modalities, 2))
-        self.losses = nn.ModuleDict({pair_name(a, b): CLIPLoss(init_temperature=config.init_temperature,
-                                                                max_logit_scale=config.max_logit_scale)
-                                     for a, b in self.pairs})
+        self.losses = pair_losses(self.modalities, config.init_temperature, config.max_logit_scale)
         self.pretrained = tuple(m for m in self.modalities if m in pretrained)
         self.frozen_modalities = tuple(m for m in self.pretrained if getattr(config, f"freeze_{m}"))
         self.frozen = [model.encoder(m) for m in self.frozen_modalities]
@@ -159,10 +173,7 @@ class CLIPNetworks(nn.Module):
     def forward(self, batch) -> dict[str, CLIPOutput]:
         """The CLIPOutput (loss, logits, accuracy, scale) of each pair, over the galaxies that have both."""
         z = {m: self._project(m, batch).float() for m in self.modalities}
-        present = {m: self.inputs.present(m, batch) for m in self.modalities}
-        return {pair_name(a, b): self.losses[pair_name(a, b)](z[a], z[b], return_details=True,
-                                                               mask=present[a] & present[b])
-                for a, b in self.pairs}
+        return pairwise_clip(self.losses, z, {m: self.inputs.present(m, batch) for m in self.modalities})
 
     def step(self, batch, device=None) -> tuple[torch.Tensor, int, dict]:
         outs = self(batch)
@@ -208,13 +219,6 @@ def _image_preprocess(config: CLIPConfig, image_cfg: dict, dataset: MMUDataset) 
     return image_pre
 
 
-def _fit_photometry(config: CLIPConfig, dataset: MMUDataset, bands: tuple[str, ...]) -> PhotometryPreprocessConfig:
-    """Arcsinh softening and standardisation of a new photometry encoder, from the training galaxies."""
-    only = MMUDataset(config.data, modalities=("photometry",), indices=dataset.indices, survey=dataset.survey)
-    flux, ivar = survey_photometry(only)
-    return fit_photometry_preprocess(flux, ivar, bands)
-
-
 def pretrain_clip(config: CLIPConfig, init_heads: str | Path | None = None) -> Path:
     """Run (or resume) CLIP alignment; returns the exported aligned model folder ``RUN/model``.
 
@@ -243,7 +247,7 @@ def pretrain_clip(config: CLIPConfig, init_heads: str | Path | None = None) -> P
                           if "photometry" in modalities else ())
         return opened["dataset"], opened["bands"]
 
-    model, configs = build_aligned(config, (lambda: _fit_photometry(config, *open_data())) if config.photometry
+    model, configs = build_aligned(config, (lambda: fit_training_photometry(*open_data())) if config.photometry
                                    else None)
     if init_heads is not None:
         from .aligned_heads import load_heads

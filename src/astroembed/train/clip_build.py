@@ -13,12 +13,12 @@ from typing import Callable
 from torch import nn
 
 from ..data.records import InvalidDataError
-from ..models.clip_model import AlignedModel
+from ..models.clip_model import MODALITIES, AlignedModel
 from ..models.io import load_model, save_model
 from ..models.photometry_encoder import build_photometry_encoder
 from ..preprocess.photometry import PhotometryPreprocessConfig
 
-__all__ = ["build_aligned", "export_aligned", "export_aligned_model", "load_encoder"]
+__all__ = ["build_aligned", "configured_modalities", "export_aligned", "export_aligned_model", "load_encoder"]
 
 
 def load_encoder(path, model_type: str, what: str) -> tuple[nn.Module, dict]:
@@ -31,6 +31,14 @@ def load_encoder(path, model_type: str, what: str) -> tuple[nn.Module, dict]:
         raise InvalidDataError(f"{what} must be a {model_type!r} export, this is {config['model_type']!r}",
                                source=str(path / "config.json"), field="model_type")
     return module, config
+
+
+def configured_modalities(config) -> tuple[str, ...]:
+    """The modalities an alignment config names (``image_model``, ``spectrum_model``, ``photometry`` or
+    ``photometry_model``), in the model's order."""
+    given = {"image": bool(config.image_model), "spectrum": bool(config.spectrum_model),
+             "photometry": bool(config.photometry or config.photometry_model)}
+    return tuple(m for m in MODALITIES if given[m])
 
 
 def _encoder_entry(cfg: dict) -> dict:

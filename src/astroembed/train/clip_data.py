@@ -28,11 +28,12 @@ from ..augment.photometry import PhotometryAugmentConfig, augment_photometry
 from ..augment.spectrum import SpectrumAugmentConfig, augment_spectra
 from ..data.records import InvalidDataError
 from ..preprocess.image import PreprocessConfig, preprocess, standardize
-from ..preprocess.photometry import PhotometryPreprocessConfig, band_columns, photometry_features
+from ..preprocess.photometry import (PhotometryPreprocessConfig, band_columns, fit_photometry_preprocess,
+                                     photometry_features)
 from ..preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
 from ..preprocess.stored import fill_padded_wavelengths
 
-__all__ = ["AlignmentInputs", "survey_photometry", "survey_photometry_bands"]
+__all__ = ["AlignmentInputs", "fit_training_photometry", "survey_photometry", "survey_photometry_bands"]
 
 
 class AlignmentInputs(nn.Module):
@@ -86,10 +87,11 @@ class AlignmentInputs(nn.Module):
         return (torch.where(present, batch["photometry_flux"].float()[:, take], zero),
                 torch.where(present, batch["photometry_ivar"].float()[:, take], zero))
 
-    def photometry(self, batch) -> dict[str, torch.Tensor]:
+    def photometry(self, batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         flux, ivar = self._model_band_photometry(batch)
         if self.photometry_augment is not None and self.training:
-            flux, ivar = augment_photometry(flux, ivar, self.photometry_preprocess.bands, self.photometry_augment)
+            flux, ivar = augment_photometry(flux, ivar, self.photometry_preprocess.bands, self.photometry_augment,
+                                            generator)
         return photometry_features(flux, ivar, self.photometry_preprocess)
 
     def inputs(self, modality: str, batch):
@@ -124,3 +126,13 @@ def survey_photometry(dataset) -> tuple[np.ndarray, np.ndarray]:
         flux.append(sample["photometry_flux"])
         ivar.append(sample["photometry_ivar"])
     return np.stack(flux), np.stack(ivar)
+
+
+def fit_training_photometry(dataset, bands: Sequence[str]) -> PhotometryPreprocessConfig:
+    """Arcsinh softening and standardisation of a new photometry encoder, fitted on the galaxies of an
+    MMUDataset (the training galaxies) in the survey's photometry ``bands``."""
+    from ..data.dataset import MMUDataset
+
+    only = MMUDataset(dataset.survey.path, modalities=("photometry",), indices=dataset.indices, survey=dataset.survey)
+    flux, ivar = survey_photometry(only)
+    return fit_photometry_preprocess(flux, ivar, bands)

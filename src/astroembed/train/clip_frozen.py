@@ -10,8 +10,18 @@ galaxies to train two small MLPs. Here each training galaxy's spectrum is embedd
 shift), and the heads then train for hundreds of epochs on those cached features in seconds. On the
 main job's CPU budget this buys far more alignment than end-to-end steps do (BENCHMARKS.md).
 
-The result is the same ``model_type: "aligned"`` export as the end-to-end stage (both encoders
-unchanged, both heads, both preprocessing configs), so ``astroembed.load(RUN/model)``, embedding
+Photometry is an optional third modality. ``photometry: true`` trains a new photometry encoder together
+with the heads: its input, the arcsinh magnitudes of :mod:`astroembed.preprocess.photometry` (fitted on
+the training galaxies), is what gets cached, and the encoder (a transformer over 5-10 band tokens) is as
+cheap to train as a head. ``photometry_model`` instead takes an exported photometry encoder, frozen, its
+features cached like the image's. ``photometry_views > 1`` caches extra views of the photometry with
+:mod:`astroembed.augment.photometry` (noise redrawn from the ivar, ...). Every pair of modalities has its
+own CLIP loss and temperature (:func:`astroembed.train.clip.pair_losses`), masked to the galaxies that
+have both; the heads train on their mean and the epoch kept is the one with the lowest summed
+validation loss.
+
+The result is the same ``model_type: "aligned"`` export as the end-to-end stage (the pretrained encoders
+unchanged, every head, every preprocessing config), so ``astroembed.load(RUN/model)``, embedding
 catalogues, indexes and ``search`` use it as they use any aligned model. There are no checkpoints:
 the head training takes seconds, and rerunning with the model already exported does nothing.
 """
@@ -25,19 +35,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..augment.image import ImageAugmenter
+from ..augment.photometry import PhotometryAugmentConfig
 from ..config import Config, save_yaml_config
 from ..data.dataset import MMUDataset
 from ..data.records import InvalidDataError
 from ..files import atomic_write_text
-from ..objectives.clip import CLIPLoss
+from ..models.photometry_encoder import PhotometryEncoderConfig
 from ..preprocess.image import PreprocessConfig, preprocess, standardize
-from ..preprocess.spectrum import SpectrumPreprocessConfig, prepare_batch
-from ..preprocess.stored import fill_padded_wavelengths
-from ..models.clip_model import AlignedModel
-from .clip import LightImageAugmentConfig, export_aligned_model, load_encoder
+from ..preprocess.photometry import PhotometryPreprocessConfig
+from ..preprocess.spectrum import SpectrumPreprocessConfig
+from .clip import LightImageAugmentConfig, pair_losses, pairwise_clip
+from .clip_build import build_aligned, configured_modalities, export_aligned
+from .clip_data import AlignmentInputs, fit_training_photometry, survey_photometry_bands
 from .common import cosine_with_warmup
+
+# A cached modality: a (views, N, D) feature tensor, or for an encoder trained here its input, a dict of
+# (views, N, ...) tensors (the photometry encoder's {"values", "mask"}).
+Cached = torch.Tensor | dict[str, torch.Tensor]
 
 
 @dataclass
@@ -46,15 +63,21 @@ class FrozenAlignConfig(Config):
 
     ``image_augment`` draws the extra image views (``null``: only the unaugmented cutout, then
     ``image_views`` must be 1); ``crop_size`` is replaced by the image model's crop.
+    ``photometry_augment`` draws the extra photometry views the same way (``photometry_views``).
     """
 
     image_model: str = ""           # exported image encoder folder (RUN/model)
     spectrum_model: str = ""        # exported spectrum transformer folder
-    data: str = ""                  # MMU survey with both images and spectra
+    photometry: bool = False        # also align a photometry encoder trained from scratch with the heads
+    photometry_model: str = ""      # ... or an exported photometry encoder, frozen
+    data: str = ""                  # MMU survey with images and spectra (and photometry)
     out: str = "runs/clip_frozen"
     embed_dim: int = 128            # shared space size
-    projection_hidden: int = 512    # hidden width of both heads; 0 = linear heads
+    projection_hidden: int = 512    # hidden width of every head; 0 = linear heads
     image_views: int = 4            # cached image views per galaxy: the cutout itself + (views - 1) augmented
+    photometry_views: int = 1       # cached photometry views: the catalogue values + (views - 1) augmented
+    photometry_encoder: PhotometryEncoderConfig = field(default_factory=PhotometryEncoderConfig)
+    photometry_augment: PhotometryAugmentConfig | None = None
     epochs: int = 300
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -70,113 +93,211 @@ class FrozenAlignConfig(Config):
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("embed_dim", "image_views", "epochs", "batch_size", "embed_batch_size"):
+        for name in ("embed_dim", "image_views", "photometry_views", "epochs", "batch_size", "embed_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (a contrastive batch needs negatives), got {self.batch_size}")
-        if self.image_augment is None and self.image_views != 1:
-            raise ValueError(f"image_views={self.image_views} needs image_augment (augmented views); "
-                             f"with image_augment: null use image_views: 1")
+        for what, augment in (("image", self.image_augment), ("photometry", self.photometry_augment)):
+            views = getattr(self, f"{what}_views")
+            if augment is None and views != 1:
+                raise ValueError(f"{what}_views={views} needs {what}_augment (augmented views); "
+                                 f"with {what}_augment: null use {what}_views: 1")
+        if self.photometry and self.photometry_model:
+            raise ValueError("give photometry (a new encoder) or photometry_model (an exported one), not both")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if not self.learning_rate > 0 or not self.init_temperature > 0:
             raise ValueError("learning_rate and init_temperature must be > 0")
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return configured_modalities(self)
+
 
 @torch.no_grad()
-def cache_features(model, dataset: MMUDataset, image_pre: PreprocessConfig, spectrum_pre: SpectrumPreprocessConfig,
-                   bands: tuple[str, ...], config: FrozenAlignConfig, device: torch.device
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frozen encoder features: images (views, N, D_image), view 0 unaugmented; spectra (N, D_spectrum)."""
+def cache_features(model, dataset: MMUDataset, inputs: AlignmentInputs, config: FrozenAlignConfig,
+                   device: torch.device, trainable: tuple[str, ...] = ()
+                   ) -> tuple[dict[str, Cached], dict[str, torch.Tensor]]:
+    """Each modality's cache (views first; view 0 unaugmented) and which galaxies have it ((N,) bool).
+
+    Images: (image_views, N, D_image) frozen features; spectra: (1, N, D_spectrum); photometry:
+    (photometry_views, N, D) frozen features, or for an encoder in ``trainable`` its input (a dict).
+    """
     augmenter = ImageAugmenter(config.image_augment) if config.image_augment is not None else None
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.embed_batch_size, shuffle=False, num_workers=0)
-    images, spectra = [[] for _ in range(config.image_views)], []
+    views = {"image": config.image_views, "spectrum": 1, "photometry": config.photometry_views}
+    parts = {m: [[] for _ in range(views[m])] for m in model.modalities}
+    present = {m: [] for m in model.modalities}
     for batch in loader:
-        flux, ivar, lam, mask = fill_padded_wavelengths(batch["spectrum_flux"], batch["spectrum_ivar"],
-                                                        batch["spectrum_lambda"], batch["spectrum_mask"])
-        prepared = prepare_batch(flux, ivar, mask, lam, spectrum_pre)
-        spectra.append(model.spectrum_encoder({k: v.to(device) for k, v in prepared.items()}).float().cpu())
-        cutouts = standardize(batch["image"].float(), image_pre)
+        for m in model.modalities:
+            present[m].append(inputs.present(m, batch))
+        inputs.eval()  # the stored spectra as they are (a galaxy without one gets a fully masked placeholder)
+        prepared = {k: v.to(device) for k, v in inputs.spectra(batch).items()}
+        parts["spectrum"][0].append(model.spectrum_encoder(prepared).float().cpu())
+        cutouts = standardize(batch["image"].float(), inputs.image_preprocess)
         for view in range(config.image_views):
             x = cutouts
             if view > 0:
                 image_ivar = batch["image_ivar"] if bool(batch["image_has_ivar"].all()) else None
-                x = augmenter(cutouts, bands, ivar=image_ivar, generator=generator)
-            x = preprocess(x, image_pre, bands).to(device)
-            images[view].append(model.image_encoder(x).float().cpu())
-    return torch.stack([torch.cat(v) for v in images]), torch.cat(spectra)
+                x = augmenter(cutouts, inputs.bands, ivar=image_ivar, generator=generator)
+            x = preprocess(x, inputs.image_preprocess, inputs.bands).to(device)
+            parts["image"][view].append(model.image_encoder(x).float().cpu())
+        if "photometry" in model.modalities:
+            for view in range(config.photometry_views):
+                inputs.train(view > 0)  # view 0: the catalogue values as measured
+                x = inputs.photometry(batch, generator=generator)
+                parts["photometry"][view].append(x if "photometry" in trainable else
+                                                 model.photometry_encoder({k: v.to(device) for k, v in x.items()})
+                                                 .float().cpu())
+    cache = {}
+    for m, per_view in parts.items():
+        if isinstance(per_view[0][0], dict):
+            cache[m] = {k: torch.stack([torch.cat([part[k] for part in v]) for v in per_view]) for k in per_view[0][0]}
+        else:
+            cache[m] = torch.stack([torch.cat(v) for v in per_view])
+    return cache, {m: torch.cat(v) for m, v in present.items()}
 
 
-def train_heads(model, loss: CLIPLoss, image_features: torch.Tensor, spectrum_features: torch.Tensor,
+def _take(cached: Cached, views: torch.Tensor | int, rows: torch.Tensor) -> Cached:
+    """Rows ``rows`` of a cache, row i in view ``views[i]`` (or every row in one view)."""
+    if isinstance(cached, dict):
+        return {k: v[views, rows] for k, v in cached.items()}
+    return cached[views, rows]
+
+
+def _n_views(cached: Cached) -> int:
+    return next(iter(cached.values())).shape[0] if isinstance(cached, dict) else cached.shape[0]
+
+
+def _to(cached: Cached, device) -> Cached:
+    return {k: v.to(device) for k, v in cached.items()} if isinstance(cached, dict) else cached.to(device)
+
+
+def _project(model, modality: str, x: Cached, trainable: tuple[str, ...]) -> torch.Tensor:
+    # A frozen modality's cache holds its encoder's features; a trainable one's holds the encoder's input.
+    if modality in trainable:
+        x = getattr(model, f"{modality}_encoder")(x)
+    return getattr(model, f"{modality}_head")(x).float()
+
+
+def train_heads(model, losses: nn.ModuleDict, cache: dict[str, Cached], present: dict[str, torch.Tensor],
                 config: FrozenAlignConfig, device: torch.device,
-                validation: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
-    """Train both projection heads and the temperature on cached features; returns one log row per epoch.
+                validation: tuple[dict[str, Cached], dict[str, torch.Tensor]] | None = None,
+                trainable: tuple[str, ...] = ()) -> list[dict]:
+    """Train the projection heads, the encoders named in ``trainable`` and the temperatures on cached
+    features; returns one log row per epoch.
 
-    Each epoch shuffles the galaxies and gives every galaxy one of its image views at random; the last
-    batch is dropped when short, so every step has ``batch_size`` negatives (the heads' BatchNorm too
-    needs more than one row). With ``validation`` (unaugmented image and spectrum features of galaxies
-    kept out of training), the heads and temperature of the epoch with the lowest validation CLIP loss
-    are kept: on a few thousand galaxies, heads on 2,000-d features memorise the training pairs within
-    a few hundred steps and held-out retrieval falls after its peak (BENCHMARKS.md).
+    ``cache`` maps each modality to its (views, N, ...) cache (:func:`cache_features`), ``present`` to
+    the (N,) galaxies that have it; ``losses`` is :func:`~astroembed.train.clip.pair_losses` of them,
+    and the training loss is the mean over the pairs. Each epoch shuffles the galaxies and gives every
+    galaxy one of each modality's views at random; the last batch is dropped when short, so every step
+    has ``batch_size`` negatives (the heads' BatchNorm too needs more than one row). With ``validation``
+    (the unaugmented caches, view 0, and presence of galaxies kept out of training), the weights of the
+    epoch with the lowest summed validation loss are kept: on a few thousand galaxies, heads on 2,000-d
+    features memorise the training pairs within a few hundred steps and held-out retrieval falls after
+    its peak (BENCHMARKS.md).
     """
-    n_views, n = image_features.shape[:2]
+    modalities = tuple(cache)
+    n = len(next(iter(present.values())))
     batch = min(config.batch_size, n)
     steps_per_epoch = max(1, n // batch)
-    heads = [model.image_head, model.spectrum_head]
-    params = [p for h in heads for p in h.parameters()] + list(loss.parameters())
+    trained = [getattr(model, f"{m}_head") for m in modalities] + [getattr(model, f"{m}_encoder") for m in trainable]
+    params = [p for module in trained for p in module.parameters()] + list(losses.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = cosine_with_warmup(optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
-    image_features, spectrum_features = image_features.to(device), spectrum_features.to(device)
+    cache = {m: _to(c, device) for m, c in cache.items()}
+    present = {m: p.to(device) for m, p in present.items()}
     history, best = [], (math.inf, None)
     for epoch in range(config.epochs):
-        for h in heads:
-            h.train()
+        for module in trained:
+            module.train()
         order = torch.randperm(n, generator=generator)
-        views = torch.randint(n_views, (n,), generator=generator)
+        # A modality with one view draws nothing: image + spectrum runs draw as they did before photometry.
+        views = {m: torch.randint(_n_views(c), (n,), generator=generator) if _n_views(c) > 1
+                 else torch.zeros(n, dtype=torch.long) for m, c in cache.items()}
         total = accuracy = 0.0
         for step in range(steps_per_epoch):
-            rows = order[step * batch:(step + 1) * batch]
-            a = model.image_head(image_features[views[rows].to(device), rows.to(device)])
-            b = model.spectrum_head(spectrum_features[rows.to(device)])
-            out = loss(a, b, return_details=True)
+            rows = order[step * batch:(step + 1) * batch].to(device)
+            z = {m: _project(model, m, _take(cache[m], views[m].to(device)[rows], rows), trainable) for m in modalities}
+            outs = pairwise_clip(losses, z, {m: present[m][rows] for m in modalities})
+            loss = torch.stack([o.loss for o in outs.values()]).mean()
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            loss.backward()
             optimizer.step()
             schedule.step()
-            total += float(out.loss.detach())
-            accuracy += float(out.accuracy)
+            total += float(loss.detach())
+            accuracy += float(torch.stack([o.accuracy for o in outs.values()]).nanmean())
+        first = next(iter(outs.values()))
         history.append({"epoch": epoch, "loss": total / steps_per_epoch, "train_accuracy": accuracy / steps_per_epoch,
-                        "logit_scale": float(out.logit_scale)})
-        for h in heads:
-            h.eval()
+                        "logit_scale": float(first.logit_scale)})
+        if len(outs) > 1:
+            history[-1].update({f"loss_{name}": float(o.loss.detach()) for name, o in outs.items()})
+        for module in trained:
+            module.eval()
         if validation is not None:
-            with torch.no_grad():
-                a, b = model.image_head(validation[0].to(device)), model.spectrum_head(validation[1].to(device))
-                history[-1]["val_loss"] = val = float(loss(a, b))
-            if val < best[0]:
-                best = (val, [{k: v.clone() for k, v in m.state_dict().items()} for m in (*heads, loss)])
+            val = _validation_loss(model, losses, *validation, trainable, device)
+            history[-1].update({f"val_loss_{name}": v for name, v in val.items()} if len(val) > 1 else {})
+            history[-1]["val_loss"] = total_val = sum(val.values())
+            if total_val < best[0]:
+                best = (total_val, [{k: v.clone() for k, v in module.state_dict().items()}
+                                    for module in (*trained, losses)])
     if best[1] is not None:
-        for module, state in zip((*heads, loss), best[1]):
+        for module, state in zip((*trained, losses), best[1]):
             module.load_state_dict(state)
     return history
 
 
-def _aligned_model(config: FrozenAlignConfig) -> tuple[AlignedModel, dict, dict]:
-    """The image + spectrum aligned model (random heads) from the two exports, and their saved configs."""
-    image_encoder, image_cfg = load_encoder(config.image_model, "image_encoder", "--image-model")
-    spectrum_encoder, spectrum_cfg = load_encoder(config.spectrum_model, "spectrum_transformer", "--spectrum-model")
-    model = AlignedModel(image_encoder, spectrum_encoder, config.embed_dim, config.projection_hidden,
-                         image_config={k: image_cfg[k] for k in ("model_type", "model")},
-                         spectrum_config={k: spectrum_cfg[k] for k in ("model_type", "model")})
-    return model, image_cfg, spectrum_cfg
+@torch.no_grad()
+def _validation_loss(model, losses: nn.ModuleDict, cache: dict[str, Cached], present: dict[str, torch.Tensor],
+                     trainable: tuple[str, ...], device) -> dict[str, float]:
+    """Each pair's CLIP loss on the held-out galaxies' unaugmented caches (view 0)."""
+    rows = torch.arange(len(next(iter(present.values()))), device=device)
+    z = {m: _project(model, m, _take(_to(c, device), 0, rows), trainable) for m, c in cache.items()}
+    outs = pairwise_clip(losses, z, {m: p.to(device) for m, p in present.items()})
+    return {name: float(o.loss) for name, o in outs.items()}
+
+
+def _split(cache: dict[str, Cached], present: dict[str, torch.Tensor], rows: torch.Tensor, views: bool = True):
+    """The cache and presence of ``rows`` (every view, or only view 0 when ``views`` is False)."""
+    def pick(c):
+        if isinstance(c, dict):
+            return {k: v[:, rows] if views else v[:1, rows] for k, v in c.items()}
+        return c[:, rows] if views else c[:1, rows]
+
+    return {m: pick(c) for m, c in cache.items()}, {m: p[rows] for m, p in present.items()}
+
+
+def _alignment_inputs(config: FrozenAlignConfig, configs: dict, dataset: MMUDataset,
+                      photometry_bands: tuple[str, ...]) -> AlignmentInputs:
+    """The encoders' input preparation, checked against the survey (image bands, flux-calibrated cutouts)."""
+    image_cfg, data = configs["image"], str(config.data)
+    image_pre = PreprocessConfig.from_dict(image_cfg["preprocessing"])
+    if image_pre.mode == "rgb":
+        raise InvalidDataError("alignment needs an image encoder trained on survey flux (bands with spectra), "
+                               "not on 8-bit RGB cutouts", source=str(config.image_model), field="preprocessing")
+    bands = tuple(image_cfg["bands"])
+    stored = tuple(dataset.survey.galaxy(int(dataset.indices[0])).image.bands)
+    if stored != bands:
+        raise InvalidDataError(f"the image model was trained on bands {list(bands)}, the survey has "
+                               f"{list(stored)}", source=data, field="image_band")
+    if config.image_augment is not None:
+        side = image_pre.crop_size or image_pre.input_size or int(dataset[0]["image"].shape[-1])
+        config.image_augment.crop_size = int(side)
+    photometry = configs.get("photometry")
+    return AlignmentInputs(
+        image=image_pre, bands=bands,
+        spectrum=SpectrumPreprocessConfig.from_dict(configs["spectrum"]["preprocessing"]),
+        photometry=PhotometryPreprocessConfig.from_dict(photometry["preprocessing"]) if photometry else None,
+        survey_photometry_bands=photometry_bands, photometry_augment=config.photometry_augment)
 
 
 def align_frozen(config: FrozenAlignConfig) -> Path:
-    """Align two exported encoders by training heads on their frozen features; returns ``RUN/model``."""
+    """Align exported encoders by training heads on their frozen features (and a new photometry encoder
+    on its cached input); returns ``RUN/model``."""
     run_dir = Path(config.out)
     model_dir = run_dir / "model"
     if (model_dir / "model.safetensors").exists():
@@ -189,49 +310,53 @@ def align_frozen(config: FrozenAlignConfig) -> Path:
     from ..runtime import resolve_device
 
     device = resolve_device(config.device)
-    model, image_cfg, spectrum_cfg = _aligned_model(config)
-    image_pre = PreprocessConfig.from_dict(image_cfg["preprocessing"])
-    spectrum_pre = SpectrumPreprocessConfig.from_dict(spectrum_cfg["preprocessing"])
-    if image_pre.mode == "rgb":
-        raise InvalidDataError("alignment needs an image encoder trained on survey flux (bands with spectra), "
-                               "not on 8-bit RGB cutouts", source=str(config.image_model), field="preprocessing")
-    dataset = MMUDataset(data, modalities=("image", "spectrum"), indices=config.train_indices)
-    if len(dataset) < 2:
-        raise InvalidDataError(f"{len(dataset)} galaxies: alignment needs at least 2", source=str(data))
-    bands = tuple(image_cfg["bands"])
-    stored = tuple(dataset.survey.galaxy(int(dataset.indices[0])).image.bands)
-    if stored != bands:
-        raise InvalidDataError(f"the image model was trained on bands {list(bands)}, the survey has "
-                               f"{list(stored)}", source=str(data), field="image_band")
-    if config.image_augment is not None:
-        side = image_pre.crop_size or image_pre.input_size or int(dataset[0]["image"].shape[-1])
-        config.image_augment.crop_size = int(side)
+    modalities = config.modalities
+    if modalities[:2] != ("image", "spectrum"):
+        raise ValueError("frozen alignment needs image_model and spectrum_model (photometry is the optional third)")
+    opened: dict = {}
+
+    def open_data():  # the survey and its photometry bands, read once the exported encoders have loaded
+        if not opened:
+            dataset = MMUDataset(data, modalities=modalities, indices=config.train_indices)
+            if len(dataset) < 2:
+                raise InvalidDataError(f"{len(dataset)} galaxies: alignment needs at least 2", source=str(data))
+            opened.update(dataset=dataset, bands=survey_photometry_bands(dataset.survey, dataset.indices, str(data))
+                          if "photometry" in modalities else ())
+        return opened["dataset"], opened["bands"]
+
+    model, configs = build_aligned(config, (lambda: fit_training_photometry(*open_data())) if config.photometry
+                                   else None)
+    dataset, photometry_bands = open_data()
+    inputs = _alignment_inputs(config, configs, dataset, photometry_bands)
     save_yaml_config(config, run_dir / "config.yaml")
+    trainable = ("photometry",) if config.photometry else ()
 
     model.to(device).eval()
     t0 = time.perf_counter()
-    image_features, spectrum_features = cache_features(model, dataset, image_pre, spectrum_pre, bands, config, device)
+    cache, present = cache_features(model, dataset, inputs, config, device, trainable)
     embed_seconds = time.perf_counter() - t0
     n_val = round(config.validation_fraction * len(dataset))
     validation = None
     if n_val >= 2 and len(dataset) - n_val >= 2:
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed))
-        held, kept = order[:n_val], order[n_val:]
-        validation = (image_features[0, held], spectrum_features[held])
-        image_features, spectrum_features = image_features[:, kept], spectrum_features[kept]
-    loss = CLIPLoss(init_temperature=config.init_temperature, max_logit_scale=config.max_logit_scale,
-                    gather_distributed=False).to(device)
-    history = train_heads(model, loss, image_features, spectrum_features, config, device, validation)
+        validation = _split(cache, present, order[:n_val], views=False)
+        cache, present = _split(cache, present, order[n_val:])
+    losses = pair_losses(modalities, config.init_temperature, config.max_logit_scale,
+                         gather_distributed=False).to(device)
+    history = train_heads(model, losses, cache, present, config, device, validation, trainable)
     train_seconds = time.perf_counter() - t0 - embed_seconds
     atomic_write_text(run_dir / "history.json", json.dumps(history))
     kept = min(history, key=lambda r: r.get("val_loss", math.inf)) if validation is not None else history[-1]
-    n_train = image_features.shape[1]
-    return export_aligned_model(model.cpu(), image_cfg, spectrum_cfg, model_dir, {
-        "alignment": "frozen_features", "image_model": str(config.image_model),
-        "spectrum_model": str(config.spectrum_model), "freeze_image": True, "freeze_spectrum": True,
+    n_train = len(present["image"])
+    scales = {name: float(loss.logit_scale.detach().exp()) for name, loss in losses.items()}
+    pretrained = tuple(m for m in modalities if m not in trainable)
+    return export_aligned(model.cpu(), configs, model_dir, {
+        "alignment": "frozen_features", **{f"{m}_model": str(getattr(config, f"{m}_model")) for m in pretrained},
+        **{f"freeze_{m}": True for m in pretrained}, "photometry_from_scratch": bool(config.photometry),
         "data": str(config.data), "n_galaxies": len(dataset), "n_validation": len(dataset) - n_train,
-        "image_views": config.image_views, "epochs": config.epochs, "kept_epoch": kept["epoch"],
+        "image_views": config.image_views, "photometry_views": config.photometry_views if config.photometry or
+        config.photometry_model else None, "epochs": config.epochs, "kept_epoch": kept["epoch"],
         "global_step": (kept["epoch"] + 1) * max(1, n_train // min(config.batch_size, n_train)),
         "train_loss": kept["loss"], "val_loss": kept.get("val_loss"), "train_accuracy": kept["train_accuracy"],
-        "logit_scale": float(loss.logit_scale.detach().exp()),
+        "logit_scale": next(iter(scales.values())), "logit_scales": scales,
         "embed_seconds": round(embed_seconds, 2), "train_seconds": round(train_seconds, 2)})
