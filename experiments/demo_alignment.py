@@ -7,9 +7,11 @@ Pretrains the demo's image and spectrum encoders once (step budgets, so a busy m
 models as a quiet one; skipped when exported), then aligns them with every variant asked for and
 reports, on the held-out 30 %: top-1 and top-1 % recall image -> spectrum and spectrum -> image, and
 the image -> spectrum top-10 neighbours' median |dz|/(1+z) against random pairs (the main job's
-metrics). Variants (``VARIANTS``): end-to-end CLIP (``pretrain_clip_stage``) at a step budget, from random
-heads or from the frozen alignment's, or heads on frozen features (``align_frozen_stage``) with a number of
-cached image views, epochs, batch size and validation early stopping.
+metrics); with photometry aligned too, top-1 % recall photometry <-> image and photometry <-> spectrum and
+the k-NN (k=16) redshift R^2 of the aligned photometry embedding. Variants (``VARIANTS``): end-to-end
+CLIP (``pretrain_clip_stage``) at a step budget, from random heads or from the frozen alignment's, or heads
+on frozen features (``align_frozen_stage``) with a number of cached image views, epochs, batch size,
+validation early stopping, and photometry (a photometry encoder trained with the heads, cached views).
 Writes OUT/alignment_<variant>.json and prints one table row per variant with its wall time and the
 load average, for BENCHMARKS.md.
 """
@@ -26,12 +28,18 @@ from rich.console import Console
 
 from astroembed.pipeline import (align_frozen_stage, build_survey, embed_stage, neighbour_stage,
                                  pretrain_clip_stage, pretrain_image_stage, pretrain_spectrum_stage,
-                                 retrieval_stage)
+                                 redshift_report, retrieval_stage)
 
 # name -> ("frozen", dotted settings of align_frozen_demo), ("end_to_end", max_steps, dotted settings of clip_demo)
 # or ("warm", max_steps, ...): end to end starting from the heads of the shipped frozen alignment
 VARIANTS = {
     "frozen_demo": ("frozen", {}),  # the shipped align_frozen_demo config
+    # photometry as the third modality (issue 12): off, from scratch without / with augmented cached views
+    "frozen_no_photometry": ("frozen", {"photometry": False}),
+    "frozen_photometry": ("frozen", {"photometry": True, "photometry_views": 1, "photometry_augment": None}),
+    "frozen_photometry_noise4": ("frozen", {"photometry": True, "photometry_views": 4,
+                                            "photometry_augment": {"reddening": False, "p_drop": 0.0}}),
+    "frozen_photometry_aug4": ("frozen", {"photometry": True, "photometry_views": 4, "photometry_augment": {}}),
     "frozen_v4_e300_b256": ("frozen", {"epochs": 300, "batch_size": 256, "validation_fraction": 0.0}),
     "frozen_v4_e60_b256": ("frozen", {"epochs": 60, "batch_size": 256, "validation_fraction": 0.0}),
     "frozen_v4_e100_b1024": ("frozen", {"epochs": 100, "batch_size": 1024, "validation_fraction": 0.0}),
@@ -43,10 +51,17 @@ VARIANTS = {
 
 
 def evaluate(model, survey, out: Path, seed: int) -> dict:
+    config = json.loads((Path(model) / "config.json").read_text())
     image = embed_stage(model, survey, out / "embeddings" / "image", "image")
     spectrum = embed_stage(model, survey, out / "embeddings" / "spectrum", "spectrum")
-    return {"retrieval": retrieval_stage(image, spectrum, survey, seed),
-            "neighbour_redshift": {"image->spectrum": neighbour_stage(image, spectrum, survey, seed)}}
+    photometry = (embed_stage(model, survey, out / "embeddings" / "photometry", "photometry")
+                  if "photometry" in config["modalities"] else None)
+    result = {"retrieval": retrieval_stage(image, spectrum, survey, seed, photometry),
+              "neighbour_redshift": {"image->spectrum": neighbour_stage(image, spectrum, survey, seed)},
+              "training": {k: config["training"].get(k) for k in ("embed_seconds", "train_seconds", "kept_epoch")}}
+    if photometry is not None:
+        result["photometry_redshift_knn"] = redshift_report(photometry, survey, seed, "photometry")
+    return result
 
 
 def main():
@@ -80,10 +95,14 @@ def main():
         result = {"variant": name, "seconds": round(seconds, 1), "load_average": load, **evaluate(model, survey, run,
                                                                                                    args.seed)}
         (out / f"alignment_{name}.json").write_text(json.dumps(result, indent=2))
-        r, nb = result["retrieval"], result["neighbour_redshift"]["image->spectrum"]
+        r, nb, t = result["retrieval"], result["neighbour_redshift"]["image->spectrum"], result["training"]
+        photometry = " | ".join(f"{r[k]['top1pct']:.3f}" if k in r else "-" for k in (
+            "photometry_to_image", "image_to_photometry", "photometry_to_spectrum", "spectrum_to_photometry"))
+        z = result.get("photometry_redshift_knn")
         console.print(f"| {name} | {r['image_to_spectrum']['top1pct']:.3f} | {r['spectrum_to_image']['top1pct']:.3f} "
                       f"| {r['image_to_spectrum']['top1']:.3f} | {nb['median_dz_neighbours']:.4f} vs "
-                      f"{nb['median_dz_random']:.4f} | {seconds:.0f} s | {load:.1f} |")
+                      f"{nb['median_dz_random']:.4f} | {photometry} | {z['r2'] if z else float('nan'):.3f} "
+                      f"| {seconds:.0f} s (cache {t['embed_seconds']} s, heads {t['train_seconds']} s) | {load:.1f} |")
 
 
 if __name__ == "__main__":

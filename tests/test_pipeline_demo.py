@@ -121,6 +121,9 @@ def test_demo_runs_every_stage_and_a_rerun_resumes(tmp_path):
     clip = json.loads((out / "clip" / "model" / "config.json").read_text())["training"]
     assert clip["alignment"] == "frozen_features" and clip["n_galaxies"] == 42
     assert results["alignment"]["method"] == "frozen"
+    # Photometry is the third modality: a photometry encoder trained with the heads, its catalogue embedded.
+    assert results["alignment"]["modalities"] == ["image", "spectrum", "photometry"] and clip["photometry_from_scratch"]
+    assert any((out / "embeddings" / "clip_photometry").glob("**/*.parquet"))
 
     reports = [*results["image_redshift_knn"].values(), results["spectrum_redshift_knn"]]
     assert all((r["n_train"], r["n_test"]) == (42, 18) for r in reports)
@@ -130,6 +133,8 @@ def test_demo_runs_every_stage_and_a_rerun_resumes(tmp_path):
     rec = results["spectrum_reconstruction"]
     assert rec["n_spectra"] == 18 and rec["chunk_len"] == 12 and rec["interpolation_mse"] > 0
     assert rec["ratio"] == pytest.approx(rec["model_mse"] / rec["interpolation_mse"])
+    assert set(results["retrieval"]) == {"image_to_spectrum", "spectrum_to_image", "photometry_to_image",
+                                         "image_to_photometry", "photometry_to_spectrum", "spectrum_to_photometry"}
     for r in results["retrieval"].values():
         assert r["n"] == 18 and r["top1_chance"] == pytest.approx(1 / 18) == r["top1pct_chance"]
         assert r["top1"] <= r["top1pct"] and 0 <= r["median_rank"] <= 17
@@ -146,6 +151,7 @@ def test_demo_runs_every_stage_and_a_rerun_resumes(tmp_path):
         assert similarities == sorted(similarities, reverse=True)
         assert all(zz == pytest.approx(z[oid], abs=1e-4) for oid, _, zz in rows)
     assert search["query"] not in [oid for oid, _, _ in search["neighbours"]["image->image"]]
+    assert set(search["neighbours"]) == {"image->image", "image->spectrum", "image->photometry"}
 
     # The report: `astroembed evaluate` on every embedding and the photometry baseline, same held-out split.
     report = out / "report"
@@ -156,7 +162,7 @@ def test_demo_runs_every_stage_and_a_rerun_resumes(tmp_path):
                                      "regression:sfr_300myr_fraction"}
     for key, task in metrics["tasks"].items():
         assert set(task["results"]) == {"image_pretrained", "image_random_init", "spectrum", "clip_image",
-                                        "clip_spectrum", "photometry"}, key
+                                        "clip_spectrum", "clip_photometry", "photometry"}, key
         for name, by_probe in task["results"].items():
             for probe, r in by_probe.items():
                 lo, hi = r["intervals"]["r2"]
@@ -166,6 +172,11 @@ def test_demo_runs_every_stage_and_a_rerun_resumes(tmp_path):
     assert redshift["spectrum"]["linear"]["metrics"]["r2"] > 0.2 and redshift["photometry"]["knn"]["metrics"]["r2"] > 0
     assert redshift["spectrum"]["knn"]["metrics"]["nmad"] < 0.5
     assert results["report"]["r2_knn"]["photo-z:redshift"]["spectrum"] == redshift["spectrum"]["knn"]["metrics"]["r2"]
+    # The aligned photometry embedding's k-NN redshift beside the photometry-only baseline, from that report.
+    photometry = results["photometry_redshift_knn"]
+    assert photometry["clip_photometry"] == redshift["clip_photometry"]["knn"]["metrics"]
+    assert photometry["photometry_baseline"] == redshift["photometry"]["knn"]["metrics"]
+    assert photometry["clip_photometry"]["nmad"] > 0 and photometry["clip_photometry"]["r2"] <= 1
 
     # Spectra predicted from images: the decoder trained on the training split, scored on the held-out one
     # beside the k-NN mean, and a figure of five held-out galaxies.

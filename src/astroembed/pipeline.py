@@ -6,7 +6,7 @@ already there, so an interrupted demo picks up where it stopped:
     out/survey/        the built-in survey (MMU layout)
     out/image/         image pretraining run; out/image/model is the exported encoder
     out/spectrum/      spectrum masked-modelling run
-    out/clip/          image-spectrum alignment run
+    out/clip/          image-spectrum(-photometry) alignment run
     out/embeddings/    embedding catalogues (Parquet, one part per tile)
     out/index/         vector indexes (faiss) of the aligned embeddings
     out/report/        `astroembed evaluate` on those embeddings: metrics.json, report.html and its PNGs
@@ -302,16 +302,24 @@ def reconstruction_stage(spectrum_model: Path, survey_path: Path, seed: int = 0,
                                  chunk_len=chunk_len or train_cfg.get("chunk_len", 6), seed=seed)
 
 
-def retrieval_stage(image_embeddings: Path, spectrum_embeddings: Path, survey_path: Path, seed: int = 0) -> dict:
-    """Held-out galaxies: find each one's spectrum from its image and the reverse, in the shared space."""
+def retrieval_stage(image_embeddings: Path, spectrum_embeddings: Path, survey_path: Path, seed: int = 0,
+                    photometry_embeddings: Path | None = None) -> dict:
+    """Held-out galaxies: find each one's spectrum from its image and the reverse, in the shared space.
+
+    With ``photometry_embeddings`` (the same model's photometry catalogue) also photometry -> image,
+    image -> photometry, photometry -> spectrum and spectrum -> photometry, under keys of their own."""
     from .embed.store import read_embeddings
     from .evaluate.retrieval import retrieval_report
 
     survey_ids, _, test = held_out_split(survey_path, seed)
-    _, _, _, images = read_embeddings(image_embeddings, "image", object_ids=survey_ids[test])
-    _, _, _, spectra = read_embeddings(spectrum_embeddings, "spectrum", object_ids=survey_ids[test])
-    return {"image_to_spectrum": retrieval_report(images, spectra),
-            "spectrum_to_image": retrieval_report(spectra, images)}
+    catalogues = {"image": image_embeddings, "spectrum": spectrum_embeddings, "photometry": photometry_embeddings}
+    vectors = {m: read_embeddings(path, m, object_ids=survey_ids[test])[3]
+               for m, path in catalogues.items() if path is not None}
+    directions = [("image", "spectrum"), ("spectrum", "image")]
+    if "photometry" in vectors:
+        directions += [("photometry", "image"), ("image", "photometry"), ("photometry", "spectrum"),
+                       ("spectrum", "photometry")]
+    return {f"{a}_to_{b}": retrieval_report(vectors[a], vectors[b]) for a, b in directions}
 
 
 def neighbour_stage(query_embeddings: Path, target_embeddings: Path, survey_path: Path, seed: int = 0,
@@ -368,7 +376,7 @@ def report_stage(embeddings: dict[str, Path], survey_path: Path, out: Path, seed
     from .evaluate.runner import EvaluateOptions, evaluate_embeddings
     from .evaluate.tasks import Task
 
-    modalities = {name: ("spectrum" if "spectrum" in name else "image") for name in embeddings}
+    modalities = {name: next((m for m in ("spectrum", "photometry") if m in name), "image") for name in embeddings}
     sets = [load_features(path, name=name, modality=modalities[name]) for name, path in embeddings.items()]
     sets.append(photometry(survey_path))
     labels = load_labels(survey_path, list(REPORT_LABELS))
@@ -377,6 +385,40 @@ def report_stage(embeddings: dict[str, Path], survey_path: Path, out: Path, seed
                               label_fractions=())
     return evaluate_embeddings(sets, labels, tasks, out, options, log=log,
                                held_out_ids=held_out_ids(labels.object_ids, TEST_FRACTION, seed))
+
+
+def alignment_stage(alignment: str, image_model: Path, spectrum_model: Path, survey: Path, out: Path, seed: int,
+                    clip_minutes: float, max_steps: int | None, console: Console) -> tuple[Path, dict[str, Path], dict]:
+    """The demo's alignment (``"frozen"`` or ``"end_to_end"``, see :func:`run_demo`) and the shared-space
+    catalogue of every modality it aligned (``out/embeddings/clip_<modality>``).
+
+    Returns the aligned model, the catalogues by modality and the stage's results (method, seconds,
+    modalities)."""
+    t0 = time.perf_counter()
+    if alignment == "frozen":
+        console.print("[green]clip[/]: aligning image and spectrum encoders (projection heads on frozen features) "
+                      "and a photometry encoder trained with them")
+        clip_model = align_frozen_stage(image_model, spectrum_model, survey, out / "clip", seed)
+    else:
+        console.print(f"[green]clip[/]: aligning image and spectrum encoders end to end ({clip_minutes} min budget)")
+        clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", clip_minutes, seed,
+                                         max_steps=max_steps)
+    aligned = json.loads((Path(clip_model) / "config.json").read_text())["modalities"]
+    done = {"method": alignment, "seconds": round(time.perf_counter() - t0, 1), "modalities": aligned}
+    catalogues = {m: embed_stage(clip_model, survey, out / "embeddings" / f"clip_{m}", m) for m in aligned}
+    return clip_model, catalogues, done
+
+
+def photometry_redshift(metrics: dict, console: Console) -> dict:
+    """The report's k-NN redshift of the held-out galaxies from the aligned photometry embedding beside the
+    photometry-only baseline (the survey's arcsinh magnitudes): the same probe, split and bootstrap."""
+    redshift = metrics["tasks"]["photo-z:redshift"]["results"]
+    found = {"clip_photometry": redshift["clip_photometry"]["knn"]["metrics"],
+             "photometry_baseline": redshift["photometry"]["knn"]["metrics"]}
+    a, b = found["clip_photometry"], found["photometry_baseline"]
+    console.print(f"[green]photometry[/]: k-NN redshift of held-out galaxies, aligned photometry embedding vs "
+                  f"arcsinh magnitudes: R^2 {a['r2']:.3f} vs {b['r2']:.3f}, NMAD {a['nmad']:.4f} vs {b['nmad']:.4f}")
+    return found
 
 
 def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,
@@ -428,18 +470,11 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     results["spectrum_redshift_knn"] = rep = redshift_report(spectrum_emb, survey, seed)
     console.print(f"[green]spectrum[/]: k-NN redshift R^2 {rep['r2']:.3f} from spectrum embeddings")
 
-    t0 = time.perf_counter()
-    if alignment == "frozen":
-        console.print("[green]clip[/]: aligning image and spectrum encoders (projection heads on frozen features)")
-        clip_model = align_frozen_stage(image_model, spectrum_model, survey, out / "clip", seed)
-    else:
-        console.print(f"[green]clip[/]: aligning image and spectrum encoders end to end ({clip_minutes} min budget)")
-        clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", clip_minutes, seed,
-                                         max_steps=max_steps)
-    results["alignment"] = {"method": alignment, "seconds": round(time.perf_counter() - t0, 1)}
-    clip_image = embed_stage(clip_model, survey, out / "embeddings" / "clip_image", "image")
-    clip_spectrum = embed_stage(clip_model, survey, out / "embeddings" / "clip_spectrum", "spectrum")
-    results["retrieval"] = ret = retrieval_stage(clip_image, clip_spectrum, survey, seed)
+    clip_model, catalogues, results["alignment"] = alignment_stage(alignment, image_model, spectrum_model, survey,
+                                                                    out, seed, clip_minutes, max_steps, console)
+    clip_image, clip_spectrum = catalogues["image"], catalogues["spectrum"]
+    clip_photometry = catalogues.get("photometry")
+    results["retrieval"] = ret = retrieval_stage(clip_image, clip_spectrum, survey, seed, clip_photometry)
     for name, r in ret.items():
         console.print(f"[green]clip[/]: {name} retrieval of held-out partners: top-1 {r['top1']:.3f} "
                       f"(chance {r['top1_chance']:.4f}), top-1% {r['top1pct']:.3f} (chance {r['top1pct_chance']:.3f})")
@@ -451,7 +486,7 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     console.print(f"[green]predict[/]: held-out median chi^2/dof {chi2['decoder']:.2f} vs {chi2['knn_mean']:.2f} for "
                   f"the mean of the {pred['k']} nearest training spectra; figure {pred['figure']}")
 
-    results["search"] = index_and_search_stage([clip_image, clip_spectrum], out / "index", survey, console)
+    results["search"] = index_and_search_stage(list(catalogues.values()), out / "index", survey, console)
     results["neighbour_redshift"] = {
         "image": neighbour_stage(clip_image, clip_image, survey, seed),
         "image->spectrum": neighbour_stage(clip_image, clip_spectrum, survey, seed)}
@@ -464,12 +499,15 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = 
     t0 = time.perf_counter()
     metrics = report_stage({"image_pretrained": out / "embeddings" / "image_pretrained",
                             "image_random_init": out / "embeddings" / "image_random_init",
-                            "spectrum": spectrum_emb, "clip_image": clip_image, "clip_spectrum": clip_spectrum},
+                            "spectrum": spectrum_emb, "clip_image": clip_image, "clip_spectrum": clip_spectrum,
+                            **({"clip_photometry": clip_photometry} if clip_photometry else {})},
                            survey, out / "report", seed, log=lambda m: console.print(f"[green]report[/]: {m}"))
     results["report"] = {"metrics": str(out / "report" / "metrics.json"),
                          "html": str(out / "report" / "report.html"), "seconds": round(time.perf_counter() - t0, 1),
                          "r2_knn": {key: {name: r["knn"]["metrics"].get("r2") for name, r in task["results"].items()}
                                     for key, task in metrics["tasks"].items() if "label_efficiency" in task}}
+    if clip_photometry:
+        results["photometry_redshift_knn"] = photometry_redshift(metrics, console)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     console.print(f"results written to {out / 'results.json'}")
     console.print(f"explore them in a browser: astroembed serve --index {out / 'index'}")
