@@ -219,8 +219,13 @@ def test_photometry_trained_from_scratch_with_the_heads_aligns_and_the_export_em
     assert set(training["logit_scales"]) == {"image_spectrum", "image_photometry", "spectrum_photometry"}
     assert training["photometry_from_scratch"] and training["photometry_views"] == 2
     assert "photometry_model" not in training and training["freeze_image"] and training["freeze_spectrum"]
+    assert training["photometry_training"] == "after" and training["photometry_kept_epoch"] == 59
+    # The image and spectrum heads train first, then photometry aligns to their fixed projections.
     history = json.loads((tmp_path / "align" / "history.json").read_text())
-    assert history[-1]["loss_image_photometry"] < 0.7 * history[0]["loss_image_photometry"]
+    assert [row["stage"] for row in history] == ["image_spectrum"] * 60 + ["photometry"] * 60
+    photometry = [row for row in history if row["stage"] == "photometry"]
+    assert photometry[-1]["loss_image_photometry"] < 0.7 * photometry[0]["loss_image_photometry"]
+    assert "loss_image_spectrum" not in photometry[0]
 
     # The pretrained encoders are exported unchanged; the photometry encoder learned.
     aligned, _ = load_model(model_dir)
@@ -248,9 +253,11 @@ def test_the_cached_photometry_is_what_the_export_embeds(triple, tmp_path):
     from astroembed.train.clip_frozen import _alignment_inputs, cache_features
 
     data, _, _, _ = triple
-    cfg = frozen_config(triple, tmp_path / "align", photometry=True, epochs=3,
+    cfg = frozen_config(triple, tmp_path / "align", photometry=True, epochs=3, photometry_training="joint",
                         photometry_encoder={"dim": 16, "depth": 1, "num_heads": 2})
     model_dir = align_frozen(cfg)
+    history = json.loads((tmp_path / "align" / "history.json").read_text())
+    assert [row["stage"] for row in history] == ["joint"] * 3 and "val_loss_image_photometry" in history[0]
     aligned, config = load_model(model_dir)
     aligned.eval()
     dataset = MMUDataset(data, modalities=("image", "spectrum", "photometry"))
@@ -292,3 +299,43 @@ def test_bad_photometry_settings_are_clear_errors():
         FrozenAlignConfig(photometry=True, photometry_model="x")
     with pytest.raises(ValueError, match="photometry_views=2 needs photometry_augment"):
         FrozenAlignConfig(photometry=True, photometry_views=2)
+    with pytest.raises(ValueError, match="photometry_training must be 'after' or 'joint'"):
+        FrozenAlignConfig(photometry=True, photometry_training="first")
+
+
+def test_fixed_heads_are_not_trained_and_the_others_align_to_them():
+    # The second stage of photometry_training "after": image and spectrum heads fixed (weights and BatchNorm
+    # statistics), a new head learns to meet their projections.
+    from types import SimpleNamespace
+
+    from astroembed.models.clip_model import projection_head
+    from astroembed.train.clip import pair_losses
+    from astroembed.train.clip_frozen import train_heads
+
+    gen = torch.Generator().manual_seed(0)
+    latent = torch.randn(64, 4, generator=gen)
+    features = {"image": latent @ torch.randn(4, 24, generator=gen),
+                "spectrum": latent @ torch.randn(4, 32, generator=gen),
+                "photometry": latent @ torch.randn(4, 8, generator=gen) + 0.1 * torch.randn(64, 8, generator=gen)}
+    torch.manual_seed(0)
+    model = SimpleNamespace(image_head=projection_head(24, 16, 8), spectrum_head=projection_head(32, 16, 8),
+                            photometry_head=projection_head(8, 16, 8))
+    with torch.no_grad():  # the fixed heads' BatchNorm statistics as a first stage would leave them
+        model.image_head(features["image"]), model.spectrum_head(features["spectrum"])
+    before = {m: {k: v.clone() for k, v in getattr(model, f"{m}_head").state_dict().items()}
+              for m in ("image", "spectrum")}
+    losses = pair_losses(("image", "spectrum", "photometry"), 0.07, 100.0, gather_distributed=False)
+    del losses["image_spectrum"]
+    config = FrozenAlignConfig(image_views=1, epochs=30, batch_size=32, learning_rate=1e-2, warmup_epochs=1)
+    history = train_heads(model, losses, {m: f[None] for m, f in features.items()},
+                          {m: torch.ones(64, dtype=torch.bool) for m in features}, config, torch.device("cpu"),
+                          fixed=("image", "spectrum"))
+    for m in ("image", "spectrum"):
+        assert _same(getattr(model, f"{m}_head").state_dict(), before[m]), m
+    assert set(k for k in history[-1] if k.startswith("loss_")) == {"loss_image_photometry",
+                                                                      "loss_spectrum_photometry"}
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    with torch.no_grad():
+        model.image_head.eval(), model.photometry_head.eval()
+        a, c = model.image_head(features["image"]), model.photometry_head(features["photometry"])
+    assert retrieval_report(c.numpy(), a.numpy())["median_rank"] < 64 / 8

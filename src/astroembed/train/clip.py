@@ -124,11 +124,13 @@ def pair_losses(modalities: Sequence[str], init_temperature: float, max_logit_sc
 
 def pairwise_clip(losses: nn.ModuleDict, z: dict[str, torch.Tensor], present: dict[str, torch.Tensor]
                   ) -> dict[str, CLIPOutput]:
-    """The CLIPOutput of each pair of ``losses`` on projections ``z``, over the galaxies ``present`` in both."""
+    """The CLIPOutput of each pair of ``losses`` on projections ``z``, over the galaxies ``present`` in both
+    (pairs of ``z`` without a loss are not scored)."""
     out = {}
     for a, b in combinations(z, 2):
         name = pair_name(a, b)
-        out[name] = losses[name](z[a], z[b], return_details=True, mask=present[a] & present[b])
+        if name in losses:
+            out[name] = losses[name](z[a], z[b], return_details=True, mask=present[a] & present[b])
     return out
 
 

@@ -78,6 +78,9 @@ class FrozenAlignConfig(Config):
     photometry_views: int = 1       # cached photometry views: the catalogue values + (views - 1) augmented
     photometry_encoder: PhotometryEncoderConfig = field(default_factory=PhotometryEncoderConfig)
     photometry_augment: PhotometryAugmentConfig | None = None
+    # "after": the image and spectrum heads train first (as without photometry) and photometry then aligns
+    # to their fixed projections; "joint": every pair at once (measured: costs image <-> spectrum recall)
+    photometry_training: str = "after"
     epochs: int = 300
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -104,6 +107,8 @@ class FrozenAlignConfig(Config):
             if augment is None and views != 1:
                 raise ValueError(f"{what}_views={views} needs {what}_augment (augmented views); "
                                  f"with {what}_augment: null use {what}_views: 1")
+        if self.photometry_training not in ("after", "joint"):
+            raise ValueError(f"photometry_training must be 'after' or 'joint', got {self.photometry_training!r}")
         if self.photometry and self.photometry_model:
             raise ValueError("give photometry (a new encoder) or photometry_model (an exported one), not both")
         if not 0.0 <= self.validation_fraction < 1.0:
@@ -127,6 +132,8 @@ def cache_features(model, dataset: MMUDataset, inputs: AlignmentInputs, config: 
     """
     augmenter = ImageAugmenter(config.image_augment) if config.image_augment is not None else None
     generator = torch.Generator().manual_seed(config.seed)
+    # Photometry views draw from their own stream: the image views are the same with or without them.
+    photometry_generator = torch.Generator().manual_seed(config.seed + 1)
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.embed_batch_size, shuffle=False, num_workers=0)
     views = {"image": config.image_views, "spectrum": 1, "photometry": config.photometry_views}
     parts = {m: [[] for _ in range(views[m])] for m in model.modalities}
@@ -148,7 +155,7 @@ def cache_features(model, dataset: MMUDataset, inputs: AlignmentInputs, config: 
         if "photometry" in model.modalities:
             for view in range(config.photometry_views):
                 inputs.train(view > 0)  # view 0: the catalogue values as measured
-                x = inputs.photometry(batch, generator=generator)
+                x = inputs.photometry(batch, generator=photometry_generator)
                 parts["photometry"][view].append(x if "photometry" in trainable else
                                                  model.photometry_encoder({k: v.to(device) for k, v in x.items()})
                                                  .float().cpu())
@@ -176,19 +183,34 @@ def _to(cached: Cached, device) -> Cached:
     return {k: v.to(device) for k, v in cached.items()} if isinstance(cached, dict) else cached.to(device)
 
 
-def _project(model, modality: str, x: Cached, trainable: tuple[str, ...]) -> torch.Tensor:
-    # A frozen modality's cache holds its encoder's features; a trainable one's holds the encoder's input.
+def _project(model, modality: str, x: Cached, trainable: tuple[str, ...], fixed: tuple[str, ...] = ()
+             ) -> torch.Tensor:
+    # A frozen modality's cache holds its encoder's features; a trainable one's holds the encoder's input;
+    # a fixed one's holds its head's projections already (see _project_fixed).
+    if modality in fixed:
+        return x
     if modality in trainable:
         x = getattr(model, f"{modality}_encoder")(x)
     return getattr(model, f"{modality}_head")(x).float()
 
 
+@torch.no_grad()
+def _project_fixed(model, cache: dict[str, Cached], fixed: tuple[str, ...]) -> dict[str, Cached]:
+    """The cache with each ``fixed`` modality's features replaced by its (eval-mode) head's projections."""
+    for m in fixed:
+        getattr(model, f"{m}_head").eval()
+    return {m: torch.stack([getattr(model, f"{m}_head")(v).float() for v in c]) if m in fixed else c
+            for m, c in cache.items()}
+
+
 def train_heads(model, losses: nn.ModuleDict, cache: dict[str, Cached], present: dict[str, torch.Tensor],
                 config: FrozenAlignConfig, device: torch.device,
                 validation: tuple[dict[str, Cached], dict[str, torch.Tensor]] | None = None,
-                trainable: tuple[str, ...] = ()) -> list[dict]:
+                trainable: tuple[str, ...] = (), fixed: tuple[str, ...] = ()) -> list[dict]:
     """Train the projection heads, the encoders named in ``trainable`` and the temperatures on cached
-    features; returns one log row per epoch.
+    features; returns one log row per epoch. The heads of the modalities in ``fixed`` are not trained:
+    their projections are computed once and the others align to them (``losses`` then holds only the
+    pairs that involve a trained head).
 
     ``cache`` maps each modality to its (views, N, ...) cache (:func:`cache_features`), ``present`` to
     the (N,) galaxies that have it; ``losses`` is :func:`~astroembed.train.clip.pair_losses` of them,
@@ -204,12 +226,16 @@ def train_heads(model, losses: nn.ModuleDict, cache: dict[str, Cached], present:
     n = len(next(iter(present.values())))
     batch = min(config.batch_size, n)
     steps_per_epoch = max(1, n // batch)
-    trained = [getattr(model, f"{m}_head") for m in modalities] + [getattr(model, f"{m}_encoder") for m in trainable]
+    trained = [getattr(model, f"{m}_head") for m in modalities if m not in fixed]
+    trained += [getattr(model, f"{m}_encoder") for m in trainable]
     params = [p for module in trained for p in module.parameters()] + list(losses.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = cosine_with_warmup(optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
-    cache = {m: _to(c, device) for m, c in cache.items()}
+    cache = _project_fixed(model, {m: _to(c, device) for m, c in cache.items()}, fixed)
+    if validation is not None:
+        validation = (_project_fixed(model, {m: _to(c, device) for m, c in validation[0].items()}, fixed),
+                      validation[1])
     present = {m: p.to(device) for m, p in present.items()}
     history, best = [], (math.inf, None)
     for epoch in range(config.epochs):
@@ -222,7 +248,8 @@ def train_heads(model, losses: nn.ModuleDict, cache: dict[str, Cached], present:
         total = accuracy = 0.0
         for step in range(steps_per_epoch):
             rows = order[step * batch:(step + 1) * batch].to(device)
-            z = {m: _project(model, m, _take(cache[m], views[m].to(device)[rows], rows), trainable) for m in modalities}
+            z = {m: _project(model, m, _take(cache[m], views[m].to(device)[rows], rows), trainable, fixed)
+                 for m in modalities}
             outs = pairwise_clip(losses, z, {m: present[m][rows] for m in modalities})
             loss = torch.stack([o.loss for o in outs.values()]).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -239,7 +266,7 @@ def train_heads(model, losses: nn.ModuleDict, cache: dict[str, Cached], present:
         for module in trained:
             module.eval()
         if validation is not None:
-            val = _validation_loss(model, losses, *validation, trainable, device)
+            val = _validation_loss(model, losses, *validation, trainable, device, fixed)
             history[-1].update({f"val_loss_{name}": v for name, v in val.items()} if len(val) > 1 else {})
             history[-1]["val_loss"] = total_val = sum(val.values())
             if total_val < best[0]:
@@ -253,10 +280,10 @@ def train_heads(model, losses: nn.ModuleDict, cache: dict[str, Cached], present:
 
 @torch.no_grad()
 def _validation_loss(model, losses: nn.ModuleDict, cache: dict[str, Cached], present: dict[str, torch.Tensor],
-                     trainable: tuple[str, ...], device) -> dict[str, float]:
+                     trainable: tuple[str, ...], device, fixed: tuple[str, ...] = ()) -> dict[str, float]:
     """Each pair's CLIP loss on the held-out galaxies' unaugmented caches (view 0)."""
     rows = torch.arange(len(next(iter(present.values()))), device=device)
-    z = {m: _project(model, m, _take(_to(c, device), 0, rows), trainable) for m, c in cache.items()}
+    z = {m: _project(model, m, _take(_to(c, device), 0, rows), trainable, fixed) for m, c in cache.items()}
     outs = pairwise_clip(losses, z, {m: p.to(device) for m, p in present.items()})
     return {name: float(o.loss) for name, o in outs.items()}
 
@@ -293,6 +320,27 @@ def _alignment_inputs(config: FrozenAlignConfig, configs: dict, dataset: MMUData
         spectrum=SpectrumPreprocessConfig.from_dict(configs["spectrum"]["preprocessing"]),
         photometry=PhotometryPreprocessConfig.from_dict(photometry["preprocessing"]) if photometry else None,
         survey_photometry_bands=photometry_bands, photometry_augment=config.photometry_augment)
+
+
+def _train_stages(model, losses: nn.ModuleDict, cache: dict[str, Cached], present: dict[str, torch.Tensor],
+                  config: FrozenAlignConfig, device, validation, trainable: tuple[str, ...]) -> list[dict]:
+    """Every head (and a new photometry encoder) trained as ``photometry_training`` says; the history
+    rows carry their ``stage``: ``"joint"`` (all pairs at once), or ``"image_spectrum"`` then
+    ``"photometry"`` (the image and spectrum heads first, exactly as without photometry, then photometry
+    aligned to their fixed projections)."""
+    if "photometry" not in cache or config.photometry_training == "joint":
+        history = train_heads(model, losses, cache, present, config, device, validation, trainable)
+        return [{**row, "stage": "joint" if "photometry" in cache else "image_spectrum"} for row in history]
+    def pick(d, names):
+        return {m: d[m] for m in names}
+
+    first, pairs = ("image", "spectrum"), [name for name in losses if name != "image_spectrum"]
+    history = train_heads(model, nn.ModuleDict({"image_spectrum": losses["image_spectrum"]}), pick(cache, first),
+                          pick(present, first), config, device,
+                          None if validation is None else (pick(validation[0], first), pick(validation[1], first)))
+    second = train_heads(model, nn.ModuleDict({name: losses[name] for name in pairs}), cache, present, config,
+                         device, validation, trainable, fixed=first)
+    return [{**row, "stage": "image_spectrum"} for row in history] + [{**row, "stage": "photometry"} for row in second]
 
 
 def align_frozen(config: FrozenAlignConfig) -> Path:
@@ -343,10 +391,16 @@ def align_frozen(config: FrozenAlignConfig) -> Path:
         cache, present = _split(cache, present, order[n_val:])
     losses = pair_losses(modalities, config.init_temperature, config.max_logit_scale,
                          gather_distributed=False).to(device)
-    history = train_heads(model, losses, cache, present, config, device, validation, trainable)
+    history = _train_stages(model, losses, cache, present, config, device, validation, trainable)
     train_seconds = time.perf_counter() - t0 - embed_seconds
     atomic_write_text(run_dir / "history.json", json.dumps(history))
-    kept = min(history, key=lambda r: r.get("val_loss", math.inf)) if validation is not None else history[-1]
+    kept = {}  # the row of the epoch each stage kept: the lowest validation loss, else its last
+    for row in history:
+        if row["stage"] not in kept or row.get("val_loss", math.inf) < kept[row["stage"]].get("val_loss", math.inf) \
+                or validation is None:
+            kept[row["stage"]] = row
+    photometry_kept = kept.get("photometry", {}).get("epoch")
+    kept = kept.get("image_spectrum") or kept["joint"]
     n_train = len(present["image"])
     scales = {name: float(loss.logit_scale.detach().exp()) for name, loss in losses.items()}
     pretrained = tuple(m for m in modalities if m not in trainable)
@@ -355,7 +409,9 @@ def align_frozen(config: FrozenAlignConfig) -> Path:
         **{f"freeze_{m}": True for m in pretrained}, "photometry_from_scratch": bool(config.photometry),
         "data": str(config.data), "n_galaxies": len(dataset), "n_validation": len(dataset) - n_train,
         "image_views": config.image_views, "photometry_views": config.photometry_views if config.photometry or
-        config.photometry_model else None, "epochs": config.epochs, "kept_epoch": kept["epoch"],
+        config.photometry_model else None, "photometry_training": config.photometry_training if
+        "photometry" in modalities else None, "photometry_kept_epoch": photometry_kept,
+        "epochs": config.epochs, "kept_epoch": kept["epoch"],
         "global_step": (kept["epoch"] + 1) * max(1, n_train // min(config.batch_size, n_train)),
         "train_loss": kept["loss"], "val_loss": kept.get("val_loss"), "train_accuracy": kept["train_accuracy"],
         "logit_scale": next(iter(scales.values())), "logit_scales": scales,
