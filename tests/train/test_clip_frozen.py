@@ -339,3 +339,15 @@ def test_fixed_heads_are_not_trained_and_the_others_align_to_them():
         model.image_head.eval(), model.photometry_head.eval()
         a, c = model.image_head(features["image"]), model.photometry_head(features["photometry"])
     assert retrieval_report(c.numpy(), a.numpy())["median_rank"] < 64 / 8
+
+
+def test_with_photometry_after_the_image_and_spectrum_heads_are_those_of_the_run_without(triple, tmp_path):
+    # photometry_training "after" leaves image <-> spectrum exactly as the stage without photometry: same
+    # heads (weights and BatchNorm statistics), photometry only added to the space.
+    settings = {"epochs": 6, "photometry_encoder": {"dim": 16, "depth": 1, "num_heads": 2}}
+    without, _ = load_model(align_frozen(frozen_config(triple, tmp_path / "without", **settings)))
+    with_photometry, _ = load_model(align_frozen(frozen_config(triple, tmp_path / "with", photometry=True,
+                                                               **settings)))
+    assert with_photometry.modalities == ("image", "spectrum", "photometry")
+    for name in ("image_head", "spectrum_head"):
+        assert _same(getattr(without, name).state_dict(), getattr(with_photometry, name).state_dict()), name

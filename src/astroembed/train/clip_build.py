@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from typing import Callable
+
+import torch
 from torch import nn
 
 from ..data.records import InvalidDataError
@@ -68,7 +70,10 @@ def build_aligned(config, photometry_pre: Callable[[], PhotometryPreprocessConfi
         # Called after the exported encoders loaded: a wrong model path is reported before the data is read.
         photometry_pre = photometry_pre()
         arch = dataclasses.replace(config.photometry_encoder, n_bands=len(photometry_pre.bands))
-        encoders["photometry"] = build_photometry_encoder(arch)
+        # Drawn from a stream of its own (the seed + 1): the heads start as they would without photometry.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((torch.initial_seed() + 1) % 2 ** 63)
+            encoders["photometry"] = build_photometry_encoder(arch)
         configs["photometry"] = {"model_type": "photometry_encoder", "model": arch.to_dict(),
                                  "preprocessing": photometry_pre.to_dict()}
     model = AlignedModel(encoders.get("image"), encoders.get("spectrum"), config.embed_dim, config.projection_hidden,
