@@ -13,7 +13,8 @@ galaxies' unaugmented inputs, then trains the stage's heads (``train_heads``) fo
   (``photometry_training: joint``), on the catalogue values; ``..._noise4``: on 4 cached photometry views
   (noise redrawn from the ivar);
 - ``photometry_after``: the image and spectrum heads first, then the photometry encoder and head aligned
-  to their fixed projections (``photometry_training: after``, shipped); ``..._noise4`` likewise.
+  to their fixed projections (``photometry_training: after``, shipped); ``..._noise4`` likewise;
+  ``..._e300``, ``..._e600``: that photometry stage for 300 or 600 epochs (``photometry_epochs``).
 
 Reports on the held-out 30 %: top-1 % recall in the six directions between image, spectrum and photometry,
 the k-NN (k=16, cosine) redshift R^2 of the aligned photometry embedding beside the same k-NN on the
@@ -45,9 +46,12 @@ from astroembed.train.clip_data import fit_training_photometry, survey_photometr
 from astroembed.train.clip_frozen import (FrozenAlignConfig, _alignment_inputs, _split, _train_stages,
                                           cache_features)
 
-# name -> (photometry views, photometry_training)
-VARIANTS = {"image_spectrum": (0, "after"), "photometry_joint": (1, "joint"), "photometry_joint_noise4": (4, "joint"),
-            "photometry_after": (1, "after"), "photometry_after_noise4": (4, "after")}
+# name -> (photometry views, photometry_training, photometry_epochs)
+VARIANTS = {"image_spectrum": (0, "after", None), "photometry_joint": (1, "joint", None),
+            "photometry_joint_noise4": (4, "joint", None), "photometry_after": (1, "after", None),
+            "photometry_after_noise4": (4, "after", None), "photometry_after_e300": (1, "after", 300),
+            "photometry_after_noise4_e300": (4, "after", 300), "photometry_after_e600": (1, "after", 600),
+            "photometry_after_noise4_e600": (4, "after", 600)}
 DIRECTIONS = [("image", "spectrum"), ("spectrum", "image"), ("photometry", "image"), ("image", "photometry"),
               ("photometry", "spectrum"), ("spectrum", "photometry")]
 
@@ -64,10 +68,11 @@ def embed(model, cache, view_rows=0) -> dict[str, np.ndarray]:
     return out
 
 
-def run_variant(config, pre, cache, present, test_cache, z_train, z_test, variant: tuple[int, str], seed: int
+def run_variant(config, pre, cache, present, test_cache, z_train, z_test, variant: tuple, seed: int
                 ) -> dict:
-    views, training = variant
-    cfg = dataclasses.replace(config, seed=seed, photometry=views > 0, photometry_training=training)
+    views, training, epochs = variant
+    cfg = dataclasses.replace(config, seed=seed, photometry=views > 0, photometry_training=training,
+                              photometry_epochs=epochs)
     torch.manual_seed(seed)
     model, _ = build_aligned(cfg, lambda: pre)
     modalities = cfg.modalities

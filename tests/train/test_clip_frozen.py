@@ -301,6 +301,8 @@ def test_bad_photometry_settings_are_clear_errors():
         FrozenAlignConfig(photometry=True, photometry_views=2)
     with pytest.raises(ValueError, match="photometry_training must be 'after' or 'joint'"):
         FrozenAlignConfig(photometry=True, photometry_training="first")
+    with pytest.raises(ValueError, match="photometry_epochs must be a positive int"):
+        FrozenAlignConfig(photometry=True, photometry_epochs=0)
 
 
 def test_fixed_heads_are_not_trained_and_the_others_align_to_them():

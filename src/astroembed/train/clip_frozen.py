@@ -28,6 +28,7 @@ the head training takes seconds, and rerunning with the model already exported d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -81,6 +82,7 @@ class FrozenAlignConfig(Config):
     # "after": the image and spectrum heads train first (as without photometry) and photometry then aligns
     # to their fixed projections; "joint": every pair at once (measured: costs image <-> spectrum recall)
     photometry_training: str = "after"
+    photometry_epochs: int | None = None  # epochs of the "after" photometry stage (null: epochs)
     epochs: int = 300
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -96,8 +98,11 @@ class FrozenAlignConfig(Config):
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("embed_dim", "image_views", "photometry_views", "epochs", "batch_size", "embed_batch_size"):
+        for name in ("embed_dim", "image_views", "photometry_views", "epochs", "batch_size", "embed_batch_size",
+                     "photometry_epochs"):
             value = getattr(self, name)
+            if name == "photometry_epochs" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.batch_size < 2:
@@ -338,8 +343,9 @@ def _train_stages(model, losses: nn.ModuleDict, cache: dict[str, Cached], presen
     history = train_heads(model, nn.ModuleDict({"image_spectrum": losses["image_spectrum"]}), pick(cache, first),
                           pick(present, first), config, device,
                           None if validation is None else (pick(validation[0], first), pick(validation[1], first)))
-    second = train_heads(model, nn.ModuleDict({name: losses[name] for name in pairs}), cache, present, config,
-                         device, validation, trainable, fixed=first)
+    second = train_heads(model, nn.ModuleDict({name: losses[name] for name in pairs}), cache, present,
+                         dataclasses.replace(config, epochs=config.photometry_epochs or config.epochs), device,
+                         validation, trainable, fixed=first)
     return [{**row, "stage": "image_spectrum"} for row in history] + [{**row, "stage": "photometry"} for row in second]
 
 
