@@ -396,8 +396,8 @@ def alignment_stage(alignment: str, image_model: Path, spectrum_model: Path, sur
     modalities)."""
     t0 = time.perf_counter()
     if alignment == "frozen":
-        console.print("[green]clip[/]: aligning image and spectrum encoders (projection heads on frozen features) "
-                      "and a photometry encoder trained with them")
+        console.print("[green]clip[/]: aligning image and spectrum encoders (projection heads on frozen features), "
+                      "then a photometry encoder to them")
         clip_model = align_frozen_stage(image_model, spectrum_model, survey, out / "clip", seed)
     else:
         console.print(f"[green]clip[/]: aligning image and spectrum encoders end to end ({clip_minutes} min budget)")

@@ -10,15 +10,18 @@ galaxies to train two small MLPs. Here each training galaxy's spectrum is embedd
 shift), and the heads then train for hundreds of epochs on those cached features in seconds. On the
 main job's CPU budget this buys far more alignment than end-to-end steps do (BENCHMARKS.md).
 
-Photometry is an optional third modality. ``photometry: true`` trains a new photometry encoder together
-with the heads: its input, the arcsinh magnitudes of :mod:`astroembed.preprocess.photometry` (fitted on
-the training galaxies), is what gets cached, and the encoder (a transformer over 5-10 band tokens) is as
+Photometry is an optional third modality. ``photometry: true`` trains a new photometry encoder with the
+heads: its input, the arcsinh magnitudes of :mod:`astroembed.preprocess.photometry` (fitted on the
+training galaxies), is what gets cached, and the encoder (a transformer over 5-10 band tokens) is as
 cheap to train as a head. ``photometry_model`` instead takes an exported photometry encoder, frozen, its
 features cached like the image's. ``photometry_views > 1`` caches extra views of the photometry with
 :mod:`astroembed.augment.photometry` (noise redrawn from the ivar, ...). Every pair of modalities has its
 own CLIP loss and temperature (:func:`astroembed.train.clip.pair_losses`), masked to the galaxies that
-have both; the heads train on their mean and the epoch kept is the one with the lowest summed
-validation loss.
+have both, and each training stage keeps the epoch with the lowest summed validation loss of its pairs.
+By default (``photometry_training: after``) the image and spectrum heads train first, exactly as without
+photometry, and photometry then aligns to their fixed projections: training the three pairs at once
+(``joint``) let the still-learning photometry encoder choose a late epoch at which the image and spectrum
+heads had memorised their pairs, and cost image <-> spectrum recall (BENCHMARKS.md).
 
 The result is the same ``model_type: "aligned"`` export as the end-to-end stage (the pretrained encoders
 unchanged, every head, every preprocessing config), so ``astroembed.load(RUN/model)``, embedding
