@@ -34,12 +34,10 @@ from astroembed.pipeline import (align_frozen_stage, build_survey, embed_stage, 
 # or ("warm", max_steps, ...): end to end starting from the heads of the shipped frozen alignment
 VARIANTS = {
     "frozen_demo": ("frozen", {}),  # the shipped align_frozen_demo config
-    # photometry as the third modality (issue 12): off, from scratch without / with augmented cached views
+    # photometry as the third modality (issue 12; the shipped config aligns it): off, or trained jointly
+    # with the image and spectrum heads (experiments/demo_photometry.py compares more on one cache)
     "frozen_no_photometry": ("frozen", {"photometry": False}),
-    "frozen_photometry": ("frozen", {"photometry": True, "photometry_views": 1, "photometry_augment": None}),
-    "frozen_photometry_noise4": ("frozen", {"photometry": True, "photometry_views": 4,
-                                            "photometry_augment": {"reddening": False, "p_drop": 0.0}}),
-    "frozen_photometry_aug4": ("frozen", {"photometry": True, "photometry_views": 4, "photometry_augment": {}}),
+    "frozen_photometry_joint": ("frozen", {"photometry_training": "joint", "photometry_epochs": None}),
     "frozen_v4_e300_b256": ("frozen", {"epochs": 300, "batch_size": 256, "validation_fraction": 0.0}),
     "frozen_v4_e60_b256": ("frozen", {"epochs": 60, "batch_size": 256, "validation_fraction": 0.0}),
     "frozen_v4_e100_b1024": ("frozen", {"epochs": 100, "batch_size": 1024, "validation_fraction": 0.0}),
