@@ -12,9 +12,11 @@ Where the cutouts are at hand, the pixels give a second, independent test
 (:mod:`astroembed.evaluate.pixel_quality`: cosmic rays, hot columns, trails, saturation, blank sky), calibrated
 the same way into ``pixel_artefact_pvalue``. The two are combined by Bonferroni, ``anomaly_pvalue =
 min(1, 2 min(ood_pvalue, pixel_artefact_pvalue))``, which stays valid (P(p <= a) <= a) whatever the dependence
-between the tests; without pixels ``anomaly_pvalue`` is ``ood_pvalue``. ``anomaly_rank`` sorts by
-``anomaly_pvalue`` and breaks its ties (conformal p-values bottom out at 1 / (n_cal + 1)) by
-``anomaly_score``, the larger of the two tests' robust z-scores against their calibration objects.
+between the tests. ``anomaly_rank`` then sorts by ``anomaly_pvalue`` and breaks its ties (conformal p-values
+bottom out at 1 / (n_cal + 1)) by ``anomaly_score``, the larger of the two tests' robust z-scores against their
+calibration objects. Without pixels ``anomaly_pvalue`` is ``ood_pvalue`` and ``anomaly_rank`` sorts by
+``knn_distance`` (a catalogue ranked against itself has two calibrating halves, whose p-values are each valid
+but order the catalogue more coarsely than the distance does).
 """
 
 from __future__ import annotations
@@ -196,28 +198,37 @@ def rank_catalog(X, reference=None, k: int = 10, seed: int = 0, metric: str = "c
     score, p, z = _columns(knn, X, reference, seed)
     forest = IsolationForestScorer(seed=seed).fit(X if reference is None else reference)
     out = {"knn_distance": score, "ood_pvalue": p, "isolation_forest_score": forest.score(X)}
-    if pixels is None:
-        out.update(anomaly_pvalue=p, anomaly_score=z)
-    else:
-        out["pixel_artefact_score"], out["pixel_artefact_pvalue"], pixel_z = _columns(
-            pix, np.asarray(pixels, np.float64), reference_pixels, seed)
-        out.update(anomaly_pvalue=combine_pvalues(p, out["pixel_artefact_pvalue"]),
-                   anomaly_score=np.maximum(z, pixel_z))
+    if pixels is None:  # one test: its p-value, and the ranking by distance as before the pixel test existed
+        out.update(anomaly_pvalue=p, anomaly_score=z, anomaly_rank=combined_rank(np.zeros(len(X)), score))
+        return out
+    out["pixel_artefact_score"], out["pixel_artefact_pvalue"], pixel_z = _columns(
+        pix, np.asarray(pixels, np.float64), reference_pixels, seed)
+    out.update(anomaly_pvalue=combine_pvalues(p, out["pixel_artefact_pvalue"]), anomaly_score=np.maximum(z, pixel_z))
     out["anomaly_rank"] = combined_rank(out["anomaly_pvalue"], out["anomaly_score"])
     return out
 
 
-def write_anomalies(embeddings, out, reference=None, k: int = 10, seed: int = 0) -> Path:
+def write_anomalies(embeddings, out, reference=None, k: int = 10, seed: int = 0, data=None) -> Path:
     """Rank an embedding catalogue and write object_id, ra, dec and the anomaly columns as Parquet,
-    sorted by rank (most anomalous first)."""
+    sorted by rank (most anomalous first). ``data``, an MMU survey holding the objects' cutouts (and the
+    reference's), adds the pixel-quality test and the combined p-value."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ..embed.store import read_embeddings
 
     ids, ra, dec, X = read_embeddings(embeddings)
-    ref = read_embeddings(reference)[3] if reference is not None else None
-    columns = rank_catalog(X, ref, k=k, seed=seed)
+    ref_ids, ref = (read_embeddings(reference)[0::3] if reference is not None else (None, None))
+    pixels = reference_pixels = None
+    if data is not None:
+        from ..data.mmu import MMUSurvey
+        from .raw_inputs import survey_pixel_features
+
+        survey = MMUSurvey(data)
+        rows = lambda object_ids: np.array([survey.index_of(str(o)) for o in object_ids])  # noqa: E731
+        pixels = survey_pixel_features(survey, rows(ids))
+        reference_pixels = None if ref_ids is None else survey_pixel_features(survey, rows(ref_ids))
+    columns = rank_catalog(X, ref, k=k, seed=seed, pixels=pixels, reference_pixels=reference_pixels)
     table = pa.table({"object_id": ids, "ra": ra, "dec": dec, **columns}).sort_by("anomaly_rank")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
