@@ -45,20 +45,33 @@ class FlowPosterior(BaseEstimator):
     Trained by maximum likelihood with AdamW; a seeded ``validation_fraction`` of the training rows stops
     training when its NLL has not improved for ``patience`` epochs, and the best epoch's weights are kept.
 
+    With ``calibrate`` the flow's base distribution is then widened (or narrowed) by a temperature T fitted
+    on a second seeded share of the training rows, ``calibration_fraction``, used for nothing else (the
+    validation rows chose the epoch, so their latents look better calibrated than new objects'): the flow
+    maps a target y to a latent z that is N(0, 1) if the flow is calibrated; a flow fitted to a few hundred
+    objects is over-confident (held-out latents spread wider), and the maximum-likelihood scale of the
+    held-out latents, T^2 = mean(z^2) over rows and targets, gives the density log N(z; 0, T^2) + log|dz/dy|.
+    One parameter, fitted in closed form on objects the weights never trained on, it rescales every
+    interval in latent space (where the flow's shape, skewness and all, is kept) and cannot raise the
+    calibration rows' NLL above the uncalibrated flow's.
+
     Attributes
     ----------
     flow_ : zuko.flows.NSF
     x_scaler_, y_scaler_ : StandardScaler
     n_epochs_ : int
         Epochs run before stopping.
+    temperature_ : float
+        Scale of the base distribution (1 without ``calibrate``).
     """
 
     def __init__(self, transforms: int = 3, hidden=(64, 64), max_epochs: int = 100, batch_size: int = 128,
                  lr: float = 1e-3, weight_decay: float = 0.0, validation_fraction: float = 0.15, patience: int = 10,
-                 n_samples: int = 500, seed: int = 0):
+                 n_samples: int = 500, calibrate: bool = True, calibration_fraction: float = 0.15, seed: int = 0):
         self.transforms, self.hidden, self.max_epochs, self.batch_size = transforms, hidden, max_epochs, batch_size
         self.lr, self.weight_decay, self.validation_fraction = lr, weight_decay, validation_fraction
-        self.patience, self.n_samples, self.seed = patience, n_samples, seed
+        self.patience, self.n_samples, self.calibrate, self.seed = patience, n_samples, calibrate, seed
+        self.calibration_fraction = calibration_fraction
 
     def fit(self, X, y):
         with _one_thread():
@@ -77,7 +90,11 @@ class FlowPosterior(BaseEstimator):
         ys = torch.as_tensor(self.y_scaler_.transform(y), dtype=torch.float32)
         order = np.random.default_rng(self.seed).permutation(len(X))
         n_val = max(1, int(self.validation_fraction * len(X)))
-        val, train = torch.as_tensor(order[:n_val]), torch.as_tensor(order[n_val:])
+        n_cal = max(1, int(self.calibration_fraction * len(X))) if self.calibrate else 0
+        if len(X) - n_val - n_cal < 1:
+            raise ValueError(f"{len(X)} rows leave none to train on after the validation and calibration shares")
+        val, train = torch.as_tensor(order[:n_val]), torch.as_tensor(order[n_val + n_cal:])
+        cal = torch.as_tensor(order[n_val:n_val + n_cal])
         self.flow_ = zuko.flows.NSF(ys.shape[1], xs.shape[1], transforms=self.transforms,
                                     hidden_features=tuple(self.hidden))
         optimizer = torch.optim.AdamW(self.flow_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -103,7 +120,22 @@ class FlowPosterior(BaseEstimator):
                 if waited >= self.patience:
                     break
         self.flow_.load_state_dict(best_state)
+        self.flow_.eval()
+        self.temperature_ = 1.0
+        if self.calibrate:
+            with torch.no_grad():
+                z = self.flow_(xs[cal]).transform(ys[cal])
+            self.temperature_ = float(torch.sqrt((z.double() ** 2).mean()))
         return self
+
+    def _latent_log_prob(self, context, ys):
+        """log p(y | x) in standardised units with the base distribution N(0, T^2)."""
+        import math
+
+        dist = self.flow_(context)
+        z, ladj = dist.transform.call_and_ladj(ys)
+        d, t = ys.shape[-1], self.temperature_
+        return -0.5 * (z.double() / t).pow(2).sum(-1) - d * math.log(t) - 0.5 * d * math.log(2 * math.pi) + ladj
 
     def _context(self, X):
         import torch
@@ -116,7 +148,7 @@ class FlowPosterior(BaseEstimator):
 
         ys = torch.as_tensor(self.y_scaler_.transform(_as_2d(y)), dtype=torch.float32)
         with torch.no_grad(), _one_thread():
-            lp = self.flow_(self._context(X)).log_prob(ys).double().numpy()
+            lp = self._latent_log_prob(self._context(X), ys).double().numpy()
         return lp - np.log(self.y_scaler_.scale_).sum()
 
     def sample(self, X, n: int | None = None) -> np.ndarray:
@@ -125,7 +157,9 @@ class FlowPosterior(BaseEstimator):
 
         torch.manual_seed(self.seed)
         with torch.no_grad(), _one_thread():
-            draws = self.flow_(self._context(X)).sample((n or self.n_samples,)).double().numpy()
+            dist = self.flow_(self._context(X))
+            latent = self.temperature_ * dist.base.sample((n or self.n_samples,))
+            draws = dist.transform.inv(latent).double().numpy()
         n_draws, n_obj, d = draws.shape
         draws = self.y_scaler_.inverse_transform(draws.reshape(-1, d)).reshape(n_draws, n_obj, d)
         return draws.transpose(1, 0, 2)
