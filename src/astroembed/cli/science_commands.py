@@ -80,16 +80,20 @@ def anomalies(
                                              "(default: rank the catalogue against itself)."),
     k: int = typer.Option(10, "--k", help="Neighbours of the k-NN distance."),
     seed: int = typer.Option(0, "--seed"),
+    data: Optional[Path] = typer.Option(None, "--data", help="MMU survey with the objects' cutouts: adds the "
+                                        "pixel-quality test (cosmic rays, hot columns, trails, saturation, blank "
+                                        "sky) and the combined anomaly_pvalue."),
 ):
-    """Rank a catalogue by strangeness: k-NN distance with a calibrated p-value, and IsolationForest."""
+    """Rank a catalogue by strangeness: k-NN distance with a calibrated p-value, IsolationForest, and (with
+    --data) artefacts read from the pixels; anomaly_rank follows the combined anomaly_pvalue."""
     from ..data.records import InvalidDataError
     from ..evaluate.anomaly import write_anomalies
 
     try:
-        path = write_anomalies(embeddings, out, reference, k=k, seed=seed)
+        path = write_anomalies(embeddings, out, reference, k=k, seed=seed, data=data)
     except (InvalidDataError, ValueError, FileNotFoundError) as exc:
         fail(exc)
-    console.print(f"wrote {path} (most anomalous first; filter on ood_pvalue or anomaly_rank)")
+    console.print(f"wrote {path} (most anomalous first; filter on anomaly_pvalue or anomaly_rank)")
 
 
 @app.command()

@@ -14,7 +14,7 @@ from ..data.mmu_conventions import good_spectrum_mask
 from ..data.records import InvalidDataError
 from ..data.validate import decode_strings
 
-__all__ = ["column_blocks", "gather", "survey_images", "survey_spectra"]
+__all__ = ["column_blocks", "gather", "survey_images", "survey_spectra", "survey_pixel_features"]
 
 
 def column_blocks(survey, column: str, bin_factor: int = 1, dtype=np.float32):
@@ -100,3 +100,34 @@ def survey_spectra(survey, rows: np.ndarray, config) -> dict[str, torch.Tensor]:
     bad = ~np.isfinite(flux) | ~np.isfinite(ivar) | (ivar < 0)
     flux, ivar = np.where(bad, 0, flux), np.where(bad, 0, ivar)
     return prepare_stored_spectra(flux, ivar, wave, good & ~bad & (wave > 0), config)
+
+
+def survey_pixel_features(survey, rows: np.ndarray) -> np.ndarray:
+    """:func:`~astroembed.evaluate.pixel_quality.pixel_features` of survey rows ``rows`` (in that order), read
+    tile by tile. A pixel counts as masked where ``image_mask`` is False or ``image_ivar`` is <= 0; a cutout
+    stored without ivar (all NaN, "unknown") gets its noise from its own sky ring."""
+    from .pixel_quality import FEATURES, pixel_features
+
+    if "image_array" not in survey.columns:
+        raise InvalidDataError("has no images (image_array): pixel-quality scores need them", source=str(survey.path),
+                               field="image_array")
+    rows = np.asarray(rows)
+    position = {int(r): k for k, r in enumerate(rows)}
+    out = np.full((len(rows), len(FEATURES)), np.nan)
+    for i, tile_rows, flux in column_blocks(survey, "image_array"):
+        here = [(position[int(r)], j) for j, r in enumerate(tile_rows) if int(r) in position]
+        if not here:
+            continue
+        dest, src = map(np.array, zip(*here))
+        f = survey._file(i)
+        ivar = np.asarray(f["image_ivar"][:], np.float32)[src] if "image_ivar" in f else np.ones_like(flux[src])
+        unknown = np.isnan(ivar).all(axis=(1, 2, 3))
+        ivar[unknown] = 1.0  # no ivar stored: uniform weights, the ring sets the noise
+        if "image_mask" in f:
+            ivar = np.where(np.asarray(f["image_mask"][:], bool)[src], ivar, 0.0)
+        out[dest] = pixel_features(flux[src], ivar)
+    missing = np.flatnonzero(np.isnan(out).any(axis=1))
+    if missing.size:
+        raise InvalidDataError(f"{missing.size} requested rows are not in the survey's tiles", source=str(survey.path),
+                               field="image_array")
+    return out

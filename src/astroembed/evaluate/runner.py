@@ -20,7 +20,8 @@ metrics.json schema (``"schema": "astroembed.evaluate/1"``)::
          # posterior: "results": {feature_set: {"flow" | "knn_gaussian": {"nll", "coverage": {"68": [...],
          #            "95": [...]}, "pit_histogram": [[...]]}}}
          # anomaly: "results": {feature_set: {"held_out_fraction_below": {"0.01", "0.05", "0.1"},
-         #          "anomalies": path of the Parquet ranking}}
+         #          "anomalies": path of the Parquet ranking}}; with the labels' survey's cutouts also
+         #          "pixel_held_out_fraction_below" and "combined_held_out_fraction_below" (same keys)
      }}}
 
 Intervals are 95 % percentile-bootstrap intervals over held-out objects.
@@ -152,22 +153,40 @@ def _posterior(data: _Aligned, task: Task, options: EvaluateOptions, artefacts: 
     return out
 
 
+def _survey_pixels(data: _Aligned, artefacts: dict):
+    """Pixel-quality features of every object when the labels' survey has its cutouts, else None."""
+    survey = artefacts.get("survey")
+    if survey is None or "image_array" not in survey.columns:
+        return None
+    from .raw_inputs import survey_pixel_features
+
+    artefacts["log"]("anomaly: pixel-quality features of the cutouts")
+    return survey_pixel_features(survey, np.array([survey.index_of(str(o)) for o in data.object_ids]))
+
+
 def _anomaly(data: _Aligned, options: EvaluateOptions, out_dir: Path, artefacts: dict) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .anomaly import KNNOutlierScorer, rank_catalog
+    from .anomaly import KNNOutlierScorer, combine_pvalues, rank_catalog
+    from .pixel_quality import PixelArtefactScorer
 
     out = {"n_train": len(data.train), "n_test": len(data.test), "results": {}}
+    pixels = _survey_pixels(data, artefacts)
+    below = lambda p: {str(a): float(np.mean(p <= a)) for a in (0.01, 0.05, 0.1)}  # noqa: E731
+    if pixels is not None:
+        pixel_p = PixelArtefactScorer(seed=options.seed).fit(pixels[data.train]).p_value(pixels[data.test])
     for name, X in data.X.items():
         scorer = KNNOutlierScorer(k=options.anomaly_k, metric=options.knn_metric, seed=options.seed)
         p = scorer.fit(X[data.train]).p_value(X[data.test])
-        columns = rank_catalog(X, k=options.anomaly_k, seed=options.seed, metric=options.knn_metric)
+        columns = rank_catalog(X, k=options.anomaly_k, seed=options.seed, metric=options.knn_metric, pixels=pixels)
         path = out_dir / f"anomalies_{name}.parquet"
         pq.write_table(pa.table({"object_id": data.object_ids, **columns}).sort_by("anomaly_rank"), path)
         artefacts.setdefault("anomalies", {})[name] = columns
-        out["results"][name] = {"held_out_fraction_below": {str(a): float(np.mean(p <= a)) for a in (0.01, 0.05, 0.1)},
-                                "anomalies": str(path)}
+        out["results"][name] = {"held_out_fraction_below": below(p), "anomalies": str(path)}
+        if pixels is not None:
+            out["results"][name].update(pixel_held_out_fraction_below=below(pixel_p),
+                                        combined_held_out_fraction_below=below(combine_pvalues(p, pixel_p)))
     return out
 
 
