@@ -38,7 +38,7 @@ import numpy as np
 from ..data.records import InvalidDataError
 from .inputs import FeatureSet, LabelTable, align
 from .probes import split_indices
-from .tasks import LABEL_FRACTIONS, Task, label_efficiency, probe_task, retrieval_task
+from .tasks import LABEL_FRACTIONS, Task, check_label_fractions, label_efficiency, probe_task, retrieval_task
 
 __all__ = ["EvaluateOptions", "evaluate_embeddings", "SCHEMA"]
 
@@ -65,6 +65,10 @@ class EvaluateOptions:
     supervised_minutes: float = 0.0
     supervised_modalities: tuple[str, ...] = ()  # () = every raw modality of the labels' survey
     device: str = "auto"
+
+    def __post_init__(self):
+        # the curve's points (nested subsets, increasing); () = no curve
+        self.label_fractions = check_label_fractions(self.label_fractions)
 
 
 @dataclass
