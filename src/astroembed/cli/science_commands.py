@@ -17,9 +17,11 @@ def evaluate(
                                               "catalogue file with --features."),
     model: Optional[Path] = typer.Option(None, "--model", help="Embed --data with this model first (instead of "
                                          "--embeddings)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="MMU survey to embed with --model (default labels)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="MMU survey or catalogue with the label columns "
-                                          "(default: the --embeddings catalogue itself)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="MMU survey, or folder of JPEG/PNG cutouts, to embed "
+                                        "with --model (default labels); the supervised baselines train on it."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="MMU survey, folder of cutouts (column 'class': "
+                                          "the sub-folder) or catalogue with the label columns (default: --data, "
+                                          "or the --embeddings catalogue itself)."),
     tasks: str = typer.Option(..., "--tasks", help="Comma-separated KIND:COLUMN: regression, classification, "
                               "photo-z, retrieval, posterior; and anomaly (no column)."),
     out: Path = typer.Option(..., "--out", help="Report folder: metrics.json, report.html, PNGs."),
@@ -43,7 +45,8 @@ def evaluate(
     no_report: bool = typer.Option(False, "--no-report", help="metrics.json only."),
     supervised_steps: int = typer.Option(0, "--supervised-steps", help="Also train a network from scratch on "
                                          "the labels (images: the image encoder; spectra: a 1-D CNN) for this "
-                                         "many steps per fit (needs an MMU survey as --labels)."),
+                                         "many steps per fit (needs an MMU survey or a folder of cutouts as "
+                                         "--data or --labels)."),
     supervised_minutes: float = typer.Option(0.0, "--supervised-minutes", help="Wall-clock budget of each "
                                              "from-scratch fit (with --supervised-steps: whichever ends first)."),
     supervised_modalities: Optional[str] = typer.Option(None, "--supervised-modalities", help="image,spectrum "
@@ -73,7 +76,8 @@ def evaluate(
             embeddings, labels = embed_for_evaluation(model, data, out, modality or "auto"), labels or data
         evaluate_paths(embeddings, labels, tasks, out, features.split(",") if features else None, name, baseline,
                        test_embeddings, test_labels, modality, options, report=not no_report,
-                       column_names=column_names.split(",") if column_names else None, log=console.print)
+                       column_names=column_names.split(",") if column_names else None, log=console.print,
+                       data=data if model is not None else None)
     except (InvalidDataError, ValueError, FileNotFoundError) as exc:
         fail(exc)
     console.print(f"wrote {out / 'metrics.json'}" + ("" if no_report else f" and {out / 'report.html'}"))

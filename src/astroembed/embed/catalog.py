@@ -276,11 +276,18 @@ def prepare_run(config: EmbedConfig, embedder) -> tuple[list[TileJob], list[Tile
 def embed_catalog(config: EmbedConfig, progress: bool = True) -> Path:
     """Embed every object of ``config.data`` that has the modality; returns the output folder.
 
+    ``config.data`` may also be a folder of JPEG/PNG colour cutouts (:mod:`astroembed.embed.folder`).
+
     Resumes an interrupted run (finished tiles are skipped), writes one Parquet part per tile atomically,
     and streams each tile in batches of ``config.batch_size``. See the module docstring for the layout.
     """
+    from astroembed.data.readers.image_folder import is_image_folder
     from astroembed.inference import load
 
+    if is_image_folder(Path(config.data)):  # JPEG/PNG cutouts: one part, no tiles (astroembed.embed.folder)
+        from astroembed.embed.folder import embed_image_folder
+
+        return embed_image_folder(config)
     embedder = load(config.model, device=config.device, precision=config.precision)
     jobs, todo, modality, meta = prepare_run(config, embedder)
     out = Path(config.out)

@@ -29,7 +29,8 @@ class EmbedConfig:
     model
         exported model folder (``config.json`` + ``model.safetensors``) or its run folder.
     data
-        MMU survey: a tile file or a folder of ``healpix=<N>/*.hdf5`` tiles (one survey config).
+        MMU survey: a tile file or a folder of ``healpix=<N>/*.hdf5`` tiles (one survey config); or a
+        folder of JPEG/PNG colour cutouts (:mod:`astroembed.embed.folder`).
     out
         output folder for the Parquet dataset.
     modality

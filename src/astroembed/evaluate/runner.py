@@ -224,10 +224,13 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
             from sklearn.base import clone
 
             data.X[fs.name] = clone(fs.transform).fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
-    artefacts: dict = {"data": data, "survey": labels.extra.get("survey"), "log": log}
-    if (options.supervised_steps > 0 or options.supervised_minutes > 0) and artefacts["survey"] is None:
+    artefacts: dict = {"data": data, "survey": labels.extra.get("survey"),
+                       "image_folder": labels.extra.get("image_folder"), "log": log}
+    if ((options.supervised_steps > 0 or options.supervised_minutes > 0) and artefacts["survey"] is None
+            and artefacts["image_folder"] is None):
         raise ValueError("the supervised baseline (--supervised-steps / --supervised-minutes) trains on the images "
-                         "or spectra of an MMU survey: give one as --labels")
+                         "or spectra of an MMU survey or on a folder of JPEG/PNG cutouts: give one as --labels "
+                         "(or as --data with --model)")
     results = {}
     log(f"{len(data.object_ids)} objects ({len(data.train)} train, {len(data.test)} held out), "
         f"{len(data.X)} feature sets: {', '.join(data.X)}")
