@@ -21,7 +21,7 @@ import numpy as np
 from astroembed.data.healpix import UNKNOWN_TILE
 from astroembed.data.readers.image_folder import list_images, load_rgb
 from astroembed.data.records import InvalidDataError, check_unique_ids
-from astroembed.embed.plan import EmbedConfig, TileJob
+from astroembed.embed.plan import EmbedConfig, TileJob, resolve_modality, run_metadata
 from astroembed.embed.store import (
     check_writable_layout,
     clean_stale_temporaries,
@@ -68,7 +68,6 @@ def embed_image_folder(config: EmbedConfig, embedder=None) -> Path:
     ValueError
         A model that embeds no images, or a modality other than image.
     """
-    from astroembed.embed.catalog import resolve_modality, run_metadata
     from astroembed.inference import load
 
     folder, out = Path(config.data), Path(config.out)
