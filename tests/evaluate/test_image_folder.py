@@ -165,3 +165,28 @@ def test_labels_table_with_the_folder_as_data(tmp_path):
     bad = CliRunner().invoke(app, args[:5] + ["--tasks", "classification:spiral", "--out", str(tmp_path / "b"),
                                               "--labels", str(folder)])
     assert bad.exit_code == 2 and "no label column 'spiral'" in bad.output
+
+
+def test_pca_pixels_of_a_folder_is_a_baseline(tmp_path):
+    """--baseline pca_pixels on a folder: the binned 0-1 pixels of the frame the networks see, reduced by a
+    PCA fitted on the training images only (at most one component per training image)."""
+    from astroembed.evaluate.baselines import pca_pixels
+
+    folder = _write_folder(tmp_path / "gz")
+    features = pca_pixels(folder, n_components=8, bin_factor=4)
+    assert features.X.shape == (2 * N_PER_CLASS, 3 * 16 * 16) and 0 <= features.X.min() and features.X.max() <= 1
+    assert list(features.object_ids) == [p.stem for p in list_images(folder)] and features.transform is not None
+    red = features.X.reshape(len(features.X), 3, 16, 16)[:, 0, 6:10, 6:10].mean((1, 2))  # the disc's red
+    spiral = np.array([int(i) >= 1000 for i in features.object_ids])
+    assert red[spiral].min() > red[~spiral].max()  # the pixels carry the colour that tells the classes apart
+    out = tmp_path / "eval"
+    emb = embed_catalog(EmbedConfig(model=_rgb_model(tmp_path / "m"), data=folder, out=tmp_path / "emb",
+                                    device="cpu"), progress=False)
+    result = CliRunner().invoke(app, ["evaluate", "--embeddings", str(emb), "--labels", str(folder), "--baseline",
+                                      "pca_pixels", "--tasks", "classification:class", "--probes", "linear",
+                                      "--bootstrap", "10", "--label-fractions", "none", "--no-report", "--out",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "metrics.json").read_text())["tasks"]["classification:class"]["results"]
+    assert set(results) == {"embedding", "pca_pixels"}
+    assert 0 <= results["pca_pixels"]["linear"]["metrics"]["balanced_accuracy"] <= 1

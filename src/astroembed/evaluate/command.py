@@ -2,7 +2,8 @@
 
 Baselines are ``NAME=PATH`` (an embedding catalogue, e.g. of the randomly initialised model) or
 ``NAME=PATH#col1,col2`` (feature columns of a catalogue, e.g. ``photometry=cat.fits#u,g,r,i,z``), or
-one of the built-in ``pca_pixels`` / ``pca_flux`` / ``photometry`` computed from the labels' MMU survey.
+one of the built-in ``pca_pixels`` / ``pca_flux`` / ``photometry`` computed from the labels' MMU survey
+(or from ``data``; ``pca_pixels`` also from a folder of JPEG/PNG cutouts).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def evaluate_paths(embeddings, labels, tasks: str, out, features: list[str] | No
     sets, test_sets = [main], None
     for spec in baselines:
         b_name, path, cols = parse_baseline(spec)
-        sets.append(_built_in(b_name, labels) if path is None
+        # built-in baselines read the raw data: --data when the labels are another table
+        sets.append(_built_in(b_name, Path(data) if data is not None else labels) if path is None
                     else load_features(path, cols, name=b_name, names=column_names if cols else None))
     if test_embeddings is not None:
         if len(sets) > 1:

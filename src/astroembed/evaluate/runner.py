@@ -223,7 +223,11 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
         if fs.transform is not None:  # e.g. PCA of pixels: learned from the training objects only
             from sklearn.base import clone
 
-            data.X[fs.name] = clone(fs.transform).fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
+            transform = clone(fs.transform)
+            n_components = getattr(transform, "n_components", None)
+            if isinstance(n_components, int) and n_components > len(data.train):  # PCA: at most one per object
+                transform.set_params(n_components=len(data.train))
+            data.X[fs.name] = transform.fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
     artefacts: dict = {"data": data, "survey": labels.extra.get("survey"),
                        "image_folder": labels.extra.get("image_folder"), "log": log}
     if ((options.supervised_steps > 0 or options.supervised_minutes > 0) and artefacts["survey"] is None
