@@ -51,6 +51,8 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("runs/gz2"))
     parser.add_argument("--max-minutes", type=float, default=10.0, help="pretraining budget")
     parser.add_argument("--supervised-steps", type=int, default=150, help="steps of each from-scratch fit")
+    parser.add_argument("--supervised-minutes", type=float, default=0.0,
+                        help="wall-clock cap of each from-scratch fit (0: steps only)")
     parser.add_argument("--label-fractions", default="0.01,0.03,0.1,0.3,1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-only", action="store_true")
@@ -72,6 +74,7 @@ def main():
     app(["evaluate", "--model", str(model), "--data", str(args.data), "--name", "simclr",
          "--tasks", "classification:class", "--baseline", f"random_init={random_embeddings}",
          "--probes", "knn,linear", "--supervised-steps", str(args.supervised_steps),
+         "--supervised-minutes", str(args.supervised_minutes),
          "--label-fractions", args.label_fractions, "--seed", str(args.seed), "--out", str(args.out / "report")],
         standalone_mode=False)
     metrics = json.loads((args.out / "report" / "metrics.json").read_text())
