@@ -12,16 +12,12 @@ from typer.testing import CliRunner
 from astroembed.cli import app
 from astroembed.data.readers.image_folder import list_images, load_rgb
 from astroembed.data.records import InvalidDataError
-from astroembed.embed import EmbedConfig, embed_catalog, read_embeddings
+from astroembed.embed import EmbedConfig, embed_catalog
 from astroembed.evaluate.inputs import load_labels, raw_data
 from astroembed.evaluate.probes import held_out_ids
 from astroembed.evaluate.raw_inputs import folder_images
-from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
-from astroembed.models.io import save_model
 from astroembed.preprocess.image import PreprocessConfig, standardize
-
-N_PER_CLASS = 24
-
+from tests.embed.conftest import N_PER_CLASS, save_rgb_cnn, write_image_folder
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -31,60 +27,8 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def _write_folder(root, sizes=(48,)):
-    """Two classes of 8-bit PNG cutouts: reddish discs (spirals) and bluish ones (non_spirals), with noise."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for c, (name, colour) in enumerate((("non_spirals", (60, 90, 200)), ("spirals", (210, 80, 50)))):
-        (root / name).mkdir(parents=True)
-        for i in range(N_PER_CLASS):
-            side = sizes[i % len(sizes)]
-            yy, xx = np.mgrid[:side, :side] - side / 2
-            disc = np.exp(-(xx ** 2 + yy ** 2) / (2 * (side / 8) ** 2))[..., None]
-            pixels = disc * np.array(colour) * rng.uniform(0.6, 1.0) + rng.normal(10, 4, (side, side, 3))
-            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / name / f"{1000 * c + i}.png")
-    return root
-
-
-def _rgb_model(directory, seed=0):
-    """A randomly initialised small CNN for 8-bit colour cutouts, framed like a model pretrained on a folder."""
-    torch.manual_seed(seed)
-    cfg = ImageEncoderConfig(arch="small_cnn", in_channels=3, image_size=24, widths=(8, 16, 16, 32))
-    pre = PreprocessConfig(mode="rgb", input_crop=32, input_size=32, crop_size=24)
-    return save_model(build_image_encoder(cfg), {
-        "model_type": "image_encoder", "modality": "image", "model": cfg.to_dict(), "preprocessing": pre.to_dict(),
-        "bands": ["R", "G", "B"], "embed_dim": int(build_image_encoder(cfg).embed_dim)}, directory)
-
-
-def test_embed_writes_one_part_for_a_folder_and_resumes(tmp_path):
-    """Vectors equal the model's own embed of the decoded files (images of two sizes in one batch); a rerun
-    keeps the part, another model is refused unless overwrite."""
-    import astroembed
-
-    folder = _write_folder(tmp_path / "gz", sizes=(48, 40))
-    model, other = _rgb_model(tmp_path / "m", 0), _rgb_model(tmp_path / "m2", 1)
-    out = embed_catalog(EmbedConfig(model=model, data=folder, out=tmp_path / "emb", device="cpu", batch_size=16),
-                        progress=False)
-    ids, ra, dec, vectors = read_embeddings(out)
-    files = list_images(folder)
-    assert sorted(ids) == sorted(p.stem for p in files) and np.isnan(ra).all() and np.isnan(dec).all()
-    embedder = astroembed.load(model, device="cpu")
-    for path in (files[0], files[1]):  # a 48 px and a 40 px cutout
-        expected = embedder.embed(load_rgb(path)[None])[0]
-        np.testing.assert_allclose(vectors[list(ids).index(path.stem)], expected, rtol=1e-4, atol=1e-5)
-    part = next(out.glob("healpix_*/part-0.parquet"))
-    mtime = part.stat().st_mtime_ns
-    embed_catalog(EmbedConfig(model=model, data=folder, out=out, device="cpu"), progress=False)
-    assert part.stat().st_mtime_ns == mtime  # done: skipped
-    with pytest.raises(InvalidDataError, match="model_hash"):
-        embed_catalog(EmbedConfig(model=other, data=folder, out=out, device="cpu"), progress=False)
-    embed_catalog(EmbedConfig(model=other, data=folder, out=out, device="cpu", overwrite=True), progress=False)
-    assert not np.allclose(read_embeddings(out)[3], vectors)
-
-
 def test_folder_labels_are_the_sub_folders_and_other_columns_are_refused(tmp_path):
-    folder = _write_folder(tmp_path / "gz")
+    folder = write_image_folder(tmp_path / "gz")
     labels = load_labels(folder, ["class"])
     assert sorted(set(labels.columns["class"])) == ["non_spirals", "spirals"]
     assert dict(zip(labels.object_ids, labels.columns["class"]))["1003"] == "spirals"
@@ -98,7 +42,7 @@ def test_folder_labels_are_the_sub_folders_and_other_columns_are_refused(tmp_pat
 
 
 def test_folder_images_are_standardised_as_pretraining_sees_them(tmp_path):
-    folder = _write_folder(tmp_path / "gz")
+    folder = write_image_folder(tmp_path / "gz")
     ids = np.array(["1005", "3", "1000"])
     images, bands, pre = folder_images(raw_data(folder)["image_folder"], ids)
     assert bands == ["R", "G", "B"] and pre == PreprocessConfig.for_rgb(48) and images.shape == (3, 3, 96, 96)
@@ -111,8 +55,8 @@ def test_folder_images_are_standardised_as_pretraining_sees_them(tmp_path):
 def test_evaluate_model_on_a_folder_with_the_supervised_baseline(tmp_path):
     """--model --data FOLDER: probes on the embeddings and a CNN trained from scratch on the folder's images,
     on the held-out objects of the folder-order split, at the label fractions given."""
-    folder = _write_folder(tmp_path / "gz")
-    model = _rgb_model(tmp_path / "m")
+    folder = write_image_folder(tmp_path / "gz")
+    model = save_rgb_cnn(tmp_path / "m")
     out = tmp_path / "eval"
     args = ["evaluate", "--model", str(model), "--data", str(folder), "--tasks", "classification:class", "--probes",
             "linear", "--bootstrap", "10", "--supervised-steps", "2", "--label-fractions", "0.5,1", "--device",
@@ -135,10 +79,10 @@ def test_held_out_objects_are_those_of_the_folder_order_split(tmp_path, monkeypa
     """Pretraining on the folder trains on split_indices over the sorted files; evaluate holds out the rest."""
     from astroembed.evaluate import command
 
-    folder = _write_folder(tmp_path / "gz")
+    folder = write_image_folder(tmp_path / "gz")
     seen = {}
     monkeypatch.setattr(command, "evaluate_embeddings", lambda *a, **k: seen.update(k))
-    emb = embed_catalog(EmbedConfig(model=_rgb_model(tmp_path / "m"), data=folder, out=tmp_path / "emb",
+    emb = embed_catalog(EmbedConfig(model=save_rgb_cnn(tmp_path / "m"), data=folder, out=tmp_path / "emb",
                                     device="cpu"), progress=False)
     command.evaluate_paths(emb, folder, "classification:class", tmp_path / "eval")
     files = list_images(folder)
@@ -148,8 +92,8 @@ def test_held_out_objects_are_those_of_the_folder_order_split(tmp_path, monkeypa
 def test_labels_table_with_the_folder_as_data(tmp_path):
     """Labels from a table joined on the file stem; the supervised baseline still trains on --data's images
     and the split is still the folder's."""
-    folder = _write_folder(tmp_path / "gz")
-    model = _rgb_model(tmp_path / "m")
+    folder = write_image_folder(tmp_path / "gz")
+    model = save_rgb_cnn(tmp_path / "m")
     stems = [p.stem for p in list_images(folder)]
     table = tmp_path / "labels.csv"
     table.write_text("object_id,spiral\n" + "".join(f"{s},{int(int(s) >= 1000)}\n" for s in stems))
@@ -172,7 +116,7 @@ def test_pca_pixels_of_a_folder_is_a_baseline(tmp_path):
     PCA fitted on the training images only (at most one component per training image)."""
     from astroembed.evaluate.baselines import pca_pixels
 
-    folder = _write_folder(tmp_path / "gz")
+    folder = write_image_folder(tmp_path / "gz")
     features = pca_pixels(folder, n_components=8, bin_factor=4)
     assert features.X.shape == (2 * N_PER_CLASS, 3 * 16 * 16) and 0 <= features.X.min() and features.X.max() <= 1
     assert list(features.object_ids) == [p.stem for p in list_images(folder)] and features.transform is not None
@@ -180,7 +124,7 @@ def test_pca_pixels_of_a_folder_is_a_baseline(tmp_path):
     spiral = np.array([int(i) >= 1000 for i in features.object_ids])
     assert red[spiral].min() > red[~spiral].max()  # the pixels carry the colour that tells the classes apart
     out = tmp_path / "eval"
-    emb = embed_catalog(EmbedConfig(model=_rgb_model(tmp_path / "m"), data=folder, out=tmp_path / "emb",
+    emb = embed_catalog(EmbedConfig(model=save_rgb_cnn(tmp_path / "m"), data=folder, out=tmp_path / "emb",
                                     device="cpu"), progress=False)
     result = CliRunner().invoke(app, ["evaluate", "--embeddings", str(emb), "--labels", str(folder), "--baseline",
                                       "pca_pixels", "--tasks", "classification:class", "--probes", "linear",
