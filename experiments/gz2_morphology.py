@@ -1,7 +1,7 @@
 """Galaxy Zoo 2 spirals vs non-spirals through `astroembed evaluate`: label-efficiency of a probe on
 self-supervised embeddings against the same CNN family trained from scratch.
 
-    python experiments/gz2_morphology.py --out runs/gz2 --max-minutes 10 --supervised-steps 150
+    python experiments/gz2_morphology.py --out runs/gz2 --max-minutes 10 --supervised-steps 100 --supervised-minutes 5
 
 1. Pretrain a small CNN with SimCLR (``astroembed pretrain image`` on the JPEG folder) on the objects that
    ``astroembed evaluate`` does not hold out: the survey-order split of the folder's images (seed 0, 30 %
@@ -50,7 +50,7 @@ def main():
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=Path("runs/gz2"))
     parser.add_argument("--max-minutes", type=float, default=10.0, help="pretraining budget")
-    parser.add_argument("--supervised-steps", type=int, default=150, help="steps of each from-scratch fit")
+    parser.add_argument("--supervised-steps", type=int, default=100, help="steps of each from-scratch fit")
     parser.add_argument("--supervised-minutes", type=float, default=0.0,
                         help="wall-clock cap of each from-scratch fit (0: steps only)")
     parser.add_argument("--label-fractions", default="0.01,0.03,0.1,0.3,1")
