@@ -1,5 +1,6 @@
-"""The raw inputs of an MMU survey's objects, read in blocks straight from the tiles: pixels and spectra for
-the baselines that see the data itself (PCA of pixels or flux, and the networks trained from scratch).
+"""The raw inputs of an MMU survey's objects, read in blocks straight from the tiles, or of a folder of
+JPEG/PNG colour cutouts: pixels and spectra for the baselines that see the data itself (PCA of pixels or
+flux, and the networks trained from scratch).
 
 A tile's objects are contiguous and in row order in :class:`~astroembed.data.mmu.MMUSurvey`, so a tile is
 read with one slice per column (per-object reads are far slower on thousands of objects).
@@ -13,8 +14,9 @@ import torch
 from ..data.mmu_conventions import good_spectrum_mask
 from ..data.records import InvalidDataError
 from ..data.validate import decode_strings
+from ..preprocess.image import PreprocessConfig, standardize
 
-__all__ = ["column_blocks", "gather", "survey_images", "survey_spectra", "survey_pixel_features"]
+__all__ = ["column_blocks", "gather", "survey_images", "survey_spectra", "survey_pixel_features", "folder_images"]
 
 
 def column_blocks(survey, column: str, bin_factor: int = 1, dtype=np.float32):
@@ -131,3 +133,35 @@ def survey_pixel_features(survey, rows: np.ndarray) -> np.ndarray:
         raise InvalidDataError(f"{missing.size} requested rows are not in the survey's tiles", source=str(survey.path),
                                field="image_array")
     return out
+
+
+def folder_images(folder, object_ids) -> tuple[torch.Tensor, list[str], PreprocessConfig]:
+    """Cutouts of a folder of colour images, ``(images (N, 3, S, S) on the 0-255 scale, ["R", "G", "B"],
+    preprocessing)``, in the order of ``object_ids`` (file stems).
+
+    Each image is standardised as image pretraining on a folder standardises it
+    (:meth:`~astroembed.preprocess.image.PreprocessConfig.for_rgb` of the first image's side: the central
+    half, resampled) and kept as 8-bit values, so a network trained from scratch sees the frame a
+    pretrained model saw; the returned preprocessing (RGB scaling and crop) is what it applies next.
+
+    Parameters
+    ----------
+    folder : ImageFolderDataset
+        The folder (as :func:`~astroembed.evaluate.inputs.raw_data` opens it).
+    object_ids : sequence of str
+        Which images, in which order.
+    """
+    from functools import partial
+
+    from ..data.folder_dataset import ImageFolderDataset
+    from ..data.readers.image_folder import load_rgb
+
+    config = PreprocessConfig.for_rgb(load_rgb(folder.files[0]).shape[-1])
+    standardised = ImageFolderDataset(folder.root, standardize=partial(standardize, config=config))
+    index = {str(o): i for i, o in enumerate(standardised.object_ids)}
+    missing = [str(o) for o in object_ids if str(o) not in index]
+    if missing:
+        raise InvalidDataError(f"{len(missing)} labelled object(s) have no image in the folder",
+                               source=str(folder.root), object_id=missing[0], field="object_id")
+    images = torch.stack([standardised[index[str(o)]]["image"] for o in object_ids])
+    return images, ["R", "G", "B"], config

@@ -39,7 +39,7 @@ import numpy as np
 from ..data.records import InvalidDataError
 from .inputs import FeatureSet, LabelTable, align
 from .probes import split_indices
-from .tasks import LABEL_FRACTIONS, Task, label_efficiency, probe_task, retrieval_task
+from .tasks import LABEL_FRACTIONS, Task, check_label_fractions, label_efficiency, probe_task, retrieval_task
 
 __all__ = ["EvaluateOptions", "evaluate_embeddings", "SCHEMA"]
 
@@ -66,6 +66,10 @@ class EvaluateOptions:
     supervised_minutes: float = 0.0
     supervised_modalities: tuple[str, ...] = ()  # () = every raw modality of the labels' survey
     device: str = "auto"
+
+    def __post_init__(self):
+        # the curve's points (nested subsets, increasing); () = no curve
+        self.label_fractions = check_label_fractions(self.label_fractions)
 
 
 @dataclass
@@ -238,11 +242,18 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
         if fs.transform is not None:  # e.g. PCA of pixels: learned from the training objects only
             from sklearn.base import clone
 
-            data.X[fs.name] = clone(fs.transform).fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
-    artefacts: dict = {"data": data, "survey": labels.extra.get("survey"), "log": log}
-    if (options.supervised_steps > 0 or options.supervised_minutes > 0) and artefacts["survey"] is None:
+            transform = clone(fs.transform)
+            n_components = getattr(transform, "n_components", None)
+            if isinstance(n_components, int) and n_components > len(data.train):  # PCA: at most one per object
+                transform.set_params(n_components=len(data.train))
+            data.X[fs.name] = transform.fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
+    artefacts: dict = {"data": data, "survey": labels.extra.get("survey"),
+                       "image_folder": labels.extra.get("image_folder"), "log": log}
+    if ((options.supervised_steps > 0 or options.supervised_minutes > 0) and artefacts["survey"] is None
+            and artefacts["image_folder"] is None):
         raise ValueError("the supervised baseline (--supervised-steps / --supervised-minutes) trains on the images "
-                         "or spectra of an MMU survey: give one as --labels")
+                         "or spectra of an MMU survey or on a folder of JPEG/PNG cutouts: give one as --labels "
+                         "(or as --data with --model)")
     results = {}
     log(f"{len(data.object_ids)} objects ({len(data.train)} train, {len(data.test)} held out), "
         f"{len(data.X)} feature sets: {', '.join(data.X)}")
