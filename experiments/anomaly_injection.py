@@ -6,7 +6,9 @@ quasars) or instrument (HSC, HST pixel scales)? ROC-AUC per kind.
 
 The reference is the training split's embeddings (the split of `astroembed demo`); artefacts are injected
 into copies of held-out galaxies' cutouts, which are embedded with the model and scored against the
-reference beside the same galaxies without artefacts. Prints a table and writes --out (JSON).
+reference beside the same galaxies without artefacts; the pixel-quality score (from the training galaxies'
+cutouts and ivar) and the combined ranking are scored beside the embedding's k-NN and IsolationForest.
+Prints a table and writes --out (JSON).
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from astroembed.inference import load
 from astroembed.pipeline import held_out_split
 
 
+def _cutouts(survey, rows) -> tuple[np.ndarray, np.ndarray | None]:
+    """Flux and ivar (None unless every cutout has one) of survey rows."""
+    records = [survey[int(i)].image for i in rows]
+    ivar = np.stack([r.ivar for r in records]).astype(np.float32) if all(r.has_ivar for r in records) else None
+    return np.stack([r.flux for r in records]).astype(np.float32), ivar
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -40,14 +49,18 @@ def main() -> None:
     row = {o: i for i, o in enumerate(ids)}
     reference = vectors[[row[o] for o in survey_ids[train]]]
     survey = MMUSurvey(args.survey)
-    images = np.stack([survey[int(i)].image.flux for i in test[:args.n]]).astype(np.float32)
+    images, ivar = _cutouts(survey, test[:args.n])
+    reference_images, reference_ivar = _cutouts(survey, train)
     embedder = load(args.model)
     kinds = sorted(ARTEFACTS) + sorted(OTHER_OBJECTS)  # artefacts, then stars, quasars, other cameras
     result = injection_auc(embedder.embed, reference, images, kinds=kinds, seed=args.seed,
-                           injections={**ARTEFACTS, **OTHER_OBJECTS})
-    print(f"{'injected':<22}{'k-NN AUC':>10}{'IsoForest AUC':>15}{'median p':>10}")
+                           injections={**ARTEFACTS, **OTHER_OBJECTS}, reference_images=reference_images,
+                           reference_ivar=reference_ivar, ivar=ivar)
+    print(f"{'injected':<22}{'k-NN':>7}{'IsoForest':>10}{'pixel':>7}{'combined':>9}  "
+          "(ROC-AUC; median p: k-NN, combined)")
     for kind, r in result.items():
-        print(f"{kind:<22}{r['knn']:>10.3f}{r['isolation_forest']:>15.3f}{r['knn_median_pvalue']:>10.3f}")
+        print(f"{kind:<22}{r['knn']:>7.3f}{r['isolation_forest']:>10.3f}{r['pixel']:>7.3f}{r['combined']:>9.3f}"
+              f"  {r['knn_median_pvalue']:.3f}, {r['combined_median_pvalue']:.3f}")
     args.out.write_text(json.dumps({"model": str(args.model), "n_normal": len(images), "auc": result}, indent=2))
 
 

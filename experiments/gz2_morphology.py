@@ -1,117 +1,84 @@
-"""Galaxy Zoo 2 spirals vs non-spirals: do self-supervised embeddings carry morphology?
+"""Galaxy Zoo 2 spirals vs non-spirals through `astroembed evaluate`: label-efficiency of a probe on
+self-supervised embeddings against the same CNN family trained from scratch.
 
-    python experiments/gz2_morphology.py --data ../shared/data/galaxy_zoo2/train --out runs/gz2 --max-minutes 15
+    python experiments/gz2_morphology.py --out runs/gz2 --max-minutes 10 --supervised-steps 100 --supervised-minutes 5
 
-Holds out 30% of the 1,400 real JPEG cutouts, pretrains an image encoder on the other 70% without
-labels (CPU, time budget), then compares logistic-regression probes on frozen features of
-(a) the pretrained encoder, (b) the same architecture randomly initialised, (c) PCA of the pixels;
-and, with 10% of the training labels, the pretrained probe against the same encoder family trained
-from scratch with those labels. Prints a table and writes RUN/results.json.
+1. Pretrain a small CNN with SimCLR (``astroembed pretrain image`` on the JPEG folder) on the objects that
+   ``astroembed evaluate`` does not hold out: the survey-order split of the folder's images (seed 0, 30 %
+   held out), so no held-out galaxy is seen, even without its label.
+2. Save the same architecture randomly initialised (the baseline that shows what pretraining adds) and
+   ``astroembed embed`` the folder with it.
+3. ``astroembed evaluate --model RUN/pretrain/model --data FOLDER --tasks classification:class
+   --baseline random_init=RUN/embeddings_random_init --supervised-steps N``: probes on both embeddings
+   and a network trained from scratch, at every label fraction, on the same held-out images.
+
+The printed table and RUN/report/metrics.json (report.html, label_efficiency PNG) come from evaluate
+alone; this script only prepares the two models.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
-from functools import partial
 from pathlib import Path
 
-import numpy as np
-import torch
+from astroembed.data.readers.image_folder import list_images
+from astroembed.evaluate.probes import split_indices
 
-from astroembed.preprocess.image import PreprocessConfig, preprocess, standardize
-from astroembed.data.folder_dataset import ImageFolderDataset
-from astroembed.evaluate.metrics import accuracy_score
-from astroembed.evaluate.probes import linear_classifier, pca_baseline, split_indices
-from astroembed.evaluate.supervised import SupervisedBaseline
-from astroembed.models.image_encoder import ImageEncoderConfig, build_image_encoder
-from astroembed.models.io import load_model
-from astroembed.config import load_yaml_config
-from astroembed.train.image import ImagePretrainConfig, pretrain_image
-
-BANDS = ("R", "G", "B")
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "galaxy_zoo2" / "train"
 
 
-@torch.no_grad()
-def features(encoder, images, config: PreprocessConfig) -> np.ndarray:
-    encoder.eval()
-    return np.concatenate([encoder(preprocess(images[i:i + 256], config, BANDS)).numpy()
-                           for i in range(0, len(images), 256)])
+def pretrain(data: Path, run: Path, max_minutes: float, seed: int, test_fraction: float) -> Path:
+    """SimCLR on the training part of evaluate's split (folder order); returns the exported model."""
+    from astroembed.config import load_yaml_config
+    from astroembed.train.image import ImagePretrainConfig, pretrain_image
 
-
-def probe_accuracy(train_x, train_y, test_x, test_y) -> float:
-    return float(accuracy_score(test_y, linear_classifier().fit(train_x, train_y).predict(test_x)))
+    train, _ = split_indices(len(list_images(data)), test_fraction, seed)
+    config = load_yaml_config(ImagePretrainConfig, None, {
+        "data": str(data), "out": str(run), "method": "simclr", "encoder": {"arch": "small_cnn"},
+        "train_indices": train.tolist(),
+        # 8-bit colour has no bands to redden or PSF to blur: per-band gain jitter stands in for reddening.
+        "augment": {"physical": False, "crop_size": 64, "max_shift": 4.0, "scale_range": [0.9, 1.1],
+                    "gain_jitter": 0.1},
+        "run": {"max_minutes": max_minutes, "max_epochs": 1000, "batch_size": 128, "num_workers": 0,
+                "learning_rate": 1e-3, "warmup_steps": 50, "seed": seed, "checkpoint_every_n_steps": 25}})
+    return pretrain_image(config)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/galaxy_zoo2/train")
-    parser.add_argument("--out", default="runs/gz2")
-    parser.add_argument("--max-minutes", type=float, default=15.0)
-    parser.add_argument("--arch", default="small_cnn")
-    parser.add_argument("--method", default="simclr")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--label-fraction", type=float, default=0.1)
-    parser.add_argument("--supervised-steps", type=int, default=200)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=Path("runs/gz2"))
+    parser.add_argument("--max-minutes", type=float, default=10.0, help="pretraining budget")
+    parser.add_argument("--supervised-steps", type=int, default=100, help="steps of each from-scratch fit")
+    parser.add_argument("--supervised-minutes", type=float, default=0.0,
+                        help="wall-clock cap of each from-scratch fit (0: steps only)")
+    parser.add_argument("--label-fractions", default="0.01,0.03,0.1,0.3,1")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gain-jitter", type=float, default=0.1)
-    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--pretrain-only", action="store_true")
     args = parser.parse_args()
-    out = Path(args.out)
+    test_fraction = 0.3  # evaluate's default: the split pretraining leaves out
+    model = args.out / "pretrain" / "model"
+    if not (model / "model.safetensors").exists():
+        model = pretrain(args.data, args.out / "pretrain", args.max_minutes, args.seed, test_fraction)
+    if args.pretrain_only:
+        return
+    from astroembed.pipeline import random_init_model
 
-    pre = PreprocessConfig(mode="rgb", input_crop=212, input_size=96, crop_size=64)
-    dataset = ImageFolderDataset(args.data, standardize=partial(standardize, config=pre))
-    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])  # (N, 3, 96, 96), 0-255
-    labels = dataset.labels
-    spiral = dataset.classes.index("spirals")
-    y = (labels == spiral).astype(int)
-    train, test = split_indices(len(dataset), test_fraction=0.3, seed=args.seed)
-    print(f"{len(dataset)} images ({y.sum()} spirals); train {len(train)}, held-out test {len(test)}")
+    from astroembed.cli import app
 
-    t0 = time.perf_counter()
-    config = load_yaml_config(ImagePretrainConfig, None, {
-        "data": args.data, "out": str(out / "pretrain"), "method": args.method,
-        "encoder": {"arch": args.arch}, "preprocess": pre.to_dict(), "train_indices": train.tolist(),
-        # 8-bit colour has no bands to redden or PSF to blur: per-band gain jitter stands in for reddening.
-        "augment": {"physical": False, "crop_size": 64, "max_shift": 4.0, "scale_range": [0.9, 1.1],
-                    "gain_jitter": args.gain_jitter},
-        "run": {"max_minutes": args.max_minutes, "max_epochs": 1000, "batch_size": args.batch_size,
-                "num_workers": args.num_workers, "learning_rate": 1e-3, "warmup_steps": 50, "seed": args.seed,
-                "checkpoint_every_n_steps": 25}})
-    model_dir = pretrain_image(config)
-    pretrain_minutes = (time.perf_counter() - t0) / 60
-    encoder, saved = load_model(model_dir)
-    preprocess_config = PreprocessConfig.from_dict(saved["preprocessing"])
-
-    torch.manual_seed(args.seed)
-    random_encoder = build_image_encoder(ImageEncoderConfig(arch=args.arch, in_channels=3, image_size=64))
-    x_pre = features(encoder, images, preprocess_config)
-    x_rand = features(random_encoder, images, preprocess_config)
-    pixels = preprocess(images, preprocess_config, BANDS).reshape(len(images), -1).numpy()
-    pca = pca_baseline(64, seed=args.seed).fit(pixels[train])
-    x_pca = pca.transform(pixels)
-
-    results = {"n_train": int(len(train)), "n_test": int(len(test)), "arch": args.arch, "method": args.method,
-               "pretrain_minutes": round(pretrain_minutes, 2), "chance": float(max(y[test].mean(), 1 - y[test].mean()))}
-    for name, x in (("pretrained", x_pre), ("random_init", x_rand), ("pca_pixels", x_pca)):
-        results[f"probe_accuracy_{name}"] = probe_accuracy(x[train], y[train], x[test], y[test])
-
-    rng = np.random.default_rng(args.seed)
-    few = np.sort(np.concatenate([rng.choice(train[y[train] == c], size=int(round(args.label_fraction * np.sum(
-        y[train] == c))), replace=False) for c in (0, 1)]))
-    results["n_few_labels"] = int(len(few))
-    results["few_label_probe_accuracy_pretrained"] = probe_accuracy(x_pre[few], y[few], x_pre[test], y[test])
-    scratch = SupervisedBaseline("image", "classification", max_steps=args.supervised_steps, image_arch=args.arch,
-                                 bands=BANDS, preprocess=preprocess_config, seed=args.seed).fit(images[few], y[few])
-    accuracy = accuracy_score(y[test], scratch.predict(images[test]))
-    results["few_label_supervised_from_scratch_accuracy"] = float(accuracy)
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    width = max(map(len, results))
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value:.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    random_model = random_init_model(model, args.out / "random_init_model", args.seed)
+    random_embeddings = args.out / "embeddings_random_init"
+    app(["embed", "--model", str(random_model), "--data", str(args.data), "--out", str(random_embeddings)],
+        standalone_mode=False)
+    app(["evaluate", "--model", str(model), "--data", str(args.data), "--name", "simclr",
+         "--tasks", "classification:class", "--baseline", f"random_init={random_embeddings}",
+         "--probes", "knn,linear", "--supervised-steps", str(args.supervised_steps),
+         "--supervised-minutes", str(args.supervised_minutes),
+         "--label-fractions", args.label_fractions, "--seed", str(args.seed), "--out", str(args.out / "report")],
+        standalone_mode=False)
+    metrics = json.loads((args.out / "report" / "metrics.json").read_text())
+    print(json.dumps(metrics["tasks"]["classification:class"]["label_efficiency"], indent=1))
 
 
 if __name__ == "__main__":

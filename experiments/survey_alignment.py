@@ -6,9 +6,10 @@ Uses the same survey and 70/30 split as experiments/survey_image_redshift.py (an
 pretrained if missing). Reports, for the held-out 30%:
 - masked-chunk reconstruction: ivar-weighted MSE of the model vs linear interpolation, on chunks of
   the trained length and of 3, 6, 12 and 20 patches;
-- k-NN (k=16) redshift R^2 from spectrum embeddings (and from the same transformer randomly
+- zero-shot k-NN redshift (NMAD, R^2) from spectrum embeddings (and from the same transformer randomly
   initialised), and from image embeddings before and after alignment (and spectrum embeddings after
-  alignment);
+  alignment): one ``astroembed evaluate --tasks photo-z:redshift --probes knn`` with the other four
+  catalogues as ``--baseline`` (RUN/redshift_report/metrics.json);
 - cross-modal retrieval of the true partner, image -> spectrum and spectrum -> image: top-1 and top-1%
   recall against chance.
 Writes RUN/alignment.json.
@@ -24,7 +25,20 @@ from rich.console import Console
 
 from astroembed.pipeline import (build_survey, embed_stage, neighbour_stage, pretrain_clip_stage,
                                  pretrain_image_stage, pretrain_spectrum_stage, random_init_model,
-                                 reconstruction_stage, redshift_report, retrieval_stage)
+                                 reconstruction_stage, retrieval_stage)
+
+
+def redshift_by_evaluate(spectrum_emb: Path, others: dict[str, Path], survey: Path, out: Path, seed: int) -> dict:
+    """``astroembed evaluate`` of the spectrum embeddings with the other catalogues as baselines: the k-NN
+    photo-z results of each (metrics, intervals, k) on the held-out split."""
+    from astroembed.cli import app
+
+    report = out / "redshift_report"
+    app(["evaluate", "--embeddings", str(spectrum_emb), "--labels", str(survey), "--name", "spectrum",
+         *[f"--baseline={name}={path}" for name, path in others.items()], "--tasks", "photo-z:redshift",
+         "--probes", "knn", "--seed", str(seed), "--out", str(report), "--no-report"], standalone_mode=False)
+    results = json.loads((report / "metrics.json").read_text())["tasks"]["photo-z:redshift"]["results"]
+    return {name: probes["knn"] for name, probes in results.items()}
 
 
 def main():
@@ -55,14 +69,12 @@ def main():
     # the baseline: the same transformer and pooling, randomly initialised (no output standardisation)
     spectrum_random = random_init_model(spectrum_model, out / "spectrum_random_init" / "model", args.seed)
     spectrum_random_emb = embed_stage(spectrum_random, survey, emb / "spectrum_random_init", "spectrum")
-    results["redshift_r2"] = {"spectrum": redshift_report(spectrum_emb, survey, args.seed),
-                              "spectrum_random_init": redshift_report(spectrum_random_emb, survey, args.seed),
-                              "image_before_alignment": redshift_report(image_emb, survey, args.seed)}
     clip_model = pretrain_clip_stage(image_model, spectrum_model, survey, out / "clip", args.clip_minutes, args.seed)
     clip_image = embed_stage(clip_model, survey, emb / "clip_image", "image")
     clip_spectrum = embed_stage(clip_model, survey, emb / "clip_spectrum", "spectrum")
-    results["redshift_r2"]["image_after_alignment"] = redshift_report(clip_image, survey, args.seed)
-    results["redshift_r2"]["spectrum_after_alignment"] = redshift_report(clip_spectrum, survey, args.seed)
+    results["redshift"] = redshift_by_evaluate(spectrum_emb, {
+        "spectrum_random_init": spectrum_random_emb, "image_before_alignment": image_emb,
+        "image_after_alignment": clip_image, "spectrum_after_alignment": clip_spectrum}, survey, out, args.seed)
     results["retrieval"] = retrieval_stage(clip_image, clip_spectrum, survey, args.seed)
     results["neighbour_redshift"] = {  # held-out queries, top-10 neighbours among all galaxies
         "image (pretrained)": neighbour_stage(image_emb, image_emb, survey, args.seed),
@@ -79,8 +91,9 @@ def main():
     for c, r in results["reconstruction_by_chunk_len"].items():
         console.print(f"  hidden chunks of {c:2d} patches: model {r['model_mse']:.4f} vs interpolation "
                       f"{r['interpolation_mse']:.4f} (ratio {r['ratio']:.3f})")
-    for name, rep in results["redshift_r2"].items():
-        console.print(f"k-NN redshift from {name:26s}: R^2 {rep['r2']:.3f}  sigma_MAD {rep['sigma_mad']:.4f}")
+    for name, rep in results["redshift"].items():
+        m = rep["metrics"]
+        console.print(f"k-NN redshift from {name:26s}: R^2 {m['r2']:.3f}  NMAD {m['nmad']:.4f}  (k={rep['k']})")
     for name, rep in results["retrieval"].items():
         console.print(f"{name}: top-1 {rep['top1']:.3f} (chance {rep['top1_chance']:.4f}), top-1% "
                       f"{rep['top1pct']:.3f} (chance {rep['top1pct_chance']:.3f}), median rank {rep['median_rank']:.0f}"

@@ -1,12 +1,18 @@
-"""Built-in survey: zero-shot k-NN redshift from image embeddings, pretrained vs random init.
+"""Built-in survey: zero-shot redshift from image embeddings, pretrained vs random init, through `evaluate`.
 
     python experiments/survey_image_redshift.py --out runs/survey --n 4000 --max-minutes 12
 
-Builds (or reuses) the built-in survey, pretrains an image encoder on 70% of it without labels,
-embeds every galaxy into a Parquet catalogue, and predicts the redshifts of the held-out 30% with
-k-NN (k=16, cosine) from the training galaxies' embeddings. The same is done with the identical
-architecture randomly initialised. Prints R^2, sigma_MAD and outlier fraction for both; writes
-RUN/image_redshift.json.
+Builds (or reuses) the built-in survey, pretrains an image encoder on the 70 % that ``astroembed evaluate``
+does not hold out (the survey-order split of every stage), embeds every galaxy with it and with the same
+architecture randomly initialised, then runs
+
+    astroembed evaluate --embeddings RUN/embeddings_pretrained --labels SURVEY --name pretrained
+        --baseline random_init=RUN/embeddings_random_init --tasks photo-z:redshift --probes knn,linear
+        --out RUN/report
+
+and prints its k-NN and linear-probe NMAD, outlier fraction and R^2 of the held-out 30 % (with the
+bootstrap intervals and label-efficiency curves in RUN/report/metrics.json and report.html). The
+numbers come from evaluate alone; this script only builds, pretrains and embeds.
 """
 
 from __future__ import annotations
@@ -17,8 +23,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from astroembed.pipeline import (build_survey, embed_stage, pretrain_image_stage, random_init_model,
-                                 redshift_report)
+from astroembed.pipeline import build_survey, embed_stage, pretrain_image_stage, random_init_model
 
 
 def main():
@@ -36,14 +41,19 @@ def main():
     run = out / f"image_{args.method}_{args.arch}"
     model = pretrain_image_stage(survey, run, args.max_minutes, args.seed, args.arch, args.method, args.batch_size)
     baseline = random_init_model(model, run / "random_init_model", args.seed)
-    results = {}
-    for name, model_dir in (("pretrained", model), ("random_init", baseline)):
-        emb = embed_stage(model_dir, survey, run / f"embeddings_{name}")
-        results[name] = redshift_report(emb, survey, args.seed)
-    (run / "image_redshift.json").write_text(json.dumps(results, indent=2))
-    for name, r in results.items():
-        console.print(f"{name:12s} R^2 {r['r2']:.3f}  sigma_MAD {r['sigma_mad']:.4f}  outliers "
-                      f"{r['outlier_fraction']:.3f}  (k={r['k']}, {r['n_test']} held-out galaxies)")
+    pretrained_emb = embed_stage(model, survey, run / "embeddings_pretrained")
+    random_emb = embed_stage(baseline, survey, run / "embeddings_random_init")
+    from astroembed.cli import app
+
+    app(["evaluate", "--embeddings", str(pretrained_emb), "--labels", str(survey), "--name", "pretrained",
+         "--baseline", f"random_init={random_emb}", "--tasks", "photo-z:redshift", "--probes", "knn,linear",
+         "--seed", str(args.seed), "--out", str(run / "report")], standalone_mode=False)
+    task = json.loads((run / "report" / "metrics.json").read_text())["tasks"]["photo-z:redshift"]
+    for name, probes in task["results"].items():
+        for probe, r in probes.items():
+            m, (lo, hi) = r["metrics"], r["intervals"]["nmad"]
+            console.print(f"{name:12s} {probe:7s} NMAD {m['nmad']:.4f} [{lo:.4f}, {hi:.4f}]  R^2 {m['r2']:.3f}  "
+                          f"outliers {m['outlier_fraction']:.3f}  ({task['n_test']} held-out galaxies)")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,23 @@ def test_cli_demo_with_other_settings_is_one_clear_line(tmp_path):
     assert (tmp_path / "survey" / "DONE.json").is_file()
 
 
+@pytest.mark.parametrize("args, budgets", [([], (5.0, 2.0)), (["--minutes", "0.5"], (0.5, 0.5)),
+                                           (["--image-minutes", "4", "--spectrum-minutes", "1"], (4.0, 1.0))])
+def test_cli_demo_budgets(monkeypatch, tmp_path, args, budgets):
+    """The image stage gets the larger default budget (retrieval gains from image steps, BENCHMARKS.md);
+    --minutes sets both, for a quick look."""
+    from typer.testing import CliRunner
+
+    import astroembed.pipeline
+    from astroembed.cli import app
+
+    seen = {}
+    monkeypatch.setattr(astroembed.pipeline, "run_demo", lambda **kwargs: seen.update(kwargs))
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), *args])
+    assert result.exit_code == 0, result.output
+    assert (seen["image_minutes"], seen["spectrum_minutes"]) == budgets
+
+
 @pytest.mark.slow  # ~2 minutes on a busy 2-core machine: a 60-galaxy survey, each training stage 2 steps
 def test_demo_runs_every_stage_and_a_rerun_resumes(tmp_path):
     """Every stage runs and its numbers are the right numbers for this survey.

@@ -422,7 +422,7 @@ def photometry_redshift(metrics: dict, console: Console) -> dict:
 
 
 def run_demo(out: Path, n: int = 2000, seed: int = 0, console: Console | None = None,
-             image_minutes: float = 3.0, spectrum_minutes: float = 3.0, clip_minutes: float = 2.0,
+             image_minutes: float = 5.0, spectrum_minutes: float = 2.0, clip_minutes: float = 2.0,
              max_steps: int | None = None, alignment: str = "frozen") -> dict:
     """Run every stage on the built-in survey of ``n`` galaxies under ``out``; returns (and writes to
     ``out/results.json``) the evaluation results. Each pretraining stage stops at its minutes budget or

@@ -1,5 +1,6 @@
-"""Shared inputs of the catalogue-embedding tests: a small multi-tile survey, two tiny image models, and
-a reference embedding run (one torch thread, so other runs can be compared to it bit for bit)."""
+"""Shared inputs of the catalogue-embedding tests: a small multi-tile survey, two tiny image models, a folder
+of colour cutouts with an RGB model, and a reference embedding run (one torch thread, so other runs can be
+compared to it bit for bit)."""
 
 from pathlib import Path
 
@@ -48,6 +49,34 @@ def save_small_cnn(directory: Path, seed: int, crop_size: int = 28) -> Path:
         "preprocessing": PreprocessConfig(crop_size=crop_size).to_dict(), "bands": list(BANDS),
         "embed_dim": int(encoder.embed_dim)}, directory)
 
+
+N_PER_CLASS = 24  # images per class of write_image_folder
+
+
+def write_image_folder(root, sizes=(48,)):
+    """Two classes of 8-bit PNG cutouts: reddish discs (spirals) and bluish ones (non_spirals), with noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, (name, colour) in enumerate((("non_spirals", (60, 90, 200)), ("spirals", (210, 80, 50)))):
+        (root / name).mkdir(parents=True)
+        for i in range(N_PER_CLASS):
+            side = sizes[i % len(sizes)]
+            yy, xx = np.mgrid[:side, :side] - side / 2
+            disc = np.exp(-(xx ** 2 + yy ** 2) / (2 * (side / 8) ** 2))[..., None]
+            pixels = disc * np.array(colour) * rng.uniform(0.6, 1.0) + rng.normal(10, 4, (side, side, 3))
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / name / f"{1000 * c + i}.png")
+    return root
+
+
+def save_rgb_cnn(directory, seed=0):
+    """A randomly initialised small CNN for 8-bit colour cutouts, framed like a model pretrained on a folder."""
+    torch.manual_seed(seed)
+    cfg = ImageEncoderConfig(arch="small_cnn", in_channels=3, image_size=24, widths=(8, 16, 16, 32))
+    pre = PreprocessConfig(mode="rgb", input_crop=32, input_size=32, crop_size=24)
+    return save_model(build_image_encoder(cfg), {
+        "model_type": "image_encoder", "modality": "image", "model": cfg.to_dict(), "preprocessing": pre.to_dict(),
+        "bands": ["R", "G", "B"], "embed_dim": int(build_image_encoder(cfg).embed_dim)}, directory)
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():

@@ -16,20 +16,31 @@ def test_evaluate_embeds_first_then_anomalies_ranks_the_catalogue(blob_survey, t
     runner = CliRunner()
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", "--model", str(model), "--data", str(survey), "--tasks",
-                                 "regression:redshift", "--probes", "linear", "--bootstrap", "10", "--out", str(out),
-                                 "--no-report"])
+                                 "regression:redshift,anomaly", "--probes", "linear", "--bootstrap", "10", "--out",
+                                 str(out), "--no-report"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["inputs"]["n_objects"] == len(galaxies) and metrics["inputs"]["n_test"] == 14  # 30 % of 48
+    anomaly = metrics["tasks"]["anomaly"]["results"]["embedding"]  # the survey's cutouts add the pixel test
+    assert set(anomaly["pixel_held_out_fraction_below"]) == set(anomaly["combined_held_out_fraction_below"]) == {
+        "0.01", "0.05", "0.1"}
+    assert "pixel_artefact_pvalue" in pq.read_table(anomaly["anomalies"]).column_names
     ranking = tmp_path / "anomalies.parquet"
     result = runner.invoke(app, ["anomalies", "--embeddings", str(out / "embeddings"), "--out", str(ranking)])
     assert result.exit_code == 0, result.output
     table = pq.read_table(ranking).to_pydict()
     assert set(table) == {"object_id", "ra", "dec", "knn_distance", "ood_pvalue", "isolation_forest_score",
-                          "anomaly_rank"}
+                          "anomaly_pvalue", "anomaly_score", "anomaly_rank"}
     assert table["anomaly_rank"] == list(range(1, len(galaxies) + 1))
     assert np.all(np.diff(table["knn_distance"]) <= 0) and sorted(table["object_id"]) == sorted(
         g.object_id for g in galaxies)
+    # --data: the survey's cutouts add the pixel test, and the ranking follows the combined p-value
+    result = runner.invoke(app, ["anomalies", "--embeddings", str(out / "embeddings"), "--out", str(ranking),
+                                 "--data", str(survey)])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(ranking).to_pydict()
+    assert {"pixel_artefact_score", "pixel_artefact_pvalue"} <= set(table)
+    assert np.all(np.diff(table["anomaly_pvalue"]) >= 0) and np.all(np.asarray(table["anomaly_pvalue"]) <= 1)
     missing = runner.invoke(app, ["anomalies", "--embeddings", str(tmp_path / "nothing"), "--out", str(ranking)])
     assert missing.exit_code == 2 and "nothing" in missing.output
 

@@ -47,3 +47,16 @@ def test_injection_auc_compares_the_same_galaxies_with_and_without_artefacts():
     result = injection_auc(embed, embed(_images(300, seed=1)), _images(40, seed=2), kinds=["satellite_trail"])
     assert set(result) == {"satellite_trail"}
     assert result["satellite_trail"]["knn"] >= 0.9 and result["satellite_trail"]["knn_median_pvalue"] < 0.05
+
+
+def test_injection_auc_scores_the_pixel_test_and_the_combined_ranking():
+    """An embedding blind to the artefact (a cutout's total flux only) misses cosmic rays; the pixel test and
+    the combined ranking find them."""
+    from astroembed.evaluate.inject import injection_auc
+
+    reference, images = _images(200, seed=1), _images(40, seed=2)
+    embed = lambda a: np.c_[np.asarray(a).sum(axis=(1, 2, 3)), np.zeros(len(a))]  # noqa: E731
+    result = injection_auc(embed, embed(reference), images, kinds=["cosmic_rays"], reference_images=reference)
+    r = result["cosmic_rays"]
+    assert r["knn"] < 0.75 and r["pixel"] >= 0.95 and r["combined"] >= 0.9
+    assert r["combined_median_pvalue"] <= 0.05 <= r["knn_median_pvalue"]

@@ -15,7 +15,8 @@ from .base import app, console, fail, print_json, require
 def embed(
     model: Path = typer.Option(..., "--model", help="Exported model folder (config.json + model.safetensors) "
                                "or its run folder."),
-    data: Path = typer.Option(..., "--data", help="MMU survey: a tile file or a folder of healpix=<N> tiles."),
+    data: Path = typer.Option(..., "--data", help="MMU survey: a tile file or a folder of healpix=<N> tiles; or a "
+                              "folder of JPEG/PNG colour cutouts."),
     out: Path = typer.Option(..., "--out", help="Output folder of the Parquet embeddings (one part per tile)."),
     modality: str = typer.Option("auto", "--modality",
                                  help="image, spectrum, photometry, or auto (what the model embeds)."),

@@ -31,13 +31,11 @@ import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader
 
-from astroembed import __version__
 from astroembed.data.validate import (
     ModelInputs,
 )
-from astroembed.embed.plan import EmbedConfig, TileJob, plan_tiles
+from astroembed.embed.plan import EmbedConfig, TileJob, plan_tiles, resolve_modality, run_metadata
 from astroembed.embed.store import (
-    MODALITIES,
     check_writable_layout,
     clean_stale_temporaries,
     part_is_done,
@@ -52,58 +50,6 @@ __all__ = ["EmbedConfig", "Progress", "embed_catalog", "embed_tile", "prepare_ru
            "run_metadata"]
 
 log = logging.getLogger(__name__)
-
-
-def _supported_modalities(embedder) -> list[str]:
-    """Modalities an embedder can embed, from its ``modality`` and the methods it offers."""
-    declared_all = getattr(embedder, "modalities", None)  # an aligned (CLIP) embedder lists both
-    if declared_all:
-        return [m for m in MODALITIES if m in declared_all]
-    mods = []
-    declared = getattr(embedder, "modality", None)
-    if declared == "image" or callable(getattr(embedder, "embed_image", None)):
-        mods.append("image")
-    if declared == "spectrum" or callable(getattr(embedder, "embed_spectrum", None)):
-        mods.append("spectrum")
-    if declared == "photometry" or callable(getattr(embedder, "embed_photometry", None)):
-        mods.append("photometry")
-    return mods
-
-
-def _survey_modalities(jobs: Sequence[TileJob]) -> list[str]:
-    columns = set().union(*(j.columns for j in jobs)) if jobs else set()
-    return [m for m, c in (("image", "image_array"), ("spectrum", "spectrum_flux"), ("photometry", "photometry_flux"))
-            if c in columns]
-
-
-def resolve_modality(embedder, requested: str, jobs: Sequence[TileJob]) -> str:
-    """The modality to embed: the requested one (checked against the model), or the one 'auto' implies."""
-    supported = _supported_modalities(embedder)
-    if not supported:
-        raise ValueError(f"model {getattr(embedder, 'name', '?')} embeds no known modality "
-                         f"(modality={getattr(embedder, 'modality', None)!r})")
-    if requested != "auto":
-        if requested not in supported:
-            raise ValueError(f"model {getattr(embedder, 'name', '?')} embeds {supported}, not {requested!r}")
-        return requested
-    if len(supported) == 1:
-        return supported[0]
-    present = [m for m in supported if m in _survey_modalities(jobs)]
-    if len(present) != 1:
-        raise ValueError(f"model embeds {supported} and the survey has {_survey_modalities(jobs)}: "
-                         f"choose one with modality='image', 'spectrum' or 'photometry'")
-    return present[0]
-
-
-def run_metadata(embedder, modality: str) -> dict[str, str]:
-    """Metadata shared by every part of a run (the per-tile keys are added by :func:`embed_tile`)."""
-    return {"model_name": str(getattr(embedder, "name", "")), "model_hash": str(embedder.content_hash),
-            # where the model was: lets a search embed a query file with the same model (informative only)
-            "model_path": str(Path(getattr(embedder, "path", "")).resolve()),
-            "modality": modality, "embed_dim": str(int(embedder.embed_dim)),
-            # the resolved precision (32-true or bf16-mixed): a resumed run must not mix the two in one catalogue
-            "precision": str(getattr(embedder, "precision", "32-true")),
-            "astroembed_version": __version__}
 
 
 def _embed_fn(embedder, modality: str) -> Callable[..., np.ndarray]:
@@ -276,11 +222,18 @@ def prepare_run(config: EmbedConfig, embedder) -> tuple[list[TileJob], list[Tile
 def embed_catalog(config: EmbedConfig, progress: bool = True) -> Path:
     """Embed every object of ``config.data`` that has the modality; returns the output folder.
 
+    ``config.data`` may also be a folder of JPEG/PNG colour cutouts (:mod:`astroembed.embed.folder`).
+
     Resumes an interrupted run (finished tiles are skipped), writes one Parquet part per tile atomically,
     and streams each tile in batches of ``config.batch_size``. See the module docstring for the layout.
     """
+    from astroembed.data.readers.image_folder import is_image_folder
     from astroembed.inference import load
 
+    if is_image_folder(Path(config.data)):  # JPEG/PNG cutouts: one part, no tiles (astroembed.embed.folder)
+        from astroembed.embed.folder import embed_image_folder
+
+        return embed_image_folder(config)
     embedder = load(config.model, device=config.device, precision=config.precision)
     jobs, todo, modality, meta = prepare_run(config, embedder)
     out = Path(config.out)

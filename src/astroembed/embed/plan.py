@@ -1,13 +1,16 @@
-"""What an embedding run is asked to do (:class:`EmbedConfig`) and its plan: one job per input tile."""
+"""What an embedding run is asked to do (:class:`EmbedConfig`) and its plan: one job per input tile, the
+modality to embed and the metadata every part of the run carries."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import h5py
 import numpy as np
 
+from astroembed import __version__
 from astroembed.data.healpix import healpix_index
 from astroembed.data.mmu import find_tiles
 from astroembed.data.records import InvalidDataError
@@ -17,7 +20,7 @@ from astroembed.data.validate import (
 )
 from astroembed.embed.store import _HIVE, MODALITIES, part_path
 
-__all__ = ["EmbedConfig", "TileJob", "plan_tiles"]
+__all__ = ["EmbedConfig", "TileJob", "plan_tiles", "resolve_modality", "run_metadata"]
 
 
 @dataclass
@@ -29,7 +32,8 @@ class EmbedConfig:
     model
         exported model folder (``config.json`` + ``model.safetensors``) or its run folder.
     data
-        MMU survey: a tile file or a folder of ``healpix=<N>/*.hdf5`` tiles (one survey config).
+        MMU survey: a tile file or a folder of ``healpix=<N>/*.hdf5`` tiles (one survey config); or a
+        folder of JPEG/PNG colour cutouts (:mod:`astroembed.embed.folder`).
     out
         output folder for the Parquet dataset.
     modality
@@ -125,3 +129,55 @@ def plan_tiles(data, out) -> list[TileJob]:
         jobs[hp] = TileJob(hp, str(Path(tile).resolve()), n, str(part_path(out, hp)), columns)
     check_unique_across(all_ids, sources)
     return [jobs[k] for k in sorted(jobs)]
+
+
+def _supported_modalities(embedder) -> list[str]:
+    """Modalities an embedder can embed, from its ``modality`` and the methods it offers."""
+    declared_all = getattr(embedder, "modalities", None)  # an aligned (CLIP) embedder lists both
+    if declared_all:
+        return [m for m in MODALITIES if m in declared_all]
+    mods = []
+    declared = getattr(embedder, "modality", None)
+    if declared == "image" or callable(getattr(embedder, "embed_image", None)):
+        mods.append("image")
+    if declared == "spectrum" or callable(getattr(embedder, "embed_spectrum", None)):
+        mods.append("spectrum")
+    if declared == "photometry" or callable(getattr(embedder, "embed_photometry", None)):
+        mods.append("photometry")
+    return mods
+
+
+def _survey_modalities(jobs: Sequence[TileJob]) -> list[str]:
+    columns = set().union(*(j.columns for j in jobs)) if jobs else set()
+    return [m for m, c in (("image", "image_array"), ("spectrum", "spectrum_flux"), ("photometry", "photometry_flux"))
+            if c in columns]
+
+
+def resolve_modality(embedder, requested: str, jobs: Sequence[TileJob]) -> str:
+    """The modality to embed: the requested one (checked against the model), or the one 'auto' implies."""
+    supported = _supported_modalities(embedder)
+    if not supported:
+        raise ValueError(f"model {getattr(embedder, 'name', '?')} embeds no known modality "
+                         f"(modality={getattr(embedder, 'modality', None)!r})")
+    if requested != "auto":
+        if requested not in supported:
+            raise ValueError(f"model {getattr(embedder, 'name', '?')} embeds {supported}, not {requested!r}")
+        return requested
+    if len(supported) == 1:
+        return supported[0]
+    present = [m for m in supported if m in _survey_modalities(jobs)]
+    if len(present) != 1:
+        raise ValueError(f"model embeds {supported} and the survey has {_survey_modalities(jobs)}: "
+                         f"choose one with modality='image', 'spectrum' or 'photometry'")
+    return present[0]
+
+
+def run_metadata(embedder, modality: str) -> dict[str, str]:
+    """Metadata shared by every part of a run (the per-tile keys are added by :func:`embed_tile`)."""
+    return {"model_name": str(getattr(embedder, "name", "")), "model_hash": str(embedder.content_hash),
+            # where the model was: lets a search embed a query file with the same model (informative only)
+            "model_path": str(Path(getattr(embedder, "path", "")).resolve()),
+            "modality": modality, "embed_dim": str(int(embedder.embed_dim)),
+            # the resolved precision (32-true or bf16-mixed): a resumed run must not mix the two in one catalogue
+            "precision": str(getattr(embedder, "precision", "32-true")),
+            "astroembed_version": __version__}

@@ -7,6 +7,16 @@ conformal calibration: a seeded share of the reference objects is held out of th
 and an object's p-value is the fraction of those held-out (in-distribution) objects that score at
 least as high, (1 + #{s_cal >= s}) / (n_cal + 1). For objects drawn like the reference, P(p <= a) <= a,
 so ``ood_pvalue < 0.01`` flags about 1 % of normal objects. IsolationForest is the baseline ranking.
+
+Where the cutouts are at hand, the pixels give a second, independent test
+(:mod:`astroembed.evaluate.pixel_quality`: cosmic rays, hot columns, trails, saturation, blank sky), calibrated
+the same way into ``pixel_artefact_pvalue``. The two are combined by Bonferroni, ``anomaly_pvalue =
+min(1, 2 min(ood_pvalue, pixel_artefact_pvalue))``, which stays valid (P(p <= a) <= a) whatever the dependence
+between the tests. ``anomaly_rank`` then sorts by ``anomaly_pvalue`` and breaks its ties (conformal p-values
+bottom out at 1 / (n_cal + 1)) by ``anomaly_score``, the larger of the two tests' robust z-scores against their
+calibration objects. Without pixels ``anomaly_pvalue`` is ``ood_pvalue`` and ``anomaly_rank`` sorts by
+``knn_distance`` (a catalogue ranked against itself has two calibrating halves, whose p-values are each valid
+but order the catalogue more coarsely than the distance does).
 """
 
 from __future__ import annotations
@@ -21,7 +31,8 @@ from sklearn.preprocessing import StandardScaler
 
 from .vectors import unit_rows
 
-__all__ = ["KNNOutlierScorer", "IsolationForestScorer", "rank_catalog", "write_anomalies"]
+__all__ = ["KNNOutlierScorer", "IsolationForestScorer", "combine_pvalues", "combined_rank", "rank_catalog",
+           "write_anomalies"]
 
 
 class KNNOutlierScorer(BaseEstimator):
@@ -87,6 +98,27 @@ class KNNOutlierScorer(BaseEstimator):
         n_at_least = len(self.calibration_scores_) - np.searchsorted(self.calibration_scores_, scores, "left")
         return (1 + n_at_least) / (len(self.calibration_scores_) + 1)
 
+    def z_of_scores(self, scores) -> np.ndarray:
+        """Robust z-score of scores against the calibration objects' (median, 1.4826 x MAD): a scale on which
+        objects beyond every calibration object still differ, to order ties of the p-value."""
+        cal = self.calibration_scores_
+        centre = np.median(cal)
+        scale = 1.4826 * np.median(np.abs(cal - centre))
+        return (np.asarray(scores, np.float64) - centre) / (scale if scale > 0 else max(np.ptp(cal), 1e-12))
+
+
+def combine_pvalues(*pvalues) -> np.ndarray:
+    """Bonferroni combination of m tests' p-values, min(1, m x min p): valid for any dependence between them."""
+    stacked = np.stack([np.asarray(p, np.float64) for p in pvalues])
+    return np.minimum(1.0, len(stacked) * stacked.min(axis=0))
+
+
+def combined_rank(pvalue, score) -> np.ndarray:
+    """1 = most anomalous: smallest p-value first, ties broken by the larger score."""
+    rank = np.empty(len(pvalue), np.int64)
+    rank[np.lexsort((-np.asarray(score), np.asarray(pvalue)))] = np.arange(1, len(pvalue) + 1)
+    return rank
+
 
 class IsolationForestScorer(BaseEstimator):
     """Baseline: scikit-learn's IsolationForest on standardised embeddings; larger score = stranger.
@@ -111,53 +143,92 @@ class IsolationForestScorer(BaseEstimator):
         return -self.forest_.score_samples(self.scaler_.transform(np.asarray(X, np.float64)))
 
 
-def _cross_fit_scores(X: np.ndarray, k: int, seed: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and p-values of every object of a catalogue ranked against itself: two seeded halves, each
-    scored against (and calibrated on) the other, so no object is its own neighbour or calibrator."""
+def _knn_columns(scorer: KNNOutlierScorer, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    score = scorer.score(X)
+    return score, scorer.p_value_of_scores(score), scorer.z_of_scores(score)
+
+
+def _pixel_columns(scorer, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    score = scorer.score(features)
+    return score, scorer.p_value_of_scores(score), score  # the pixel score is already a robust z-score
+
+
+def _columns(fit, X: np.ndarray, reference, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(score, p-value, z) of every row of ``X``: scored against ``reference`` by the scorer ``fit`` returns,
+    or, without a reference, against itself in two seeded halves, each scored against (and calibrated on)
+    the other, so no object is its own neighbour or calibrator."""
+    if reference is not None:
+        return fit(reference)(X)
     half = np.random.default_rng(seed).permutation(len(X)) < len(X) // 2
-    score, p = np.empty(len(X)), np.empty(len(X))
+    out = np.empty((3, len(X)))
     for part in (half, ~half):
-        scorer = KNNOutlierScorer(k=k, metric=metric, seed=seed).fit(X[~part])
-        score[part] = scorer.score(X[part])
-        p[part] = scorer.p_value_of_scores(score[part])
-    return score, p
+        out[:, part] = fit(X[~part])(X[part])
+    return out[0], out[1], out[2]
 
 
-def rank_catalog(X, reference=None, k: int = 10, seed: int = 0, metric: str = "cosine") -> dict[str, np.ndarray]:
-    """Anomaly columns for each row of ``X``: ``knn_distance``, ``ood_pvalue``, ``isolation_forest_score``
-    and ``anomaly_rank`` (1 = most anomalous by k-NN distance).
+def rank_catalog(X, reference=None, k: int = 10, seed: int = 0, metric: str = "cosine", pixels=None,
+                 reference_pixels=None) -> dict[str, np.ndarray]:
+    """Anomaly columns for each row of ``X``: ``knn_distance``, ``ood_pvalue``, ``isolation_forest_score``,
+    ``anomaly_pvalue``, ``anomaly_score`` and ``anomaly_rank`` (1 = most anomalous; see the module docstring).
 
     With ``reference`` embeddings (e.g. the training set of a model) both scorers are fitted on them;
     without, the catalogue is ranked against itself (k-NN: cross-fitted halves; IsolationForest: the whole
-    catalogue, as it is designed to be used).
+    catalogue, as it is designed to be used). ``pixels``, the :func:`~.pixel_quality.pixel_features` of the
+    same rows (and ``reference_pixels`` those of the reference, required with a reference), add
+    ``pixel_artefact_score`` and ``pixel_artefact_pvalue`` and enter the combined p-value.
     """
+    from .pixel_quality import PixelArtefactScorer
+
     X = np.asarray(X, np.float64)
     if len(X) < 4:
         raise ValueError(f"need at least 4 embeddings to rank, got {len(X)}")
-    if reference is None:
-        score, p = _cross_fit_scores(X, k, seed, metric)
-        forest = IsolationForestScorer(seed=seed).fit(X)
-    else:
-        scorer = KNNOutlierScorer(k=k, metric=metric, seed=seed).fit(reference)
-        score = scorer.score(X)
-        p = scorer.p_value_of_scores(score)
-        forest = IsolationForestScorer(seed=seed).fit(reference)
-    rank = np.empty(len(X), np.int64)
-    rank[np.argsort(-score, kind="stable")] = np.arange(1, len(X) + 1)
-    return {"knn_distance": score, "ood_pvalue": p, "isolation_forest_score": forest.score(X), "anomaly_rank": rank}
+    if pixels is not None and len(pixels) != len(X):
+        raise ValueError(f"pixel features have {len(pixels)} rows, the embeddings {len(X)}")
+    if pixels is not None and reference is not None and reference_pixels is None:
+        raise ValueError("with a reference, pixel features need the reference's pixel features too")
+
+    def knn(R):
+        scorer = KNNOutlierScorer(k=k, metric=metric, seed=seed).fit(R)
+        return lambda Q: _knn_columns(scorer, Q)
+
+    def pix(R):
+        scorer = PixelArtefactScorer(seed=seed).fit(R)
+        return lambda Q: _pixel_columns(scorer, Q)
+
+    score, p, z = _columns(knn, X, reference, seed)
+    forest = IsolationForestScorer(seed=seed).fit(X if reference is None else reference)
+    out = {"knn_distance": score, "ood_pvalue": p, "isolation_forest_score": forest.score(X)}
+    if pixels is None:  # one test: its p-value, and the ranking by distance as before the pixel test existed
+        out.update(anomaly_pvalue=p, anomaly_score=z, anomaly_rank=combined_rank(np.zeros(len(X)), score))
+        return out
+    out["pixel_artefact_score"], out["pixel_artefact_pvalue"], pixel_z = _columns(
+        pix, np.asarray(pixels, np.float64), reference_pixels, seed)
+    out.update(anomaly_pvalue=combine_pvalues(p, out["pixel_artefact_pvalue"]), anomaly_score=np.maximum(z, pixel_z))
+    out["anomaly_rank"] = combined_rank(out["anomaly_pvalue"], out["anomaly_score"])
+    return out
 
 
-def write_anomalies(embeddings, out, reference=None, k: int = 10, seed: int = 0) -> Path:
+def write_anomalies(embeddings, out, reference=None, k: int = 10, seed: int = 0, data=None) -> Path:
     """Rank an embedding catalogue and write object_id, ra, dec and the anomaly columns as Parquet,
-    sorted by rank (most anomalous first)."""
+    sorted by rank (most anomalous first). ``data``, an MMU survey holding the objects' cutouts (and the
+    reference's), adds the pixel-quality test and the combined p-value."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ..embed.store import read_embeddings
 
     ids, ra, dec, X = read_embeddings(embeddings)
-    ref = read_embeddings(reference)[3] if reference is not None else None
-    columns = rank_catalog(X, ref, k=k, seed=seed)
+    ref_ids, ref = (read_embeddings(reference)[0::3] if reference is not None else (None, None))
+    pixels = reference_pixels = None
+    if data is not None:
+        from ..data.mmu import MMUSurvey
+        from .raw_inputs import survey_pixel_features
+
+        survey = MMUSurvey(data)
+        rows = lambda object_ids: np.array([survey.index_of(str(o)) for o in object_ids])  # noqa: E731
+        pixels = survey_pixel_features(survey, rows(ids))
+        reference_pixels = None if ref_ids is None else survey_pixel_features(survey, rows(ref_ids))
+    columns = rank_catalog(X, ref, k=k, seed=seed, pixels=pixels, reference_pixels=reference_pixels)
     table = pa.table({"object_id": ids, "ra": ra, "dec": dec, **columns}).sort_by("anomaly_rank")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """The supervised from-scratch baselines inside `astroembed evaluate`: for each raw modality of the labels'
-MMU survey (images, spectra), a network trained on the labelled training rows only
+MMU survey (images, spectra), or for the cutouts of a folder of JPEG/PNG images, a network trained on the
+labelled training rows only
 (:class:`~astroembed.evaluate.supervised.SupervisedBaseline`), scored with the same metrics and bootstrap
 intervals on the same held-out rows as the probes, and along the same nested label subsets for the
 label-efficiency curve. Each fit has the run's budget (``supervised_steps`` and/or ``supervised_minutes``),
@@ -22,17 +23,21 @@ def feature_set_name(modality: str) -> str:
 
 
 def _raw_inputs(data, modality: str, artefacts: dict):
-    """Images or spectra of every object of the evaluation, read once and kept for the other tasks."""
+    """``(inputs, bands, image preprocessing or None)`` of every object of the evaluation: images or spectra,
+    read once and kept for the other tasks."""
     cache = artefacts.setdefault("raw_inputs", {})
     if modality not in cache:
         from ..preprocess.spectrum import SpectrumPreprocessConfig
-        from .raw_inputs import survey_images, survey_spectra
+        from .raw_inputs import folder_images, survey_images, survey_spectra
 
-        survey = artefacts["survey"]  # the runner refuses a run without one
+        survey = artefacts.get("survey")
+        if survey is None:  # a folder of colour cutouts (the runner refuses a run without either)
+            cache[modality] = folder_images(artefacts["image_folder"], data.object_ids)
+            return cache[modality]
         rows = np.array([survey.index_of(o) for o in data.object_ids])
         # the demo's spectrum grid (4 A): a CPU-sized input that still resolves galaxy lines
-        cache[modality] = (survey_images(survey, rows, crop=64) if modality == "image"
-                           else (survey_spectra(survey, rows, SpectrumPreprocessConfig(wave_step=4.0)), None))
+        cache[modality] = ((*survey_images(survey, rows, crop=64), None) if modality == "image"
+                           else (survey_spectra(survey, rows, SpectrumPreprocessConfig(wave_step=4.0)), None, None))
     return cache[modality]
 
 
@@ -50,9 +55,14 @@ def modalities_of(options, artefacts: dict) -> list[str]:
     unknown = [m for m in options.supervised_modalities if m not in MODALITIES]
     if unknown:
         raise ValueError(f"supervised modality {unknown[0]!r}: choose from {', '.join(MODALITIES)}")
+    survey = artefacts.get("survey")
+    if survey is None and artefacts.get("image_folder") is not None:  # colour cutouts: images only
+        if [m for m in options.supervised_modalities if m != "image"]:
+            raise ValueError(f"supervised modalities {list(options.supervised_modalities)}: a folder of cutouts "
+                             "has images only")
+        return ["image"]
     if options.supervised_modalities:
         return list(options.supervised_modalities)
-    survey = artefacts.get("survey")
     return [m for m in ("image", "spectrum") if survey is not None and m in survey.modalities] or ["image"]
 
 
@@ -66,13 +76,14 @@ def from_scratch_results(kind: str, data, options, artefacts: dict, train, y_tra
     results, curves, predictions = {}, {}, {}
     log = artefacts.get("log") or (lambda message: None)
     for modality in modalities_of(options, artefacts):
-        inputs, bands = _raw_inputs(data, modality, artefacts)
+        inputs, bands, preprocess = _raw_inputs(data, modality, artefacts)
 
-        def fit(rows, modality=modality, inputs=inputs, bands=bands):
+        def fit(rows, modality=modality, inputs=inputs, bands=bands, preprocess=preprocess):
             log(f"  {feature_set_name(modality)}: training from scratch on {len(rows)} labels")
             model = SupervisedBaseline(modality, probe_kind(kind), max_steps=options.supervised_steps or 10 ** 9,
                                        minutes=options.supervised_minutes or None, bands=tuple(bands or ()),
-                                       seed=options.seed, device=resolve_device(options.device))
+                                       preprocess=preprocess, seed=options.seed,
+                                       device=resolve_device(options.device))
             return model.fit(_take(inputs, train[rows]), y_train[rows])
 
         model = fit(np.arange(len(train)))

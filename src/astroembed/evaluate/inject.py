@@ -89,7 +89,9 @@ ARTEFACTS = {"satellite_trail": satellite_trail, "cosmic_rays": cosmic_rays, "ba
 
 
 def injection_auc(embed, reference: np.ndarray, images: np.ndarray, kinds=None, k: int = 10,
-                  seed: int = 0, injections: dict | None = None) -> dict[str, dict[str, float]]:
+                  seed: int = 0, injections: dict | None = None, reference_images: np.ndarray | None = None,
+                  reference_ivar: np.ndarray | None = None,
+                  ivar: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """ROC-AUC of each injected kind against the same normal cutouts, for the k-NN OOD score and the
     IsolationForest baseline, both fitted on ``reference`` embeddings (e.g. the training galaxies').
     ``injections`` maps a kind to its function(image, rng): :data:`ARTEFACTS` by default, or e.g.
@@ -97,15 +99,24 @@ def injection_auc(embed, reference: np.ndarray, images: np.ndarray, kinds=None, 
 
     ``embed`` maps (N, bands, H, W) cutouts to (N, D) embeddings; every kind is injected into a copy
     of each of ``images`` (held-out galaxies), so each comparison is the same galaxies with and
-    without the artefact.
+    without the artefact. With ``reference_images`` (the reference objects' cutouts, and their
+    ``reference_ivar`` if any; ``ivar``, that of ``images``, is kept for the injected copies: an artefact
+    is what the pipeline's inverse variance does not know about) the pixel-quality score
+    (:mod:`.pixel_quality`) and the combined ranking of :func:`.anomaly.rank_catalog` are scored too:
+    keys ``pixel``, ``combined`` and their median p-values.
     """
     from sklearn.metrics import roc_auc_score
 
-    from .anomaly import IsolationForestScorer, KNNOutlierScorer
+    from .anomaly import IsolationForestScorer, KNNOutlierScorer, combine_pvalues, combined_rank
+    from .pixel_quality import PixelArtefactScorer, pixel_features
 
     knn = KNNOutlierScorer(k=k, seed=seed).fit(reference)
     forest = IsolationForestScorer(seed=seed).fit(reference)
     normal = embed(images)
+    pixels = None
+    if reference_images is not None:
+        pixels = PixelArtefactScorer(seed=seed).fit(pixel_features(reference_images, reference_ivar))
+        normal_pixels = pixel_features(images, ivar)
     truth = np.r_[np.zeros(len(images)), np.ones(len(images))]
     out = {}
     injections = injections or ARTEFACTS
@@ -113,9 +124,20 @@ def injection_auc(embed, reference: np.ndarray, images: np.ndarray, kinds=None, 
         if kind not in injections:
             raise ValueError(f"unknown injection {kind!r}; kinds: {', '.join(sorted(injections))}")
         rng = np.random.default_rng(seed)
-        strange = embed(np.stack([injections[kind](im, rng) for im in images]))
+        injected = np.stack([injections[kind](im, rng) for im in images])
+        strange = embed(injected)
         both = np.r_[normal, strange]
-        out[kind] = {"knn": float(roc_auc_score(truth, knn.score(both))),
+        knn_score = knn.score(both)
+        out[kind] = {"knn": float(roc_auc_score(truth, knn_score)),
                      "isolation_forest": float(roc_auc_score(truth, forest.score(both))),
-                     "knn_median_pvalue": float(np.median(knn.p_value(strange)))}
+                     "knn_median_pvalue": float(np.median(knn.p_value_of_scores(knn_score[len(images):])))}
+        if pixels is not None:
+            pixel_score = pixels.score(np.r_[normal_pixels, pixel_features(injected, ivar)])
+            pixel_p = pixels.p_value_of_scores(pixel_score)
+            p = combine_pvalues(knn.p_value_of_scores(knn_score), pixel_p)
+            rank = combined_rank(p, np.maximum(knn.z_of_scores(knn_score), pixel_score))
+            out[kind].update(pixel=float(roc_auc_score(truth, pixel_score)),
+                             combined=float(roc_auc_score(truth, -rank)),
+                             pixel_median_pvalue=float(np.median(pixel_p[len(images):])),
+                             combined_median_pvalue=float(np.median(p[len(images):])))
     return out

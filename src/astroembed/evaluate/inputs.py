@@ -1,6 +1,10 @@
 """What `astroembed evaluate` reads: feature sets (an embedding catalogue, or feature columns of any
-catalogue: photometry is a first-class input) and labels (an MMU survey or a catalogue), and how the
-two are joined: by object_id, by row when they are the same table, or by sky position within a radius.
+catalogue: photometry is a first-class input) and labels (an MMU survey, a folder of JPEG/PNG cutouts
+labelled by sub-folder, or a catalogue), and how the two are joined: by object_id, by row when they are
+the same table, or by sky position within a radius.
+
+The raw inputs of the labelled objects (the survey's images and spectra, or the folder's cutouts) travel
+in ``LabelTable.extra`` (``"survey"`` or ``"image_folder"``) for the baselines that see the data itself.
 
 Rows whose features are not finite are dropped and counted (``n_dropped``), the documented masking for
 catalogues that mark missing magnitudes with NaN; a missing column is an error naming file and field.
@@ -15,7 +19,11 @@ import numpy as np
 
 from ..data.records import InvalidDataError
 
-__all__ = ["FeatureSet", "LabelTable", "load_features", "load_labels", "join", "read_table", "align"]
+__all__ = ["FeatureSet", "LabelTable", "load_features", "load_labels", "join", "read_table", "align", "raw_data",
+           "source_order_ids", "FOLDER_LABEL"]
+
+# The label of an image in a folder of cutouts: the name of its first-level sub-folder (spirals/, ...).
+FOLDER_LABEL = "class"
 
 
 @dataclass
@@ -115,15 +123,66 @@ def load_features(path, features: list[str] | None = None, name: str | None = No
                       int((~good).sum()))
 
 
-def load_labels(path, columns: list[str], names: list[str] | None = None) -> LabelTable:
-    """Label ``columns`` of an MMU survey (tile or folder) or of a catalogue file."""
+def raw_data(path) -> dict:
+    """The raw inputs at ``path`` for the baselines that see pixels or flux: ``{"survey": MMUSurvey}`` for an
+    MMU survey (tile or folder), ``{"image_folder": ImageFolderDataset}`` for a folder of JPEG/PNG cutouts.
+
+    Raises
+    ------
+    InvalidDataError
+        When ``path`` is neither.
+    """
+    from ..data.readers.image_folder import is_image_folder
+
     path = Path(path)
     if _is_survey(path):
         from ..data.mmu import MMUSurvey
 
-        survey = MMUSurvey(path)
+        return {"survey": MMUSurvey(path)}
+    if is_image_folder(path):
+        from ..data.folder_dataset import ImageFolderDataset
+
+        return {"image_folder": ImageFolderDataset(path)}
+    raise InvalidDataError("is neither an MMU survey nor a folder of JPEG/PNG cutouts (the raw inputs of the "
+                           "objects)", source=str(path))
+
+
+def source_order_ids(extra: dict) -> np.ndarray | None:
+    """Object ids of the raw data in its own order (survey rows, sorted image files), or None: the order the
+    pretraining stages split in, so :func:`~astroembed.evaluate.probes.held_out_ids` over it holds out the
+    objects a model pretrained on that data never saw."""
+    if "survey" in extra:
+        return extra["survey"].object_ids.astype(str)
+    if "image_folder" in extra:
+        return extra["image_folder"].object_ids.astype(str)
+    return None
+
+
+def _folder_labels(path: Path, columns: list[str], raw: dict) -> LabelTable:
+    """The sub-folder of each image as the label column ``class`` (empty for images at the top level)."""
+    folder = raw["image_folder"]
+    missing = [c for c in columns if c != FOLDER_LABEL]
+    if missing:
+        raise InvalidDataError(f"no label column {missing[0]!r}: a folder of cutouts labels each image by its "
+                               f"sub-folder, column {FOLDER_LABEL!r} (classes {folder.classes}); give other "
+                               "labels as a table with object_id = file name without extension", source=str(path),
+                               field=missing[0])
+    classes = np.array([folder.classes[i] if i >= 0 else "" for i in folder.labels])
+    return LabelTable(folder.object_ids.astype(str), {FOLDER_LABEL: classes}, str(path), extra=raw)
+
+
+def load_labels(path, columns: list[str], names: list[str] | None = None) -> LabelTable:
+    """Label ``columns`` of an MMU survey (tile or folder), a folder of cutouts (column ``class``: the
+    sub-folder) or a catalogue file."""
+    from ..data.readers.image_folder import is_image_folder
+
+    path = Path(path)
+    if _is_survey(path):
+        survey = raw_data(path)["survey"]
         return LabelTable(survey.object_ids.astype(str), survey.labels(columns), str(path), survey.ra, survey.dec,
                           extra={"survey": survey})
+    if is_image_folder(path):
+        return _folder_labels(path, columns, raw_data(path))
     table = read_table(path, names)
     missing = [c for c in columns if c not in table.colnames]
     if missing:

@@ -127,7 +127,8 @@ def pit_histograms(task: dict, pits: dict[str, np.ndarray], path: Path) -> Path:
 
 
 def anomaly_overview(columns: dict[str, np.ndarray], object_ids: np.ndarray, path: Path, n_top: int = 10) -> Path:
-    """Distribution of k-NN distances (top ranks marked) and k-NN against IsolationForest scores."""
+    """Distribution of k-NN distances (top ranks marked) and k-NN against the pixel-quality score where the
+    ranking has one (else against IsolationForest scores)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
     distance = columns["knn_distance"]
     positive = distance[distance > 0]
@@ -140,10 +141,13 @@ def anomaly_overview(columns: dict[str, np.ndarray], object_ids: np.ndarray, pat
         left.axvline(distance[i], color="r", lw=0.6)
     left.set_xlabel("mean distance to the k nearest reference objects")
     left.set_title(f"top {n_top} anomalies marked in red", fontsize=9)
-    right.scatter(distance, columns["isolation_forest_score"], s=3, color="k", alpha=0.5)
-    right.scatter(distance[top], columns["isolation_forest_score"][top], s=12, color="r")
+    other, label = (columns["isolation_forest_score"], "IsolationForest score")
+    if "pixel_artefact_score" in columns:
+        other, label = columns["pixel_artefact_score"], "pixel artefact score (robust z)"
+    right.scatter(distance, other, s=3, color="k", alpha=0.5)
+    right.scatter(distance[top], other[top], s=12, color="r")
     right.set_xlabel("k-NN distance")
-    right.set_ylabel("IsolationForest score")
+    right.set_ylabel(label)
     right.set_title("two rankings: " + ", ".join(str(o) for o in object_ids[top[:3]]), fontsize=8)
     return _save(fig, path)
 

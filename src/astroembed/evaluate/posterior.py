@@ -11,6 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import numpy as np
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
@@ -45,20 +46,40 @@ class FlowPosterior(BaseEstimator):
     Trained by maximum likelihood with AdamW; a seeded ``validation_fraction`` of the training rows stops
     training when its NLL has not improved for ``patience`` epochs, and the best epoch's weights are kept.
 
+    ``n_flows`` flows (an ensemble, as AstroCLIP's posterior heads) are fitted with seeds ``seed``,
+    ``seed + 1``, ... (each its own initialisation and validation rows); the posterior is their equal-weight
+    mixture. One flow fitted to a few hundred objects is over-confident: its mean is off by more than its
+    width allows, and the members disagree by about that amount, so the mixture covers what one flow misses
+    (demo survey, 700 galaxies: 68 % coverage 0.47-0.64 for one flow, 0.68-0.72 for five; README).
+
+    With ``calibrate`` a seeded ``calibration_fraction`` of the rows is held out of every member and sets a
+    temperature T shared by the members' base distributions, N(0, T^2) in place of N(0, 1): a flow maps a
+    target y to a latent z that is N(0, 1) when it is calibrated, and the density becomes
+    log N(z; 0, T^2) + log|dz/dy|, every interval rescaled in latent space (where the flow's shape, skewness
+    and all, is kept). T maximises the mixture's likelihood of the calibration rows (a grid from 0.5 to 3;
+    for one flow the optimum is T^2 = mean z^2). The validation rows cannot serve: they chose the epoch, so
+    their latents look better calibrated than new objects'. Off by default: on the demo survey the ensemble
+    is calibrated without it (T = 0.99-1.09) and training on 15 % fewer rows costs NLL.
+
     Attributes
     ----------
-    flow_ : zuko.flows.NSF
+    flows_ : list of zuko.flows.NSF
+        The members; ``flow_`` is the first.
     x_scaler_, y_scaler_ : StandardScaler
     n_epochs_ : int
-        Epochs run before stopping.
+        Epochs run before stopping, summed over the members.
+    temperatures_ : list of float
+        Scale of each member's base distribution (1 without ``calibrate``); ``temperature_`` is the first's.
     """
 
     def __init__(self, transforms: int = 3, hidden=(64, 64), max_epochs: int = 100, batch_size: int = 128,
                  lr: float = 1e-3, weight_decay: float = 0.0, validation_fraction: float = 0.15, patience: int = 10,
-                 n_samples: int = 500, seed: int = 0):
+                 n_samples: int = 500, n_flows: int = 5, calibrate: bool = False, calibration_fraction: float = 0.15,
+                 seed: int = 0):
         self.transforms, self.hidden, self.max_epochs, self.batch_size = transforms, hidden, max_epochs, batch_size
         self.lr, self.weight_decay, self.validation_fraction = lr, weight_decay, validation_fraction
-        self.patience, self.n_samples, self.seed = patience, n_samples, seed
+        self.patience, self.n_samples, self.calibrate, self.seed = patience, n_samples, calibrate, seed
+        self.calibration_fraction, self.n_flows = calibration_fraction, n_flows
 
     def fit(self, X, y):
         with _one_thread():
@@ -66,44 +87,87 @@ class FlowPosterior(BaseEstimator):
 
     def _fit(self, X, y):
         import torch
-        import zuko
 
         X, y = np.asarray(X, np.float64), _as_2d(y)
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} rows, y has {len(y)}")
-        torch.manual_seed(self.seed)
+        if self.n_flows < 1:
+            raise ValueError(f"n_flows must be >= 1, got {self.n_flows}")
         self.x_scaler_, self.y_scaler_ = StandardScaler().fit(X), StandardScaler().fit(y)
         xs = torch.as_tensor(self.x_scaler_.transform(X), dtype=torch.float32)
         ys = torch.as_tensor(self.y_scaler_.transform(y), dtype=torch.float32)
         order = np.random.default_rng(self.seed).permutation(len(X))
-        n_val = max(1, int(self.validation_fraction * len(X)))
+        n_cal = max(1, int(self.calibration_fraction * len(X))) if self.calibrate else 0
+        # rows kept in their order: member i is the flow FlowPosterior(seed=seed + i, n_flows=1) fits on them
+        cal, fit = torch.as_tensor(order[:n_cal]), torch.as_tensor(np.sort(order[n_cal:]))
+        members = [self._fit_member(xs[fit], ys[fit], self.seed + i) for i in range(self.n_flows)]
+        self.flows_, epochs = [m[0] for m in members], [m[1] for m in members]
+        self.temperatures_ = [self._temperature(xs[cal], ys[cal]) if self.calibrate else 1.0] * self.n_flows
+        self.flow_, self.temperature_, self.n_epochs_ = self.flows_[0], self.temperatures_[0], sum(epochs)
+        return self
+
+    def _temperature(self, xs, ys) -> float:
+        """The base scale T, shared by the members, that maximises the mixture's likelihood of the calibration
+        rows (a grid of 0.5-3 in steps of 3 %): one flow's optimum is T^2 = mean z^2; a mixture's also weighs
+        how far apart its members lie."""
+        import torch
+
+        grid = np.exp(np.linspace(np.log(0.5), np.log(3.0), 61))
+        d = ys.shape[1]
+        with torch.no_grad():
+            latents = [flow(xs).transform.call_and_ladj(ys) for flow in self.flows_]
+        sq = np.stack([z.double().pow(2).sum(-1).numpy() for z, _ in latents])  # (members, rows)
+        ladj = np.stack([a.double().numpy() for _, a in latents])
+        lp = -0.5 * sq[None] / grid[:, None, None] ** 2 - d * np.log(grid)[:, None, None] + ladj[None]
+        mixture = logsumexp(lp, axis=1).sum(axis=1)  # (grid,), constants dropped
+        return float(grid[np.argmax(mixture)])
+
+    def _fit_member(self, xs, ys, seed: int):
+        """One flow, with its own seeded initialisation and validation / calibration shares."""
+        import torch
+        import zuko
+
+        torch.manual_seed(seed)
+        order = np.random.default_rng(seed).permutation(len(xs))
+        n_val = max(1, int(self.validation_fraction * len(xs)))
+        if len(xs) - n_val < 1:
+            raise ValueError(f"{len(xs)} rows leave none to train on after the validation and calibration shares")
         val, train = torch.as_tensor(order[:n_val]), torch.as_tensor(order[n_val:])
-        self.flow_ = zuko.flows.NSF(ys.shape[1], xs.shape[1], transforms=self.transforms,
-                                    hidden_features=tuple(self.hidden))
-        optimizer = torch.optim.AdamW(self.flow_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        best, best_state, waited = np.inf, None, 0
-        generator = torch.Generator().manual_seed(self.seed)
-        self.n_epochs_ = 0
+        flow = zuko.flows.NSF(ys.shape[1], xs.shape[1], transforms=self.transforms, hidden_features=tuple(self.hidden))
+        optimizer = torch.optim.AdamW(flow.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        best, best_state, waited, epochs = np.inf, None, 0, 0
+        generator = torch.Generator().manual_seed(seed)
         for _ in range(self.max_epochs):
-            self.n_epochs_ += 1
-            self.flow_.train()
+            epochs += 1
+            flow.train()
             for batch in train[torch.randperm(len(train), generator=generator)].split(self.batch_size):
-                loss = -self.flow_(xs[batch]).log_prob(ys[batch]).mean()
+                loss = -flow(xs[batch]).log_prob(ys[batch]).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
             with torch.no_grad():
-                self.flow_.eval()
-                val_nll = float(-self.flow_(xs[val]).log_prob(ys[val]).mean())
+                flow.eval()
+                val_nll = float(-flow(xs[val]).log_prob(ys[val]).mean())
             if val_nll < best - 1e-4:
                 best, waited = val_nll, 0
-                best_state = {k: v.clone() for k, v in self.flow_.state_dict().items()}
+                best_state = {k: v.clone() for k, v in flow.state_dict().items()}
             else:
                 waited += 1
                 if waited >= self.patience:
                     break
-        self.flow_.load_state_dict(best_state)
-        return self
+        flow.load_state_dict(best_state)
+        flow.eval()
+        return flow, epochs
+
+    @staticmethod
+    def _latent_log_prob(flow, temperature: float, context, ys):
+        """log p(y | x) of one flow in standardised units with the base distribution N(0, T^2)."""
+        import math
+
+        dist = flow(context)
+        z, ladj = dist.transform.call_and_ladj(ys)
+        d, t = ys.shape[-1], temperature
+        return -0.5 * (z.double() / t).pow(2).sum(-1) - d * math.log(t) - 0.5 * d * math.log(2 * math.pi) + ladj
 
     def _context(self, X):
         import torch
@@ -115,17 +179,27 @@ class FlowPosterior(BaseEstimator):
         import torch
 
         ys = torch.as_tensor(self.y_scaler_.transform(_as_2d(y)), dtype=torch.float32)
+        context = self._context(X)
         with torch.no_grad(), _one_thread():
-            lp = self.flow_(self._context(X)).log_prob(ys).double().numpy()
-        return lp - np.log(self.y_scaler_.scale_).sum()
+            lp = np.stack([self._latent_log_prob(f, t, context, ys).double().numpy()
+                           for f, t in zip(self.flows_, self.temperatures_)])
+        # the ensemble's density is the members' mean density
+        return logsumexp(lp, axis=0) - np.log(len(lp)) - np.log(self.y_scaler_.scale_).sum()
 
     def sample(self, X, n: int | None = None) -> np.ndarray:
         """(N, n, n_targets) posterior draws in the targets' units."""
         import torch
 
         torch.manual_seed(self.seed)
+        n = n or self.n_samples
+        per_flow = -(-n // len(self.flows_))  # equal shares of the mixture, trimmed to n
+        context = self._context(X)
         with torch.no_grad(), _one_thread():
-            draws = self.flow_(self._context(X)).sample((n or self.n_samples,)).double().numpy()
+            parts = []
+            for flow, temperature in zip(self.flows_, self.temperatures_):
+                dist = flow(context)
+                parts.append(dist.transform.inv(temperature * dist.base.sample((per_flow,))).double().numpy())
+            draws = np.concatenate(parts)[:n]
         n_draws, n_obj, d = draws.shape
         draws = self.y_scaler_.inverse_transform(draws.reshape(-1, d)).reshape(n_draws, n_obj, d)
         return draws.transpose(1, 0, 2)

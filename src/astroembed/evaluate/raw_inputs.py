@@ -1,5 +1,6 @@
-"""The raw inputs of an MMU survey's objects, read in blocks straight from the tiles: pixels and spectra for
-the baselines that see the data itself (PCA of pixels or flux, and the networks trained from scratch).
+"""The raw inputs of an MMU survey's objects, read in blocks straight from the tiles, or of a folder of
+JPEG/PNG colour cutouts: pixels and spectra for the baselines that see the data itself (PCA of pixels or
+flux, and the networks trained from scratch).
 
 A tile's objects are contiguous and in row order in :class:`~astroembed.data.mmu.MMUSurvey`, so a tile is
 read with one slice per column (per-object reads are far slower on thousands of objects).
@@ -13,8 +14,9 @@ import torch
 from ..data.mmu_conventions import good_spectrum_mask
 from ..data.records import InvalidDataError
 from ..data.validate import decode_strings
+from ..preprocess.image import PreprocessConfig, standardize
 
-__all__ = ["column_blocks", "gather", "survey_images", "survey_spectra"]
+__all__ = ["column_blocks", "gather", "survey_images", "survey_spectra", "survey_pixel_features", "folder_images"]
 
 
 def column_blocks(survey, column: str, bin_factor: int = 1, dtype=np.float32):
@@ -100,3 +102,66 @@ def survey_spectra(survey, rows: np.ndarray, config) -> dict[str, torch.Tensor]:
     bad = ~np.isfinite(flux) | ~np.isfinite(ivar) | (ivar < 0)
     flux, ivar = np.where(bad, 0, flux), np.where(bad, 0, ivar)
     return prepare_stored_spectra(flux, ivar, wave, good & ~bad & (wave > 0), config)
+
+
+def survey_pixel_features(survey, rows: np.ndarray) -> np.ndarray:
+    """:func:`~astroembed.evaluate.pixel_quality.pixel_features` of survey rows ``rows`` (in that order), read
+    tile by tile. A pixel counts as masked where ``image_mask`` is False or ``image_ivar`` is <= 0; a cutout
+    stored without ivar (all NaN, "unknown") gets its noise from its own sky ring."""
+    from .pixel_quality import FEATURES, pixel_features
+
+    if "image_array" not in survey.columns:
+        raise InvalidDataError("has no images (image_array): pixel-quality scores need them", source=str(survey.path),
+                               field="image_array")
+    rows = np.asarray(rows)
+    position = {int(r): k for k, r in enumerate(rows)}
+    out = np.full((len(rows), len(FEATURES)), np.nan)
+    for i, tile_rows, flux in column_blocks(survey, "image_array"):
+        here = [(position[int(r)], j) for j, r in enumerate(tile_rows) if int(r) in position]
+        if not here:
+            continue
+        dest, src = map(np.array, zip(*here))
+        f = survey._file(i)
+        ivar = np.asarray(f["image_ivar"][:], np.float32)[src] if "image_ivar" in f else np.ones_like(flux[src])
+        unknown = np.isnan(ivar).all(axis=(1, 2, 3))
+        ivar[unknown] = 1.0  # no ivar stored: uniform weights, the ring sets the noise
+        if "image_mask" in f:
+            ivar = np.where(np.asarray(f["image_mask"][:], bool)[src], ivar, 0.0)
+        out[dest] = pixel_features(flux[src], ivar)
+    missing = np.flatnonzero(np.isnan(out).any(axis=1))
+    if missing.size:
+        raise InvalidDataError(f"{missing.size} requested rows are not in the survey's tiles", source=str(survey.path),
+                               field="image_array")
+    return out
+
+
+def folder_images(folder, object_ids) -> tuple[torch.Tensor, list[str], PreprocessConfig]:
+    """Cutouts of a folder of colour images, ``(images (N, 3, S, S) on the 0-255 scale, ["R", "G", "B"],
+    preprocessing)``, in the order of ``object_ids`` (file stems).
+
+    Each image is standardised as image pretraining on a folder standardises it
+    (:meth:`~astroembed.preprocess.image.PreprocessConfig.for_rgb` of the first image's side: the central
+    half, resampled) and kept as 8-bit values, so a network trained from scratch sees the frame a
+    pretrained model saw; the returned preprocessing (RGB scaling and crop) is what it applies next.
+
+    Parameters
+    ----------
+    folder : ImageFolderDataset
+        The folder (as :func:`~astroembed.evaluate.inputs.raw_data` opens it).
+    object_ids : sequence of str
+        Which images, in which order.
+    """
+    from functools import partial
+
+    from ..data.folder_dataset import ImageFolderDataset
+    from ..data.readers.image_folder import load_rgb
+
+    config = PreprocessConfig.for_rgb(load_rgb(folder.files[0]).shape[-1])
+    standardised = ImageFolderDataset(folder.root, standardize=partial(standardize, config=config))
+    index = {str(o): i for i, o in enumerate(standardised.object_ids)}
+    missing = [str(o) for o in object_ids if str(o) not in index]
+    if missing:
+        raise InvalidDataError(f"{len(missing)} labelled object(s) have no image in the folder",
+                               source=str(folder.root), object_id=missing[0], field="object_id")
+    images = torch.stack([standardised[index[str(o)]]["image"] for o in object_ids])
+    return images, ["R", "G", "B"], config

@@ -172,6 +172,13 @@ def _anomaly_section(task: dict, artefacts: dict, out: Path) -> str:
         parts.append(f"<p><b>{html.escape(name)}</b>: held-out objects with p-value below 0.01 / 0.05 / 0.1: "
                      f"{_fmt(below['0.01'])} / {_fmt(below['0.05'])} / {_fmt(below['0.1'])} (calibrated: about "
                      f"equal to the level). Ranking: <code>{html.escape(r['anomalies'])}</code></p>")
+        if "pixel_held_out_fraction_below" in r:
+            pixel, combined = r["pixel_held_out_fraction_below"], r["combined_held_out_fraction_below"]
+            parts.append(f"<p>Pixel-quality p-values (cosmic rays, hot columns, trails, saturation, blank sky, from "
+                         f"the cutouts) below 0.01 / 0.05 / 0.1: {_fmt(pixel['0.01'])} / {_fmt(pixel['0.05'])} / "
+                         f"{_fmt(pixel['0.1'])}; combined (Bonferroni of the two): {_fmt(combined['0.01'])} / "
+                         f"{_fmt(combined['0.05'])} / {_fmt(combined['0.1'])}. The gallery and the ranking follow "
+                         f"the combined p-value.</p>")
         columns = artefacts.get("anomalies", {}).get(name)
         if columns is not None:
             path = out / f"anomalies_{plots.safe_name(name)}.png"

@@ -20,7 +20,8 @@ metrics.json schema (``"schema": "astroembed.evaluate/1"``)::
          # posterior: "results": {feature_set: {"flow" | "knn_gaussian": {"nll", "coverage": {"68": [...],
          #            "95": [...]}, "pit_histogram": [[...]]}}}
          # anomaly: "results": {feature_set: {"held_out_fraction_below": {"0.01", "0.05", "0.1"},
-         #          "anomalies": path of the Parquet ranking}}
+         #          "anomalies": path of the Parquet ranking}}; with the labels' survey's cutouts also
+         #          "pixel_held_out_fraction_below" and "combined_held_out_fraction_below" (same keys)
      }}}
 
 Intervals are 95 % percentile-bootstrap intervals over held-out objects.
@@ -38,7 +39,7 @@ import numpy as np
 from ..data.records import InvalidDataError
 from .inputs import FeatureSet, LabelTable, align
 from .probes import split_indices
-from .tasks import LABEL_FRACTIONS, Task, label_efficiency, probe_task, retrieval_task
+from .tasks import LABEL_FRACTIONS, Task, check_label_fractions, label_efficiency, probe_task, retrieval_task
 
 __all__ = ["EvaluateOptions", "evaluate_embeddings", "SCHEMA"]
 
@@ -65,6 +66,10 @@ class EvaluateOptions:
     supervised_minutes: float = 0.0
     supervised_modalities: tuple[str, ...] = ()  # () = every raw modality of the labels' survey
     device: str = "auto"
+
+    def __post_init__(self):
+        # the curve's points (nested subsets, increasing); () = no curve
+        self.label_fractions = check_label_fractions(self.label_fractions)
 
 
 @dataclass
@@ -152,22 +157,40 @@ def _posterior(data: _Aligned, task: Task, options: EvaluateOptions, artefacts: 
     return out
 
 
+def _survey_pixels(data: _Aligned, artefacts: dict):
+    """Pixel-quality features of every object when the labels' survey has its cutouts, else None."""
+    survey = artefacts.get("survey")
+    if survey is None or "image_array" not in survey.columns:
+        return None
+    from .raw_inputs import survey_pixel_features
+
+    artefacts["log"]("anomaly: pixel-quality features of the cutouts")
+    return survey_pixel_features(survey, np.array([survey.index_of(str(o)) for o in data.object_ids]))
+
+
 def _anomaly(data: _Aligned, options: EvaluateOptions, out_dir: Path, artefacts: dict) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .anomaly import KNNOutlierScorer, rank_catalog
+    from .anomaly import KNNOutlierScorer, combine_pvalues, rank_catalog
+    from .pixel_quality import PixelArtefactScorer
 
     out = {"n_train": len(data.train), "n_test": len(data.test), "results": {}}
+    pixels = _survey_pixels(data, artefacts)
+    below = lambda p: {str(a): float(np.mean(p <= a)) for a in (0.01, 0.05, 0.1)}  # noqa: E731
+    if pixels is not None:
+        pixel_p = PixelArtefactScorer(seed=options.seed).fit(pixels[data.train]).p_value(pixels[data.test])
     for name, X in data.X.items():
         scorer = KNNOutlierScorer(k=options.anomaly_k, metric=options.knn_metric, seed=options.seed)
         p = scorer.fit(X[data.train]).p_value(X[data.test])
-        columns = rank_catalog(X, k=options.anomaly_k, seed=options.seed, metric=options.knn_metric)
+        columns = rank_catalog(X, k=options.anomaly_k, seed=options.seed, metric=options.knn_metric, pixels=pixels)
         path = out_dir / f"anomalies_{name}.parquet"
         pq.write_table(pa.table({"object_id": data.object_ids, **columns}).sort_by("anomaly_rank"), path)
         artefacts.setdefault("anomalies", {})[name] = columns
-        out["results"][name] = {"held_out_fraction_below": {str(a): float(np.mean(p <= a)) for a in (0.01, 0.05, 0.1)},
-                                "anomalies": str(path)}
+        out["results"][name] = {"held_out_fraction_below": below(p), "anomalies": str(path)}
+        if pixels is not None:
+            out["results"][name].update(pixel_held_out_fraction_below=below(pixel_p),
+                                        combined_held_out_fraction_below=below(combine_pvalues(p, pixel_p)))
     return out
 
 
@@ -219,11 +242,18 @@ def evaluate_embeddings(feature_sets: list[FeatureSet], labels: LabelTable, task
         if fs.transform is not None:  # e.g. PCA of pixels: learned from the training objects only
             from sklearn.base import clone
 
-            data.X[fs.name] = clone(fs.transform).fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
-    artefacts: dict = {"data": data, "survey": labels.extra.get("survey"), "log": log}
-    if (options.supervised_steps > 0 or options.supervised_minutes > 0) and artefacts["survey"] is None:
+            transform = clone(fs.transform)
+            n_components = getattr(transform, "n_components", None)
+            if isinstance(n_components, int) and n_components > len(data.train):  # PCA: at most one per object
+                transform.set_params(n_components=len(data.train))
+            data.X[fs.name] = transform.fit(data.X[fs.name][data.train]).transform(data.X[fs.name])
+    artefacts: dict = {"data": data, "survey": labels.extra.get("survey"),
+                       "image_folder": labels.extra.get("image_folder"), "log": log}
+    if ((options.supervised_steps > 0 or options.supervised_minutes > 0) and artefacts["survey"] is None
+            and artefacts["image_folder"] is None):
         raise ValueError("the supervised baseline (--supervised-steps / --supervised-minutes) trains on the images "
-                         "or spectra of an MMU survey: give one as --labels")
+                         "or spectra of an MMU survey or on a folder of JPEG/PNG cutouts: give one as --labels "
+                         "(or as --data with --model)")
     results = {}
     log(f"{len(data.object_ids)} objects ({len(data.train)} train, {len(data.test)} held out), "
         f"{len(data.X)} feature sets: {', '.join(data.X)}")

@@ -15,12 +15,14 @@ from .probes import PROBES
 from .vectors import unit_rows
 
 __all__ = ["Task", "parse_tasks", "KINDS", "PRIMARY_METRIC", "probe_task", "label_efficiency", "label_order",
-           "retrieval_task", "score_predictions", "label_subsets"]
+           "retrieval_task", "score_predictions", "label_subsets", "LABEL_FRACTIONS", "check_label_fractions",
+           "parse_label_fractions"]
 
 KINDS = ("regression", "classification", "photo-z", "retrieval", "posterior", "anomaly")
 NEEDS_TARGET = ("regression", "classification", "photo-z", "retrieval", "posterior")
 # The metric a label-efficiency curve follows, and whether larger is better.
 PRIMARY_METRIC = {"regression": ("r2", True), "photo-z": ("nmad", False), "classification": ("balanced_accuracy", True)}
+# The points of a label-efficiency curve: fractions of the training labels (astroPT's 1, 3, 10, 30, 100 %).
 LABEL_FRACTIONS = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 
@@ -49,6 +51,41 @@ def parse_tasks(spec: str) -> list[Task]:
     if not tasks:
         raise ValueError("no tasks given")
     return tasks
+
+
+def check_label_fractions(fractions) -> tuple[float, ...]:
+    """Label fractions as a tuple of floats, each in (0, 1] and strictly increasing; () means no curve.
+
+    Increasing, because each subset is the prefix of one seeded order (:func:`label_order`), so a curve
+    read left to right adds labels to the same objects; a repeated or unsorted list is a mistake, not a
+    request.
+
+    Raises
+    ------
+    ValueError
+        Naming the offending value.
+    """
+    values = []
+    for value in fractions:
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"label fraction {value!r} is not a number") from None
+        if not 0 < f <= 1:  # also refuses NaN
+            raise ValueError(f"label fraction {value!r} must be in (0, 1] (1 = every training label)")
+        if values and f <= values[-1]:
+            raise ValueError(f"label fractions must be strictly increasing, got {f:g} after {values[-1]:g}")
+        values.append(f)
+    return tuple(values)
+
+
+def parse_label_fractions(spec: str) -> tuple[float, ...]:
+    """``"0.01,0.03,0.1,0.3,1"`` -> ``(0.01, 0.03, 0.1, 0.3, 1.0)``, checked by :func:`check_label_fractions`;
+    ``"none"`` (or an empty string) -> ``()``: no label-efficiency curve."""
+    spec = spec.strip()
+    if spec.lower() in ("", "none"):
+        return ()
+    return check_label_fractions([s.strip() for s in spec.split(",")])
 
 
 def probe_kind(kind: str) -> str:

@@ -59,6 +59,11 @@ LS_SOFTENING: float = 20.0
 LS_BLACK_LEVEL: float = 0.03  # sdss_rgb's `m`: lifts the sky so noise is visible, display only
 
 _MODES = ("arcsinh", "rgb")
+# Default geometry for 8-bit colour cutouts: Galaxy Zoo / SDSS cutouts frame the galaxy in the central
+# half, so keep that half, resample it to 96 px, and train on 64 px jitter-crops (Walmsley et al. and
+# Hayat et al. use comparable crops).
+RGB_DEFAULT_INPUT_SIZE = 96
+RGB_DEFAULT_CROP = 64
 RGB_BANDS = ("R", "G", "B")
 
 
@@ -144,6 +149,15 @@ class PreprocessConfig(Config):
     @classmethod
     def from_json(cls, text: str) -> "PreprocessConfig":
         return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def for_rgb(cls, side: int) -> "PreprocessConfig":
+        """The default preprocessing of 8-bit colour cutouts ``side`` pixels wide: the central half,
+        resampled to ``RGB_DEFAULT_INPUT_SIZE`` pixels, cropped to ``RGB_DEFAULT_CROP`` (see the constants).
+        Used by image pretraining on a JPEG folder and by the supervised baseline of ``evaluate``, so the
+        network trained from scratch sees the frame the pretrained one saw."""
+        return cls(mode="rgb", input_crop=int(side) // 2, input_size=RGB_DEFAULT_INPUT_SIZE,
+                   crop_size=RGB_DEFAULT_CROP)
 
     @classmethod
     def fit(cls, flux_sample: torch.Tensor | np.ndarray, bands: Sequence[str], *,

@@ -15,11 +15,6 @@ from ..data.folder_dataset import ImageFolderDataset
 from ..data.readers.image_folder import is_image_folder
 from ..data.records import InvalidDataError
 
-# Default geometry for 8-bit colour cutouts: Galaxy Zoo / SDSS cutouts frame the galaxy in the central
-# half, so keep that half, resample it to 96 px, and train on 64 px jitter-crops (Walmsley et al. and
-# Hayat et al. use comparable crops).
-RGB_DEFAULT_INPUT_SIZE = 96
-RGB_DEFAULT_CROP = 64
 FIT_SAMPLE = 256
 
 
@@ -35,8 +30,7 @@ def image_dataset(path, preprocess: PreprocessConfig | None):
     if is_image_folder(path):
         if preprocess is None:
             sample = ImageFolderDataset(path)[0]["image"]
-            preprocess = PreprocessConfig(mode="rgb", input_crop=int(sample.shape[-1]) // 2,
-                                          input_size=RGB_DEFAULT_INPUT_SIZE, crop_size=RGB_DEFAULT_CROP)
+            preprocess = PreprocessConfig.for_rgb(int(sample.shape[-1]))
         dataset = ImageFolderDataset(path, standardize=partial(standardize, config=preprocess), cache=True)
         return dataset, ("R", "G", "B"), preprocess, False
     dataset = MMUDataset(path, modalities=("image",))
