@@ -149,6 +149,10 @@ class MMUSurvey:
             h.close()
         self._handles, self._datasets = {}, {}
 
+    def indices_of(self, object_ids) -> np.ndarray:
+        """Survey rows of ``object_ids``, in their order (an unknown id raises as :meth:`index_of` does)."""
+        return np.array([self.index_of(o) for o in object_ids], dtype=np.int64)
+
     def index_of(self, object_id) -> int:
         if self._id_to_index is None:
             # ids are unique: __init__ checked them across every tile (check_unique_across)

@@ -29,6 +29,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
+from .conformal import conformal_pvalue
 from .vectors import unit_rows
 
 __all__ = ["KNNOutlierScorer", "IsolationForestScorer", "combine_pvalues", "combined_rank", "rank_catalog",
@@ -95,8 +96,7 @@ class KNNOutlierScorer(BaseEstimator):
 
     def p_value_of_scores(self, scores) -> np.ndarray:
         """:meth:`p_value` of scores already computed with :meth:`score` (the neighbour search is the cost)."""
-        n_at_least = len(self.calibration_scores_) - np.searchsorted(self.calibration_scores_, scores, "left")
-        return (1 + n_at_least) / (len(self.calibration_scores_) + 1)
+        return conformal_pvalue(self.calibration_scores_, scores)
 
     def z_of_scores(self, scores) -> np.ndarray:
         """Robust z-score of scores against the calibration objects' (median, 1.4826 x MAD): a scale on which
@@ -225,9 +225,8 @@ def write_anomalies(embeddings, out, reference=None, k: int = 10, seed: int = 0,
         from .raw_inputs import survey_pixel_features
 
         survey = MMUSurvey(data)
-        rows = lambda object_ids: np.array([survey.index_of(str(o)) for o in object_ids])  # noqa: E731
-        pixels = survey_pixel_features(survey, rows(ids))
-        reference_pixels = None if ref_ids is None else survey_pixel_features(survey, rows(ref_ids))
+        pixels = survey_pixel_features(survey, survey.indices_of(ids))
+        reference_pixels = None if ref_ids is None else survey_pixel_features(survey, survey.indices_of(ref_ids))
     columns = rank_catalog(X, ref, k=k, seed=seed, pixels=pixels, reference_pixels=reference_pixels)
     table = pa.table({"object_id": ids, "ra": ra, "dec": dec, **columns}).sort_by("anomaly_rank")
     out = Path(out)

@@ -34,7 +34,7 @@ def _raw_inputs(data, modality: str, artefacts: dict):
         if survey is None:  # a folder of colour cutouts (the runner refuses a run without either)
             cache[modality] = folder_images(artefacts["image_folder"], data.object_ids)
             return cache[modality]
-        rows = np.array([survey.index_of(o) for o in data.object_ids])
+        rows = survey.indices_of(data.object_ids)
         # the demo's spectrum grid (4 A): a CPU-sized input that still resolves galaxy lines
         cache[modality] = ((*survey_images(survey, rows, crop=64), None) if modality == "image"
                            else (survey_spectra(survey, rows, SpectrumPreprocessConfig(wave_step=4.0)), None, None))

@@ -53,6 +53,8 @@ import numpy as np
 from scipy import ndimage, sparse
 from sklearn.base import BaseEstimator
 
+from .conformal import conformal_pvalue
+
 __all__ = ["FEATURES", "pixel_features", "significance_map", "PixelArtefactScorer"]
 
 FEATURES = ("sharp", "column", "trail", "saturation", "blank")
@@ -336,5 +338,4 @@ class PixelArtefactScorer(BaseEstimator):
         return self.p_value_of_scores(self.score(features))
 
     def p_value_of_scores(self, scores) -> np.ndarray:
-        n_at_least = len(self.calibration_scores_) - np.searchsorted(self.calibration_scores_, scores, "left")
-        return (1 + n_at_least) / (len(self.calibration_scores_) + 1)
+        return conformal_pvalue(self.calibration_scores_, scores)

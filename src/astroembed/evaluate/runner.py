@@ -165,7 +165,7 @@ def _survey_pixels(data: _Aligned, artefacts: dict):
     from .raw_inputs import survey_pixel_features
 
     artefacts["log"]("anomaly: pixel-quality features of the cutouts")
-    return survey_pixel_features(survey, np.array([survey.index_of(str(o)) for o in data.object_ids]))
+    return survey_pixel_features(survey, survey.indices_of(data.object_ids))
 
 
 def _anomaly(data: _Aligned, options: EvaluateOptions, out_dir: Path, artefacts: dict) -> dict:

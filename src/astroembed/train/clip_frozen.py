@@ -176,19 +176,22 @@ def cache_features(model, dataset: MMUDataset, inputs: AlignmentInputs, config: 
     return cache, {m: torch.cat(v) for m, v in present.items()}
 
 
+def _map(cached: Cached, fn) -> Cached:
+    """``fn`` applied to a cache's tensor, or to each tensor of an encoder-input cache."""
+    return {k: fn(v) for k, v in cached.items()} if isinstance(cached, dict) else fn(cached)
+
+
 def _take(cached: Cached, views: torch.Tensor | int, rows: torch.Tensor) -> Cached:
     """Rows ``rows`` of a cache, row i in view ``views[i]`` (or every row in one view)."""
-    if isinstance(cached, dict):
-        return {k: v[views, rows] for k, v in cached.items()}
-    return cached[views, rows]
+    return _map(cached, lambda v: v[views, rows])
 
 
 def _n_views(cached: Cached) -> int:
-    return next(iter(cached.values())).shape[0] if isinstance(cached, dict) else cached.shape[0]
+    return (next(iter(cached.values())) if isinstance(cached, dict) else cached).shape[0]
 
 
 def _to(cached: Cached, device) -> Cached:
-    return {k: v.to(device) for k, v in cached.items()} if isinstance(cached, dict) else cached.to(device)
+    return _map(cached, lambda v: v.to(device))
 
 
 def _project(model, modality: str, x: Cached, trainable: tuple[str, ...], fixed: tuple[str, ...] = ()
@@ -251,12 +254,12 @@ def train_heads(model, losses: nn.ModuleDict, cache: dict[str, Cached], present:
             module.train()
         order = torch.randperm(n, generator=generator)
         # A modality with one view draws nothing: image + spectrum runs draw as they did before photometry.
-        views = {m: torch.randint(_n_views(c), (n,), generator=generator) if _n_views(c) > 1
-                 else torch.zeros(n, dtype=torch.long) for m, c in cache.items()}
+        views = {m: (torch.randint(_n_views(c), (n,), generator=generator) if _n_views(c) > 1
+                     else torch.zeros(n, dtype=torch.long)).to(device) for m, c in cache.items()}
         total = accuracy = 0.0
         for step in range(steps_per_epoch):
             rows = order[step * batch:(step + 1) * batch].to(device)
-            z = {m: _project(model, m, _take(cache[m], views[m].to(device)[rows], rows), trainable, fixed)
+            z = {m: _project(model, m, _take(cache[m], views[m][rows], rows), trainable, fixed)
                  for m in modalities}
             outs = pairwise_clip(losses, z, {m: present[m][rows] for m in modalities})
             loss = torch.stack([o.loss for o in outs.values()]).mean()
@@ -298,12 +301,8 @@ def _validation_loss(model, losses: nn.ModuleDict, cache: dict[str, Cached], pre
 
 def _split(cache: dict[str, Cached], present: dict[str, torch.Tensor], rows: torch.Tensor, views: bool = True):
     """The cache and presence of ``rows`` (every view, or only view 0 when ``views`` is False)."""
-    def pick(c):
-        if isinstance(c, dict):
-            return {k: v[:, rows] if views else v[:1, rows] for k, v in c.items()}
-        return c[:, rows] if views else c[:1, rows]
-
-    return {m: pick(c) for m, c in cache.items()}, {m: p[rows] for m, p in present.items()}
+    kept = slice(None) if views else slice(0, 1)
+    return {m: _map(c, lambda v: v[kept, rows]) for m, c in cache.items()}, {m: p[rows] for m, p in present.items()}
 
 
 def _alignment_inputs(config: FrozenAlignConfig, configs: dict, dataset: MMUDataset,
@@ -404,10 +403,9 @@ def align_frozen(config: FrozenAlignConfig) -> Path:
     train_seconds = time.perf_counter() - t0 - embed_seconds
     atomic_write_text(run_dir / "history.json", json.dumps(history))
     kept = {}  # the row of the epoch each stage kept: the lowest validation loss, else its last
-    for row in history:
-        if row["stage"] not in kept or row.get("val_loss", math.inf) < kept[row["stage"]].get("val_loss", math.inf) \
-                or validation is None:
-            kept[row["stage"]] = row
+    for stage in dict.fromkeys(row["stage"] for row in history):
+        rows = [row for row in history if row["stage"] == stage]
+        kept[stage] = min(rows, key=lambda row: row["val_loss"]) if validation is not None else rows[-1]
     photometry_kept = kept.get("photometry", {}).get("epoch")
     kept = kept.get("image_spectrum") or kept["joint"]
     n_train = len(present["image"])
