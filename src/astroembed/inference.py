@@ -394,13 +394,18 @@ class AlignedEmbedder(_Embedder):
     ``embed(images)``, ``embed_spectrum(flux, ivar, wavelength, mask)`` and ``embed_photometry(flux, ivar,
     bands)`` return (N, D) float32 unit vectors (each where the model has that encoder: ``modalities``);
     ``similarity`` scores them against each other (cosine), for cross-modal retrieval.
+
+    ``precision="auto"`` embeds in 32 bits here, unlike the single-modality embedders: the heads standardise
+    features whose differences between galaxies are a few % of their common value, and bfloat16's 0.4 %
+    steps in the image encoder cost 0.05 of held-out top-1 % recall on the main job's model (BENCHMARKS.md,
+    "Measured fluxes in the alignment"). Pass ``precision="bf16-mixed"`` to trade that for speed.
     """
 
     modality = "aligned"
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], path: Path,
                  device: str | torch.device | None = None, precision: str = "auto"):
-        super().__init__(model, config, path, device, precision)
+        super().__init__(model, config, path, device, "32-true" if precision == "auto" else precision)
         pre = config["preprocessing"]
         self.modalities = tuple(model.modalities)
         if "image" in self.modalities:
@@ -563,8 +568,9 @@ def load(path, device: str | torch.device | None = "cpu", precision: str = "auto
         "cpu", "cuda", "cuda:N" or "auto".
     precision
         "auto" (bf16 autocast around the forward pass where the device has bf16 units, see
-        :func:`astroembed.runtime.resolve_precision`; 32-bit elsewhere), "32-true" or "bf16-mixed". The
-        weights stay float32 and embeddings are returned as float32 in every case.
+        :func:`astroembed.runtime.resolve_precision`; 32-bit elsewhere, and for aligned models, whose retrieval
+        bf16 degrades), "32-true" or "bf16-mixed". The weights stay float32 and embeddings are returned as
+        float32 in every case.
     """
     path = Path(path)
     if (path / "model" / "config.json").is_file() and not (path / "config.json").is_file():

@@ -353,3 +353,49 @@ def test_with_photometry_after_the_image_and_spectrum_heads_are_those_of_the_run
     assert with_photometry.modalities == ("image", "spectrum", "photometry")
     for name in ("image_head", "spectrum_head"):
         assert _same(getattr(without, name).state_dict(), getattr(with_photometry, name).state_dict()), name
+
+
+def test_with_measured_fluxes_the_heads_see_the_encoders_features_and_the_measured_fluxes(encoders, tmp_path):
+    # The export's image and spectrum encoders are the pretrained ones wrapped with their measured fluxes
+    # (models/measured_fluxes.py); it embeds as its heads applied to [the encoder's own embedding, the
+    # aperture fluxes of the same preprocessed cutout] and [the spectrum's embedding, its binned fluxes].
+    from astroembed.models.measured_fluxes import ImageWithApertureFluxes, SpectrumWithBinnedFluxes
+    from astroembed.preprocess.image import PreprocessConfig, preprocess
+    from astroembed.preprocess.spectrum import SpectrumPreprocessConfig, prepare_spectra
+
+    _, galaxies, image, spectrum = encoders
+    model_dir = align_frozen(frozen_config(encoders, tmp_path / "align", epochs=4, measured_fluxes=True,
+                                           aperture_radii=[3, 6, 12], spectrum_flux_bins=8,
+                                           learned_feature_dropout=0.8))
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model"]["image"]["model_type"] == "image_with_aperture_fluxes"
+    assert config["model"]["spectrum"]["model"]["n_bins"] == 8
+    aligned, _ = load_model(model_dir)
+    aligned.eval()
+    assert isinstance(aligned.image_encoder, ImageWithApertureFluxes)
+    assert isinstance(aligned.spectrum_encoder, SpectrumWithBinnedFluxes)
+    _, image_state = load_state(image)
+    assert _same(aligned.image_encoder.encoder.state_dict(), image_state)
+
+    images, spectra = np.stack([g.image.flux for g in galaxies[:6]]), [g.spectrum for g in galaxies[:6]]
+    image_config = json.loads((image / "config.json").read_text())
+    pre = PreprocessConfig.from_dict(image_config["preprocessing"])
+    x = preprocess(images, pre, image_config["bands"])
+    spectrum_pre = SpectrumPreprocessConfig.from_dict(json.loads((spectrum / "config.json").read_text())["preprocessing"])
+    with torch.no_grad():
+        features = torch.cat([torch.as_tensor(astroembed.load(image, precision="32-true").embed(images)),
+                              aligned.image_encoder.measure(x)], dim=1)
+        expected = torch.nn.functional.normalize(aligned.image_head(features), dim=-1).numpy()
+        spectrum_features = torch.cat([
+            torch.as_tensor(astroembed.load(spectrum, precision="32-true").embed_spectrum(spectra)),
+            aligned.spectrum_encoder.measure(prepare_spectra(spectra, spectrum_pre))], dim=1)
+        expected_spectra = torch.nn.functional.normalize(aligned.spectrum_head(spectrum_features), dim=-1).numpy()
+    model = astroembed.load(model_dir)  # "auto" embeds an aligned model in 32 bits
+    assert model.precision == "32-true"
+    np.testing.assert_allclose(model.embed(images), expected, atol=2e-5)
+    np.testing.assert_allclose(model.embed_spectrum(spectra), expected_spectra, atol=2e-5)
+
+
+def test_learned_feature_dropout_needs_a_rate_below_one():
+    with pytest.raises(ValueError, match="learned_feature_dropout"):
+        FrozenAlignConfig(learned_feature_dropout=1.0)

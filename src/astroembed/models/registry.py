@@ -27,4 +27,6 @@ MODEL_TYPES = Registry("model_type", builtins={
     "spectrum_transformer": "astroembed.models.spectrum_transformer",
     "aligned": "astroembed.models.clip_model",
     "photometry_encoder": "astroembed.models.photometry_encoder",
+    "image_with_aperture_fluxes": "astroembed.models.measured_fluxes",
+    "spectrum_with_binned_fluxes": "astroembed.models.measured_fluxes",
 })

@@ -76,10 +76,38 @@ def build_aligned(config, photometry_pre: Callable[[], PhotometryPreprocessConfi
             encoders["photometry"] = build_photometry_encoder(arch)
         configs["photometry"] = {"model_type": "photometry_encoder", "model": arch.to_dict(),
                                  "preprocessing": photometry_pre.to_dict()}
+    entries = {m: _encoder_entry(c) for m, c in configs.items()}
+    if getattr(config, "measured_fluxes", False):
+        _add_measured_fluxes(config, encoders, configs, entries)
     model = AlignedModel(encoders.get("image"), encoders.get("spectrum"), config.embed_dim, config.projection_hidden,
                          photometry_encoder=encoders.get("photometry"),
-                         **{f"{m}_config": _encoder_entry(c) for m, c in configs.items()})
+                         **{f"{m}_config": entry for m, entry in entries.items()})
     return model, configs
+
+
+def _add_measured_fluxes(config, encoders: dict, configs: dict, entries: dict) -> None:
+    """Wrap the image and spectrum encoders so that their features carry the measured fluxes
+    (:mod:`astroembed.models.measured_fluxes`), in place."""
+    from ..models.measured_fluxes import ImageWithApertureFluxes, SpectrumWithBinnedFluxes
+    from ..preprocess.image import PreprocessConfig
+    from ..preprocess.spectrum import SpectrumPreprocessConfig
+
+    if "image" in encoders:
+        pre = PreprocessConfig.from_dict(configs["image"]["preprocessing"])
+        if pre.mode != "arcsinh":
+            raise InvalidDataError("aperture fluxes need an image encoder trained on survey flux (arcsinh "
+                                   "stretch), not on 8-bit RGB cutouts", source=str(config.image_model),
+                                   field="preprocessing")
+        scales = [pre.band_scales[b] for b in configs["image"]["bands"]]
+        encoders["image"] = ImageWithApertureFluxes(encoders["image"], scales, pre.softening, config.aperture_radii,
+                                                    encoder_config=entries["image"])
+        entries["image"] = {"model_type": "image_with_aperture_fluxes", "model": encoders["image"].model_config()}
+    if "spectrum" in encoders:
+        n_pixels = SpectrumPreprocessConfig.from_dict(configs["spectrum"]["preprocessing"]).n_pixels
+        encoders["spectrum"] = SpectrumWithBinnedFluxes(encoders["spectrum"], n_pixels, config.spectrum_flux_bins,
+                                                        encoder_config=entries["spectrum"])
+        entries["spectrum"] = {"model_type": "spectrum_with_binned_fluxes",
+                               "model": encoders["spectrum"].model_config()}
 
 
 def export_aligned_model(model: AlignedModel, image_cfg: dict, spectrum_cfg: dict, directory: Path,

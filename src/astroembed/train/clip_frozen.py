@@ -76,6 +76,14 @@ class FrozenAlignConfig(Config):
     photometry_model: str = ""      # ... or an exported photometry encoder, frozen
     data: str = ""                  # MMU survey with images and spectra (and photometry)
     out: str = "runs/clip_frozen"
+    # append measured fluxes to the frozen features (models/measured_fluxes.py): the cutout's aperture fluxes
+    # in circles of aperture_radii pixels, the spectrum's mean flux in spectrum_flux_bins wavelength ranges
+    measured_fluxes: bool = False
+    aperture_radii: tuple[float, ...] = (4.0, 8.0, 16.0, 32.0)
+    spectrum_flux_bins: int = 32
+    # with measured fluxes: dropout rate of the encoders' learned features while the heads train, so the heads
+    # cannot memorise the training pairs by them (the few measured fluxes cannot be memorised)
+    learned_feature_dropout: float = 0.0
     embed_dim: int = 128            # shared space size
     projection_hidden: int = 512    # hidden width of every head; 0 = linear heads
     image_views: int = 4            # cached image views per galaxy: the cutout itself + (views - 1) augmented
@@ -101,6 +109,7 @@ class FrozenAlignConfig(Config):
     seed: int = 0
 
     def __post_init__(self):
+        self.aperture_radii = tuple(float(r) for r in self.aperture_radii)
         for name in ("embed_dim", "image_views", "photometry_views", "epochs", "batch_size", "embed_batch_size",
                      "photometry_epochs"):
             value = getattr(self, name)
@@ -119,6 +128,8 @@ class FrozenAlignConfig(Config):
             raise ValueError(f"photometry_training must be 'after' or 'joint', got {self.photometry_training!r}")
         if self.photometry and self.photometry_model:
             raise ValueError("give photometry (a new encoder) or photometry_model (an exported one), not both")
+        if not 0.0 <= self.learned_feature_dropout < 1.0:
+            raise ValueError(f"learned_feature_dropout must be in [0, 1), got {self.learned_feature_dropout}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if not self.learning_rate > 0 or not self.init_temperature > 0:
@@ -194,15 +205,23 @@ def _to(cached: Cached, device) -> Cached:
     return _map(cached, lambda v: v.to(device))
 
 
-def _project(model, modality: str, x: Cached, trainable: tuple[str, ...], fixed: tuple[str, ...] = ()
-             ) -> torch.Tensor:
+def _project(model, modality: str, x: Cached, trainable: tuple[str, ...], fixed: tuple[str, ...] = (),
+             learned_dropout: float = 0.0) -> torch.Tensor:
     # A frozen modality's cache holds its encoder's features; a trainable one's holds the encoder's input;
     # a fixed one's holds its head's projections already (see _project_fixed).
     if modality in fixed:
         return x
+    head = getattr(model, f"{modality}_head")
     if modality in trainable:
         x = getattr(model, f"{modality}_encoder")(x)
-    return getattr(model, f"{modality}_head")(x).float()
+    n_measured = getattr(getattr(model, f"{modality}_encoder", None), "n_measured", 0)
+    if learned_dropout > 0 and n_measured and head.training:
+        # Dropout after the head's standardisation (head[0]), so its running statistics are those of the
+        # features it will see at inference; only the learned features drop, the measured fluxes stay.
+        x = head[0](x)
+        learned = nn.functional.dropout(x[:, :-n_measured], learned_dropout, training=True)
+        return head[1](torch.cat([learned, x[:, -n_measured:]], dim=1)).float()
+    return head(x).float()
 
 
 @torch.no_grad()
@@ -259,8 +278,8 @@ def train_heads(model, losses: nn.ModuleDict, cache: dict[str, Cached], present:
         total = accuracy = 0.0
         for step in range(steps_per_epoch):
             rows = order[step * batch:(step + 1) * batch].to(device)
-            z = {m: _project(model, m, _take(cache[m], views[m][rows], rows), trainable, fixed)
-                 for m in modalities}
+            z = {m: _project(model, m, _take(cache[m], views[m][rows], rows), trainable, fixed,
+                             config.learned_feature_dropout) for m in modalities}
             outs = pairwise_clip(losses, z, {m: present[m][rows] for m in modalities})
             loss = torch.stack([o.loss for o in outs.values()]).mean()
             optimizer.zero_grad(set_to_none=True)
