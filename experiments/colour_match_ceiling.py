@@ -6,7 +6,8 @@ For the 30 % held out by the main job's split: the g - r and r - z colours of ea
 circle of ``--radius`` pixels) and of each spectrum (its flux averaged through speclite's DECam g, r, z
 curves, where it covers them), one constant offset per colour (the median over the held-out galaxies, the
 only thing fitted), and each image's nearest spectra in colour. Prints the colour scatter (1.4826 MAD of the
-ln-flux ratios) and the top-1 / top-1 % recall both ways (with ``evaluate.retrieval``'s conventions, by colour distance).
+ln-flux ratios) and the top-1 / top-1 % recall both ways (``evaluate.retrieval``'s conventions, by
+colour distance).
 The spectra are the galaxies' total flux (data/simulate.py), so the colours agree up to noise:
 BENCHMARKS.md, "Measured fluxes in the alignment".
 """
@@ -65,7 +66,8 @@ def main():
     top = max(1, int(np.ceil(0.01 * len(test))))
     for name, d in (("image -> spectrum", distance), ("spectrum -> image", distance.T)):
         ranks = (d <= np.diag(d)[:, None]).sum(1) - 1
-        print(f"{name}: top-1 {np.mean(ranks == 0):.3f}, top-1 % {np.mean(ranks < top):.3f} (chance {top / len(test):.3f})")
+        print(f"{name}: top-1 {np.mean(ranks == 0):.3f}, top-1 % {np.mean(ranks < top):.3f} "
+              f"(chance {top / len(test):.3f})")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ def test_a_point_source_counts_in_the_circles_that_contain_it_only():
 def _spectra(n: int, config: SpectrumPreprocessConfig, seed: int = 0):
     rng = np.random.default_rng(seed)
     wave = config.grid
-    flux = rng.uniform(1.0, 20.0, size=(n, 1)) * (1 + 0.3 * np.sin(wave / 400.0))[None] + rng.normal(0, 0.5, (n, wave.size))
+    continuum = rng.uniform(1.0, 20.0, size=(n, 1)) * (1 + 0.3 * np.sin(wave / 400.0))[None]
+    flux = continuum + rng.normal(0, 0.5, (n, wave.size))
     ivar = rng.uniform(0.5, 4.0, size=flux.shape)
     mask = np.ones(flux.shape, bool)
     mask[:, 100:140] = False
