@@ -381,7 +381,8 @@ def test_with_measured_fluxes_the_heads_see_the_encoders_features_and_the_measur
     image_config = json.loads((image / "config.json").read_text())
     pre = PreprocessConfig.from_dict(image_config["preprocessing"])
     x = preprocess(images, pre, image_config["bands"])
-    spectrum_pre = SpectrumPreprocessConfig.from_dict(json.loads((spectrum / "config.json").read_text())["preprocessing"])
+    spectrum_config = json.loads((spectrum / "config.json").read_text())
+    spectrum_pre = SpectrumPreprocessConfig.from_dict(spectrum_config["preprocessing"])
     with torch.no_grad():
         features = torch.cat([torch.as_tensor(astroembed.load(image, precision="32-true").embed(images)),
                               aligned.image_encoder.measure(x)], dim=1)
