@@ -208,6 +208,7 @@ def test_info_counts_modalities_labels_and_invalid_values(survey_dir):
     assert summary["n_objects"] == len(galaxies)
     assert summary["modalities"] == {"image": 40, "spectrum": 40, "photometry": 40}
     assert summary["image"]["bands"] == [("g", "r", "z")]
+    assert summary["photometry"]["bands"] == sorted({tuple(g.photometry.bands) for g in galaxies})
     assert summary["labels"]["morphology"]["classes"] == ["elliptical", "spiral"]
     zs = [g.labels["redshift"] for g in galaxies]
     assert summary["labels"]["redshift"]["min"] == pytest.approx(min(zs))

@@ -25,7 +25,7 @@ def summarize(path) -> dict:
                  "n_without_position": int(np.sum(~np.isfinite(survey.ra)))}
     counts: dict[str, int] = defaultdict(int)
     invalid: dict[str, int] = defaultdict(int)
-    bands, shapes, pixel_scales = set(), set(), set()
+    bands, shapes, pixel_scales, photometry_bands = set(), set(), set(), set()
     wave_min, wave_max, n_pix = np.inf, -np.inf, set()
     labels: dict[str, dict] = {}
     for tile in survey.tiles:
@@ -66,7 +66,11 @@ def summarize(path) -> dict:
                     invalid["spectrum_ivar <= 0 or non-finite"] += int(np.sum(~(ivar[valid] > 0)))
                 if "photometry_flux" in f:
                     flux = f["photometry_flux"][sl]
-                    counts["photometry"] += int(np.sum(np.isfinite(flux).any(axis=1)))
+                    present = np.isfinite(flux).any(axis=1)
+                    counts["photometry"] += int(present.sum())
+                    if "photometry_band" in f:
+                        for row in decode_strings(f["photometry_band"][sl][present]):
+                            photometry_bands.add(tuple(b for b in row if b))
                 for name in f.keys():
                     if name in RESERVED or f[name].ndim > 1:  # MMU's array columns (image_rgb, ...) are not labels
                         continue
@@ -86,6 +90,8 @@ def summarize(path) -> dict:
     out["modalities"] = dict(counts)
     if counts.get("image"):
         out["image"] = {"bands": sorted(bands), "shape": sorted(shapes), "pixel_scale": sorted(pixel_scales)}
+    if photometry_bands:
+        out["photometry"] = {"bands": sorted(photometry_bands)}
     if counts.get("spectrum"):
         out["spectrum"] = {"wavelength_min": wave_min, "wavelength_max": wave_max,
                            "n_pixels_min": min(n_pix), "n_pixels_max": max(n_pix)}
@@ -123,6 +129,8 @@ def print_summary(summary: dict, console=None) -> None:
             sp = summary["spectrum"]
             details = (f"{sp['wavelength_min']:.1f}-{sp['wavelength_max']:.1f} A, "
                        f"{sp['n_pixels_min']}-{sp['n_pixels_max']} pixels")
+        elif modality == "photometry" and "photometry" in summary:
+            details = "bands " + "; ".join(",".join(b) for b in summary["photometry"]["bands"])
         table.add_row(modality, str(count), details)
     out.print(table)
     table = Table(title="labels")
