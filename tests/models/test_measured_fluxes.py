@@ -34,7 +34,9 @@ def numpy_apertures(flux: np.ndarray, scales, q: float, radii) -> np.ndarray:
     yy, xx = np.mgrid[:h, :w]
     r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
     sums = np.stack([flux[:, :, r < radius].sum(-1) for radius in radii], axis=-1)  # (n, b, radii)
-    return (np.arcsinh(q * np.asarray(scales)[None, :, None] * sums) / np.sqrt(q)).reshape(n, -1)
+    stretched = np.arcsinh(q * np.asarray(scales)[None, :, None] * sums) / np.sqrt(q)
+    colours = stretched[:, :-1] - stretched[:, 1:]  # g - r, r - z at each radius
+    return np.concatenate([stretched.reshape(n, -1), colours.reshape(n, -1)], axis=1)
 
 
 def test_aperture_fluxes_are_the_sums_of_the_raw_pixels_inside_each_circle():
@@ -45,7 +47,7 @@ def test_aperture_fluxes_are_the_sums_of_the_raw_pixels_inside_each_circle():
     x = preprocess(flux.astype(np.float32), pre, BANDS)
     scales = [pre.band_scales[b] for b in BANDS]
     wrapped = ImageWithApertureFluxes(Constant(), scales, pre.softening, RADII)
-    assert wrapped.embed_dim == 4 + 3 * len(RADII)
+    assert wrapped.embed_dim == 4 + (3 + 2) * len(RADII)
     out = wrapped(x).detach().numpy()
     np.testing.assert_array_equal(out[:, :4], np.tile(np.arange(4.0), (5, 1)))
     np.testing.assert_allclose(out[:, 4:], numpy_apertures(flux, scales, pre.softening, RADII), rtol=2e-5, atol=2e-5)
@@ -56,7 +58,7 @@ def test_a_point_source_counts_in_the_circles_that_contain_it_only():
     flux[0, 1, 15, 15 + 5] = 10.0  # 5.02 pixels from the centre (15.5, 15.5) of a 32-pixel frame
     pre = PreprocessConfig()
     wrapped = ImageWithApertureFluxes(Constant(), [pre.band_scales[b] for b in BANDS], pre.softening, RADII)
-    measured = wrapped.measure(preprocess(flux, pre, BANDS)).reshape(3, len(RADII)).numpy()
+    measured = wrapped.measure(preprocess(flux, pre, BANDS))[0, :3 * len(RADII)].reshape(3, len(RADII)).numpy()
     assert np.all(measured[[0, 2]] == 0)
     assert measured[1, 0] == 0 and measured[1, 1] > 0 and measured[1, 1] == pytest.approx(measured[1, 2], rel=1e-6)
 
@@ -84,8 +86,10 @@ def test_binned_fluxes_are_inverse_variance_means_of_the_input_spectrum():
     w = np.where(mask, ivar, 0.0)
     expected = np.stack([(flux[:, a:b] * w[:, a:b]).sum(1) / w[:, a:b].sum(1)
                          for a, b in zip(edges[:-1], edges[1:])], axis=1)
-    np.testing.assert_allclose(out[:, 4:], np.arcsinh(expected / 0.1), rtol=1e-4)
-    assert wrapped.embed_dim == 4 + n_bins
+    stretched = np.arcsinh(expected / 0.1)
+    np.testing.assert_allclose(out[:, 4:4 + n_bins], stretched, rtol=1e-4)
+    np.testing.assert_allclose(out[:, 4 + n_bins:], stretched[:, :-1] - stretched[:, 1:], rtol=1e-4, atol=1e-5)
+    assert wrapped.embed_dim == 4 + 2 * n_bins - 1
 
 
 def test_a_fully_masked_bin_measures_zero_flux():
@@ -94,7 +98,7 @@ def test_a_fully_masked_bin_measures_zero_flux():
     mask[:, : config.n_pixels // 5] = False
     measured = SpectrumWithBinnedFluxes(Constant(), config.n_pixels, 5).measure(
         prepare_batch(flux, ivar, mask, wave, config))
-    assert torch.all(measured[:, 0] == 0) and torch.all(measured[:, 1:] > 0)
+    assert torch.all(measured[:, 0] == 0) and torch.all(measured[:, 1:5] > 0)
 
 
 def test_measured_fluxes_stay_float32_under_bfloat16_autocast():
@@ -138,3 +142,16 @@ def test_bad_settings_are_clear_errors():
         wrapped.measure(torch.zeros(1, 3, 8, 8))
     with pytest.raises(ValueError, match="prepare_batch"):
         SpectrumWithBinnedFluxes(Constant(), 10, 2).measure({"flux": torch.zeros(1, 10)})
+
+
+def test_exports_from_before_the_colours_load_without_them(tmp_path):
+    from astroembed.models.io import build_from_config
+
+    entry = {"model_type": "image_encoder", "model": {"arch": "small_cnn", "in_channels": 3,
+                                                      "widths": [4, 4, 4, 8]}}
+    old = {"encoder": entry, "band_scales": [1.0, 1.0, 1.0], "softening": 1.0, "radii": [2.0, 4.0]}
+    module = build_from_config({"model_type": "image_with_aperture_fluxes", "model": old})
+    assert not module.colours and module.n_measured == 6
+    assert module.measure(torch.ones(2, 3, 8, 8)).shape == (2, 6)
+    assert build_from_config({"model_type": "image_with_aperture_fluxes",
+                              "model": {**old, "colours": True}}).n_measured == 6 + 4

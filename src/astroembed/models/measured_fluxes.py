@@ -17,9 +17,17 @@ autocast: a colour measured to 0.005 does not survive bfloat16's 8-bit mantissa 
 - :class:`ImageWithApertureFluxes`: the stretch is inverted (flux = sinh(sqrt(q) x) / (q s_b)) and the
   flux summed inside circles of ``radii`` pixels about the cutout's centre, per band; each sum is
   stretched back the same way, arcsinh(q s_b F) / sqrt(q) (a log flux, softened at the pixel noise).
+  With ``colours``, the differences of adjacent bands follow (per radius: g - r, r - z, ...).
 - :class:`SpectrumWithBinnedFluxes`: the normalised flux is scaled back (times 10^log10_scale) and
   averaged, inverse-variance weighted, over ``n_bins`` equal wavelength ranges of the model grid; each
-  mean becomes arcsinh(mean / softening), softening in the flux unit (1e-17 erg/s/cm^2/A).
+  mean becomes arcsinh(mean / softening), softening in the flux unit (1e-17 erg/s/cm^2/A). With
+  ``colours``, the differences of adjacent bins follow.
+
+Why the colours are given explicitly although they are differences of the fluxes: the heads standardise each
+feature over the galaxies, and a band's log flux varies mostly with brightness, so a colour is a small
+difference of two large standardised numbers. Given as features of their own they added 0.03-0.05 of
+held-out top-1 % recall on the main job (BENCHMARKS.md). Exports made before ``colours`` existed load
+without them.
 
 They are written here because nothing in the dependencies measures fluxes on torch tensors in a forward
 pass (photutils works on one numpy image at a time, and is not a dependency). The pixels inside a circle are
@@ -76,7 +84,8 @@ class ImageWithApertureFluxes(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, band_scales: Sequence[float], softening: float,
-                 radii: Sequence[float] = DEFAULT_RADII, encoder_config: Mapping[str, Any] | None = None):
+                 radii: Sequence[float] = DEFAULT_RADII, encoder_config: Mapping[str, Any] | None = None,
+                 colours: bool = True):
         super().__init__()
         scales = [float(s) for s in band_scales]
         if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
@@ -91,11 +100,13 @@ class ImageWithApertureFluxes(nn.Module):
         self.band_scales = tuple(scales)
         self.register_buffer("_scale", torch.tensor(scales, dtype=torch.float32), persistent=False)
         self.encoder_config = dict(encoder_config or {})
-        self.n_measured = len(scales) * len(self.radii)
+        self.colours = bool(colours)
+        self.n_measured = (2 * len(scales) - 1 if self.colours else len(scales)) * len(self.radii)
         self.embed_dim = int(encoder.embed_dim) + self.n_measured
 
     def measure(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, B, H, W) stretched cutouts -> (N, B * len(radii)) stretched aperture fluxes."""
+        """(N, B, H, W) stretched cutouts -> (N, n_measured): the B * len(radii) stretched aperture fluxes, then
+        (with ``colours``) the (B - 1) * len(radii) differences of adjacent bands."""
         n, b, h, w = x.shape
         if b != len(self.band_scales):
             raise ValueError(f"the aperture fluxes were set up for {len(self.band_scales)} bands, got {b}")
@@ -104,7 +115,10 @@ class ImageWithApertureFluxes(nn.Module):
         flux = torch.sinh(x.float().reshape(n, b, h * w) * math.sqrt(q)) / scale
         inside = aperture_weights(h, w, self.radii, x.device)
         sums = torch.einsum("nbp,rp->nbr", flux, inside)
-        return (torch.asinh(sums * scale) / math.sqrt(q)).reshape(n, -1)
+        fluxes = torch.asinh(sums * scale) / math.sqrt(q)  # (N, B, radii)
+        if not self.colours:
+            return fluxes.reshape(n, -1)
+        return torch.cat([fluxes.reshape(n, -1), (fluxes[:, :-1] - fluxes[:, 1:]).reshape(n, -1)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.encoder(x)
@@ -113,7 +127,7 @@ class ImageWithApertureFluxes(nn.Module):
 
     def model_config(self) -> dict[str, Any]:
         return {"encoder": self.encoder_config, "band_scales": list(self.band_scales), "softening": self.softening,
-                "radii": list(self.radii)}
+                "radii": list(self.radii), "colours": self.colours}
 
 
 class SpectrumWithBinnedFluxes(nn.Module):
@@ -124,7 +138,8 @@ class SpectrumWithBinnedFluxes(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, n_pixels: int, n_bins: int = DEFAULT_BINS,
-                 softening: float = DEFAULT_SPECTRUM_SOFTENING, encoder_config: Mapping[str, Any] | None = None):
+                 softening: float = DEFAULT_SPECTRUM_SOFTENING, encoder_config: Mapping[str, Any] | None = None,
+                 colours: bool = True):
         super().__init__()
         if not 1 <= int(n_bins) <= int(n_pixels):
             raise ValueError(f"n_bins must be between 1 and the grid's {n_pixels} pixels, got {n_bins}")
@@ -133,18 +148,23 @@ class SpectrumWithBinnedFluxes(nn.Module):
         self.encoder = encoder
         self.n_pixels, self.n_bins, self.softening = int(n_pixels), int(n_bins), float(softening)
         self.encoder_config = dict(encoder_config or {})
-        self.n_measured = self.n_bins
-        self.embed_dim = int(encoder.embed_dim) + self.n_bins
+        self.colours = bool(colours)
+        self.n_measured = 2 * self.n_bins - 1 if self.colours else self.n_bins
+        self.embed_dim = int(encoder.embed_dim) + self.n_measured
 
     def measure(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """A ``prepare_batch`` dict -> (N, n_bins) stretched binned fluxes."""
+        """A ``prepare_batch`` dict -> (N, n_measured): the n_bins stretched binned fluxes, then (with
+        ``colours``) the n_bins - 1 differences of adjacent bins."""
         missing = [k for k in ("flux", "ivar", "valid", "log10_scale") if k not in batch]
         if missing:
             raise ValueError(f"binned fluxes need a prepare_batch dict; this one lacks {missing}")
         weight = batch["ivar"].float() * batch["valid"].float()
         means = binned_means(batch["flux"], weight, self.n_pixels, self.n_bins)
         scale = torch.pow(10.0, batch["log10_scale"].float()).reshape(-1, 1)
-        return torch.asinh(means * scale / self.softening)
+        fluxes = torch.asinh(means * scale / self.softening)
+        if not self.colours:
+            return fluxes
+        return torch.cat([fluxes, fluxes[:, :-1] - fluxes[:, 1:]], dim=1)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         features = self.encoder(batch)
@@ -153,17 +173,19 @@ class SpectrumWithBinnedFluxes(nn.Module):
 
     def model_config(self) -> dict[str, Any]:
         return {"encoder": self.encoder_config, "n_pixels": self.n_pixels, "n_bins": self.n_bins,
-                "softening": self.softening}
+                "softening": self.softening, "colours": self.colours}
 
 
 def _build_image(config: Mapping[str, Any]) -> ImageWithApertureFluxes:
     return ImageWithApertureFluxes(build_from_config(config["encoder"]), config["band_scales"], config["softening"],
-                                   config["radii"], encoder_config=config["encoder"])
+                                   config["radii"], encoder_config=config["encoder"],
+                                   colours=bool(config.get("colours", False)))
 
 
 def _build_spectrum(config: Mapping[str, Any]) -> SpectrumWithBinnedFluxes:
     return SpectrumWithBinnedFluxes(build_from_config(config["encoder"]), config["n_pixels"], config["n_bins"],
-                                    config["softening"], encoder_config=config["encoder"])
+                                    config["softening"], encoder_config=config["encoder"],
+                                    colours=bool(config.get("colours", False)))
 
 
 MODEL_TYPES.register("image_with_aperture_fluxes", _build_image)

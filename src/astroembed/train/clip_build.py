@@ -100,12 +100,13 @@ def _add_measured_fluxes(config, encoders: dict, configs: dict, entries: dict) -
                                    field="preprocessing")
         scales = [pre.band_scales[b] for b in configs["image"]["bands"]]
         encoders["image"] = ImageWithApertureFluxes(encoders["image"], scales, pre.softening, config.aperture_radii,
-                                                    encoder_config=entries["image"])
+                                                    encoder_config=entries["image"], colours=config.measured_colours)
         entries["image"] = {"model_type": "image_with_aperture_fluxes", "model": encoders["image"].model_config()}
     if "spectrum" in encoders:
         n_pixels = SpectrumPreprocessConfig.from_dict(configs["spectrum"]["preprocessing"]).n_pixels
         encoders["spectrum"] = SpectrumWithBinnedFluxes(encoders["spectrum"], n_pixels, config.spectrum_flux_bins,
-                                                        encoder_config=entries["spectrum"])
+                                                        encoder_config=entries["spectrum"],
+                                                        colours=config.measured_colours)
         entries["spectrum"] = {"model_type": "spectrum_with_binned_fluxes",
                                "model": encoders["spectrum"].model_config()}
 

@@ -81,6 +81,7 @@ class FrozenAlignConfig(Config):
     measured_fluxes: bool = False
     aperture_radii: tuple[float, ...] = (4.0, 8.0, 16.0, 32.0)
     spectrum_flux_bins: int = 32
+    measured_colours: bool = True   # also the differences of adjacent bands / bins (models/measured_fluxes.py)
     # with measured fluxes: dropout rate of the encoders' learned features while the heads train, so the heads
     # cannot memorise the training pairs by them (the few measured fluxes cannot be memorised)
     learned_feature_dropout: float = 0.0
