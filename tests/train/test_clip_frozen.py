@@ -400,3 +400,28 @@ def test_with_measured_fluxes_the_heads_see_the_encoders_features_and_the_measur
 def test_learned_feature_dropout_needs_a_rate_below_one():
     with pytest.raises(ValueError, match="learned_feature_dropout"):
         FrozenAlignConfig(learned_feature_dropout=1.0)
+
+
+def test_learned_feature_dropout_drops_the_learned_features_and_never_the_measured_ones():
+    # A head whose first layer reads only the 3 measured columns: with dropout on, its projections are the
+    # same whatever is dropped; one that reads the learned columns changes between draws.
+    from types import SimpleNamespace
+
+    from astroembed.models.clip_model import projection_head
+    from astroembed.train.clip_frozen import _project
+
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    encoder = SimpleNamespace(n_measured=3)
+    head = projection_head(8, 4, 2)
+    with torch.no_grad():
+        head[1][0].weight[:, :5] = 0.0
+    head.train()
+    model = SimpleNamespace(image_encoder=encoder, image_head=head)
+    draws = [_project(model, "image", x, (), (), 0.5) for _ in range(2)]
+    torch.testing.assert_close(draws[0], draws[1])
+    with torch.no_grad():
+        head[1][0].weight[:, :5] = 1.0
+    draws = [_project(model, "image", x, (), (), 0.5) for _ in range(2)]
+    assert not torch.allclose(draws[0], draws[1])
+    head.eval()  # no dropout at inference
+    torch.testing.assert_close(_project(model, "image", x, (), (), 0.5), head(x))
