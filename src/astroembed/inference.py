@@ -397,8 +397,9 @@ class AlignedEmbedder(_Embedder):
 
     ``precision="auto"`` embeds in 32 bits here, unlike the single-modality embedders: the heads standardise
     features whose differences between galaxies are a few % of their common value, and bfloat16's 0.4 %
-    steps in the image encoder cost 0.05 of held-out top-1 % recall on the main job's model (BENCHMARKS.md,
-    "Measured fluxes in the alignment"). Pass ``precision="bf16-mixed"`` to trade that for speed.
+    steps in the image encoder cost 0.035-0.05 of held-out top-1 % recall on the main job's models
+    (BENCHMARKS.md, "Measured fluxes in the alignment"; ``experiments/aligned_precision.py``). Pass
+    ``precision="bf16-mixed"`` to trade that for speed.
     """
 
     modality = "aligned"

@@ -98,7 +98,6 @@ class ImageWithApertureFluxes(nn.Module):
         self.radii = tuple(float(r) for r in radii)
         self.softening = float(softening)
         self.band_scales = tuple(scales)
-        self.register_buffer("_scale", torch.tensor(scales, dtype=torch.float32), persistent=False)
         self.encoder_config = dict(encoder_config or {})
         self.colours = bool(colours)
         self.n_measured = (2 * len(scales) - 1 if self.colours else len(scales)) * len(self.radii)
@@ -111,7 +110,7 @@ class ImageWithApertureFluxes(nn.Module):
         if b != len(self.band_scales):
             raise ValueError(f"the aperture fluxes were set up for {len(self.band_scales)} bands, got {b}")
         q = self.softening
-        scale = (q * self._scale.to(x.device)).view(1, b, 1)
+        scale = q * torch.tensor(self.band_scales, dtype=torch.float32, device=x.device).view(1, b, 1)
         flux = torch.sinh(x.float().reshape(n, b, h * w) * math.sqrt(q)) / scale
         inside = aperture_weights(h, w, self.radii, x.device)
         sums = torch.einsum("nbp,rp->nbr", flux, inside)
