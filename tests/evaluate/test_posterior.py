@@ -72,9 +72,9 @@ def test_the_temperature_is_the_likelihood_optimal_scale_of_held_out_latents():
         zuko_lp = raw.flow_(raw._context(x[:5])).log_prob(ys).double().numpy() - np.log(raw.y_scaler_.scale_[0])
     np.testing.assert_allclose(raw.log_prob(x[:5], y[:5]), zuko_lp, atol=1e-5)
     # a hotter base widens the draws in latent space: for this near-Gaussian flow, about T times
-    flow.temperatures_ = [2.0]
+    flow.temperature_ = 2.0
     wide = flow.sample(x[:3], 4000).std(axis=1)
-    flow.temperatures_ = [1.0]
+    flow.temperature_ = 1.0
     assert np.all(wide > 1.6 * flow.sample(x[:3], 4000).std(axis=1))
 
 
@@ -94,7 +94,7 @@ def test_an_ensemble_of_flows_is_a_mixture_that_covers_what_one_flow_misses():
     knn_nll = posterior_metrics(KNNGaussianPosterior(k=32).fit(x, y), xt, yt)["nll"]
     for calibrate in (False, True):
         ensemble = FlowPosterior(seed=0, calibrate=calibrate).fit(x, y)
-        assert len(ensemble.flows_) == 5 and len(set(ensemble.temperatures_)) == 1
+        assert len(ensemble.flows_) == 5  # one temperature_, shared by the members by construction
         m = posterior_metrics(ensemble, xt, yt)
         assert m["coverage"]["68"][0] == pytest.approx(0.68, abs=0.07)
         assert m["coverage"]["95"][0] == pytest.approx(0.95, abs=0.05)

@@ -68,8 +68,8 @@ class FlowPosterior(BaseEstimator):
     x_scaler_, y_scaler_ : StandardScaler
     n_epochs_ : int
         Epochs run before stopping, summed over the members.
-    temperatures_ : list of float
-        Scale of each member's base distribution (1 without ``calibrate``); ``temperature_`` is the first's.
+    temperature_ : float
+        Scale of the members' shared base distribution (1 without ``calibrate``).
     """
 
     def __init__(self, transforms: int = 3, hidden=(64, 64), max_epochs: int = 100, batch_size: int = 128,
@@ -102,8 +102,8 @@ class FlowPosterior(BaseEstimator):
         cal, fit = torch.as_tensor(order[:n_cal]), torch.as_tensor(np.sort(order[n_cal:]))
         members = [self._fit_member(xs[fit], ys[fit], self.seed + i) for i in range(self.n_flows)]
         self.flows_, epochs = [m[0] for m in members], [m[1] for m in members]
-        self.temperatures_ = [self._temperature(xs[cal], ys[cal]) if self.calibrate else 1.0] * self.n_flows
-        self.flow_, self.temperature_, self.n_epochs_ = self.flows_[0], self.temperatures_[0], sum(epochs)
+        self.temperature_ = self._temperature(xs[cal], ys[cal]) if self.calibrate else 1.0
+        self.flow_, self.n_epochs_ = self.flows_[0], sum(epochs)
         return self
 
     def _temperature(self, xs, ys) -> float:
@@ -181,8 +181,8 @@ class FlowPosterior(BaseEstimator):
         ys = torch.as_tensor(self.y_scaler_.transform(_as_2d(y)), dtype=torch.float32)
         context = self._context(X)
         with torch.no_grad(), _one_thread():
-            lp = np.stack([self._latent_log_prob(f, t, context, ys).double().numpy()
-                           for f, t in zip(self.flows_, self.temperatures_)])
+            lp = np.stack([self._latent_log_prob(f, self.temperature_, context, ys).double().numpy()
+                           for f in self.flows_])
         # the ensemble's density is the members' mean density
         return logsumexp(lp, axis=0) - np.log(len(lp)) - np.log(self.y_scaler_.scale_).sum()
 
@@ -196,9 +196,9 @@ class FlowPosterior(BaseEstimator):
         context = self._context(X)
         with torch.no_grad(), _one_thread():
             parts = []
-            for flow, temperature in zip(self.flows_, self.temperatures_):
+            for flow in self.flows_:
                 dist = flow(context)
-                parts.append(dist.transform.inv(temperature * dist.base.sample((per_flow,))).double().numpy())
+                parts.append(dist.transform.inv(self.temperature_ * dist.base.sample((per_flow,))).double().numpy())
             draws = np.concatenate(parts)[:n]
         n_draws, n_obj, d = draws.shape
         draws = self.y_scaler_.inverse_transform(draws.reshape(-1, d)).reshape(n_draws, n_obj, d)
